@@ -1,0 +1,40 @@
+"""The specification every estimator receives.
+
+Names follow R did: ``yname`` (outcome), ``tname`` (period), ``idname`` (unit),
+``gname`` (first treated period, 0 = never treated).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from .vcov import VcovSpec
+
+
+@dataclass(frozen=True)
+class EstimatorSpec:
+    yname: str
+    tname: str = "year"
+    idname: str = "firm_id"
+    gname: str = "first_treat"
+    covariates: tuple[str, ...] = ()
+    control_group: str = "nevertreated"  # nevertreated | notyettreated
+    vcov: VcovSpec = field(default_factory=VcovSpec)
+    alpha: float = 0.05
+    seed: int = 0
+    options: dict[str, Any] = field(default_factory=dict)  # estimate.<key> merged with defaults
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "yname": self.yname,
+            "tname": self.tname,
+            "idname": self.idname,
+            "gname": self.gname,
+            "covariates": list(self.covariates),
+            "control_group": self.control_group,
+            "vcov": self.vcov.to_dict(),
+            "alpha": self.alpha,
+            "seed": self.seed,
+            "options": dict(self.options),
+        }

@@ -1,0 +1,277 @@
+"""params.yaml: load (safe loader), validate against the schema, resolve paths.
+
+Every key is declared here with its default. Unknown keys are errors (exit 5). Paths are
+relative to the params file's folder and may not escape the project folder. Column names
+and outcome names are checked against a strict allowlist before any formula library sees
+them (formula libraries evaluate Python).
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from models import registry
+from models.errors import ConfigError
+
+SAFE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+
+# pipeline column names the firm panel may map (pipeline name: meaning)
+PANEL_FIELDS = {
+    "firm_id": "firm identifier (required)",
+    "year": "calendar year (required)",
+    "sector": "sector code, e.g. NACE 2-digit",
+    "region": "region code, e.g. NUTS-2",
+    "founding_year": "year the firm was founded",
+    "employment": "employees (headcount or FTE)",
+    "turnover": "turnover / sales, nominal",
+    "value_added": "value added, nominal",
+    "wage_bill": "wage bill / personnel costs, nominal",
+    "capital": "tangible fixed assets, nominal",
+    "intermediates": "intermediate inputs / materials, nominal",
+    "exports": "export sales, nominal",
+    "patents": "patent applications (count)",
+    "rd": "R&D expenditure, nominal",
+    "group_id": "enterprise group id (firms of one group count as one contributor)",
+    "x_coord": "location easting/longitude (optional, for distance rings)",
+    "y_coord": "location northing/latitude (optional)",
+}
+MEMBERSHIP_FIELDS = ("firm_id", "cluster_id", "join_year", "leave_year")
+
+DEFAULTS: dict[str, Any] = {
+    "seed": 20261122,
+    "engine": "pandas",
+    "data": {
+        "firms": {"path": "data/raw/firms.csv"},
+        "membership": {"path": "data/raw/membership.csv"},
+        "deflators": None,
+        "truth": None,
+    },
+    "columns": {
+        "firm_id": "firm_id",
+        "year": "year",
+    },
+    "membership_columns": {f: f for f in MEMBERSHIP_FIELDS},
+    "ingest": {
+        "years": None,  # [first, last] or null = all years in the file
+        "derive": ["labour_productivity", "log_labour_productivity", "export_status"],
+        "log_nonpositive": "drop",  # drop | fail : rows where a logged input is <= 0
+        "drop_missing_outcomes": False,
+    },
+    "build_groups": {
+        "leavers": "absorbing",  # absorbing | drop | error
+        "always_treated": "drop",  # drop | error
+        "after_window": "never",  # never | error
+        "min_pre_periods": 0,
+    },
+    "estimate": {
+        "outcomes": ["log_labour_productivity"],
+        "estimators": ["twfe", "event_study"],
+        "covariates": [],
+        "control_group": "nevertreated",
+        "vcov": {"kind": "cluster", "by": ["firm_id"]},
+        "alpha": 0.05,
+        "event_window": [-5, 5],
+    },
+    "report": {
+        "formats": ["html"],
+        "disclosure": "strict",
+        "title": "Cluster programme impact evaluation",
+        "labels": {},
+    },
+}
+
+FILE_OPTIONS = {"path", "sep", "decimal", "thousands", "encoding", "sheet", "na_values"}
+
+
+@dataclass(frozen=True)
+class Params:
+    """Validated parameters. ``raw`` is the merged dict; ``root`` the params folder."""
+
+    raw: dict[str, Any]
+    root: Path
+    path: Path
+
+    def __getitem__(self, key: str) -> Any:
+        return self.raw[key]
+
+    def section(self, key: str) -> dict[str, Any]:
+        return copy.deepcopy(self.raw[key])
+
+    def resolve(self, rel: str | Path) -> Path:
+        return resolve_path(self.root, rel)
+
+    @property
+    def seed(self) -> int:
+        return int(self.raw["seed"])
+
+
+def resolve_path(root: Path, rel: str | Path) -> Path:
+    """Resolve ``rel`` against ``root``; refuse absolute paths and paths (or symlinks)
+    that land outside ``root``."""
+    rel = Path(rel)
+    if rel.is_absolute():
+        raise ConfigError(f"path {str(rel)!r} is absolute; give paths relative to the params file's folder {root}")
+    root_r = root.resolve()
+    target = (root_r / rel).resolve()
+    if target != root_r and root_r not in target.parents:
+        raise ConfigError(
+            f"path {str(rel)!r} resolves to {target}, outside the project folder {root_r}; "
+            "paths (and symlinks) may not escape the project"
+        )
+    return target
+
+
+def _merge(default: Any, given: Any, where: str, problems: list[str], open_keys: bool = False) -> Any:
+    if isinstance(default, dict) and isinstance(given, dict):
+        out = copy.deepcopy(default)
+        for k, v in given.items():
+            if k not in default and not open_keys:
+                problems.append(f"{where}.{k}: unknown key (allowed: {', '.join(sorted(default))})")
+                continue
+            out[k] = _merge(default.get(k), v, f"{where}.{k}", problems) if k in default else v
+        return out
+    if given is None:
+        return None
+    return given
+
+
+def check_name(name: Any, where: str, problems: list[str]) -> None:
+    if not isinstance(name, str) or not SAFE_NAME.match(name):
+        problems.append(
+            f"{where}: {name!r} is not a safe column name (letters, digits, underscore; "
+            "starting with a letter or underscore; at most 64 characters)"
+        )
+
+
+def validate(raw: dict[str, Any], problems: list[str]) -> dict[str, Any]:
+    """Merge ``raw`` onto DEFAULTS, collecting every problem."""
+    if not isinstance(raw, dict):
+        problems.append("params file must be a YAML mapping")
+        return copy.deepcopy(DEFAULTS)
+    top_unknown = set(raw) - set(DEFAULTS)
+    for k in sorted(top_unknown):
+        problems.append(f"{k}: unknown top-level key (allowed: {', '.join(DEFAULTS)})")
+    merged: dict[str, Any] = {}
+    for key, default in DEFAULTS.items():
+        given = raw.get(key, default)
+        if key == "columns":
+            merged[key] = {**default, **(given or {})}
+        elif key == "data":
+            merged[key] = _merge(default, given or {}, key, problems)
+        elif key == "estimate":
+            merged[key] = _merge(default, given or {}, key, problems, open_keys=True)
+        else:
+            merged[key] = _merge(default, given, key, problems)
+
+    # seed
+    if not isinstance(merged["seed"], int) or isinstance(merged["seed"], bool):
+        problems.append(f"seed: must be an integer, got {merged['seed']!r}")
+    if merged["engine"] not in ("pandas", "duckdb", "spark"):
+        problems.append(f"engine: {merged['engine']!r}; allowed: pandas, duckdb, spark")
+
+    # data files
+    for name in ("firms", "membership", "deflators", "truth"):
+        spec = merged["data"].get(name)
+        if spec is None:
+            if name in ("firms", "membership"):
+                problems.append(f"data.{name}: required")
+            continue
+        if isinstance(spec, str):
+            spec = {"path": spec}
+            merged["data"][name] = spec
+        if not isinstance(spec, dict) or "path" not in spec:
+            problems.append(f"data.{name}: give a mapping with at least 'path'")
+            continue
+        for k in set(spec) - FILE_OPTIONS:
+            problems.append(f"data.{name}.{k}: unknown key (allowed: {', '.join(sorted(FILE_OPTIONS))})")
+
+    # column maps
+    for pname, fname in merged["columns"].items():
+        if pname not in PANEL_FIELDS:
+            problems.append(f"columns.{pname}: unknown pipeline column (known: {', '.join(PANEL_FIELDS)})")
+        if not isinstance(fname, str) or not fname or len(fname) > 128 or any(c in fname for c in "\n\r\x00"):
+            problems.append(f"columns.{pname}: {fname!r} is not a usable column name")
+    for pname, fname in merged["membership_columns"].items():
+        if not isinstance(fname, str) or not fname:
+            problems.append(f"membership_columns.{pname}: {fname!r} is not a usable column name")
+
+    # ingest
+    ing = merged["ingest"]
+    yrs = ing["years"]
+    if yrs is not None and not (isinstance(yrs, list) and len(yrs) == 2 and all(isinstance(y, int) for y in yrs) and yrs[0] <= yrs[1]):
+        problems.append(f"ingest.years: give [first, last] as two integers, got {yrs!r}")
+    if ing["log_nonpositive"] not in ("drop", "fail"):
+        problems.append(f"ingest.log_nonpositive: {ing['log_nonpositive']!r}; allowed: drop, fail")
+    for i, d in enumerate(ing["derive"] or []):
+        check_name(d, f"ingest.derive[{i}]", problems)
+
+    bg = merged["build_groups"]
+    for key, allowed in (("leavers", ("absorbing", "drop", "error")), ("always_treated", ("drop", "error")), ("after_window", ("never", "error"))):
+        if bg[key] not in allowed:
+            problems.append(f"build_groups.{key}: {bg[key]!r}; allowed: {', '.join(allowed)}")
+
+    # estimate
+    est = merged["estimate"]
+    base_keys = set(DEFAULTS["estimate"])
+    for i, o in enumerate(est["outcomes"] or []):
+        check_name(o, f"estimate.outcomes[{i}]", problems)
+    for i, c in enumerate(est["covariates"] or []):
+        check_name(c, f"estimate.covariates[{i}]", problems)
+    if est["control_group"] not in ("nevertreated", "notyettreated"):
+        problems.append(f"estimate.control_group: {est['control_group']!r}; allowed: nevertreated, notyettreated")
+    if not (isinstance(est["alpha"], float) and 0 < est["alpha"] < 1):
+        problems.append(f"estimate.alpha: must be a number in (0, 1), got {est['alpha']!r}")
+    for key in est["estimators"] or []:
+        if key not in registry.REGISTRY:
+            problems.append(f"estimate.estimators: unknown estimator {key!r} (known: {', '.join(sorted(registry.REGISTRY))})")
+    for key in sorted(set(est) - base_keys):
+        if key not in registry.REGISTRY:
+            problems.append(f"estimate.{key}: unknown key (estimator options go under a registry key: {', '.join(sorted(registry.REGISTRY))})")
+            continue
+        try:
+            mod = registry.get(key)
+        except ConfigError as exc:
+            problems.append(str(exc))
+            continue
+        opts = getattr(mod, "OPTIONS", {})
+        given = est[key] or {}
+        if not isinstance(given, dict):
+            problems.append(f"estimate.{key}: must be a mapping of options")
+            continue
+        for k in set(given) - set(opts):
+            problems.append(f"estimate.{key}.{k}: unknown option (allowed: {', '.join(sorted(opts)) or 'none'})")
+    rep = merged["report"]
+    for f in rep["formats"] or []:
+        if f not in ("html", "pdf"):
+            problems.append(f"report.formats: {f!r}; allowed: html, pdf")
+    return merged
+
+
+def estimator_options(params: Params, key: str) -> dict[str, Any]:
+    """Defaults of estimator ``key`` overlaid with ``estimate.<key>`` from params."""
+    mod = registry.get(key)
+    opts = copy.deepcopy(getattr(mod, "OPTIONS", {}))
+    opts.update(params.raw["estimate"].get(key) or {})
+    return opts
+
+
+def load_params(path: str | Path) -> Params:
+    """Read ``path`` with yaml.safe_load and validate; raise ConfigError listing every problem."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"params file {path} not found; pass --params PATH (default: params.yaml in the project folder)")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    problems: list[str] = []
+    merged = validate(raw, problems)
+    if problems:
+        raise ConfigError(f"{path}: {len(problems)} problem(s) in the parameters; fix them and run again:", problems=problems)
+    return Params(raw=merged, root=path.resolve().parent, path=path.resolve())

@@ -1,0 +1,135 @@
+"""File I/O: reading inputs by format and writing outputs atomically.
+
+Outputs go through :class:`StageOutputs`: each file is written to a temporary file in its
+target folder and renamed into place only when the whole stage succeeded, so a failed or
+killed stage leaves either the previous complete outputs or none, never a partial file.
+Writers are deterministic (sorted keys, no timestamps, fixed Parquet settings) so the same
+inputs give byte-identical files.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+
+def _json_default(o: Any):
+    if isinstance(o, (np.integer,)):
+        return int(o)
+    if isinstance(o, (np.floating,)):
+        return None if not np.isfinite(o) else float(o)
+    if isinstance(o, (np.bool_,)):
+        return bool(o)
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, Path):
+        return str(o)
+    if o is pd.NA or o is pd.NaT:
+        return None
+    raise TypeError(f"not JSON serialisable: {type(o)}")
+
+
+def _clean_json(o: Any):
+    if isinstance(o, float) and not math.isfinite(o):
+        return None
+    if isinstance(o, dict):
+        return {str(k): _clean_json(v) for k, v in o.items()}
+    if isinstance(o, (list, tuple)):
+        return [_clean_json(v) for v in o]
+    return o
+
+
+def dumps_json(obj: Any) -> str:
+    return json.dumps(_clean_json(obj), sort_keys=True, indent=2, default=_json_default, allow_nan=False) + "\n"
+
+
+def parquet_bytes_writer(df: pd.DataFrame) -> Callable[[Path], None]:
+    def write(path: Path) -> None:
+        table = pa.Table.from_pandas(df.reset_index(drop=True), preserve_index=False)
+        # drop pandas metadata that can vary; keep the schema
+        table = table.replace_schema_metadata(None)
+        pq.write_table(table, path, compression="zstd", write_statistics=True, use_dictionary=True)
+
+    return write
+
+
+class StageOutputs:
+    """Collect a stage's outputs and commit them all at the end.
+
+    >>> with StageOutputs() as out:
+    ...     out.parquet(path, df)
+    ...     out.json(path2, meta)
+    # renamed into place here; on exception, temporaries are removed
+    """
+
+    def __init__(self) -> None:
+        self._pending: list[tuple[Path, Path]] = []
+
+    def __enter__(self) -> "StageOutputs":
+        return self
+
+    def _tmp_for(self, target: Path) -> Path:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+        os.close(fd)
+        return Path(tmp)
+
+    def write(self, target: Path, writer: Callable[[Path], None]) -> None:
+        target = Path(target)
+        tmp = self._tmp_for(target)
+        try:
+            writer(tmp)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        self._pending.append((tmp, target))
+
+    def text(self, target: Path, text: str) -> None:
+        self.write(target, lambda p: p.write_text(text, encoding="utf-8", newline="\n"))
+
+    def bytes(self, target: Path, data: bytes) -> None:
+        self.write(target, lambda p: p.write_bytes(data))
+
+    def json(self, target: Path, obj: Any) -> None:
+        self.text(target, dumps_json(obj))
+
+    def parquet(self, target: Path, df: pd.DataFrame) -> None:
+        self.write(target, parquet_bytes_writer(df))
+
+    def csv(self, target: Path, df: pd.DataFrame) -> None:
+        self.write(target, lambda p: df.to_csv(p, index=False, lineterminator="\n", float_format="%.10g"))
+
+    def commit(self) -> None:
+        for tmp, target in self._pending:
+            with open(tmp, "rb") as fh:
+                os.fsync(fh.fileno())
+            os.replace(tmp, target)
+        self._pending.clear()
+
+    def abort(self) -> None:
+        for tmp, _ in self._pending:
+            tmp.unlink(missing_ok=True)
+        self._pending.clear()
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.commit()
+        else:
+            self.abort()
+
+
+def read_parquet(path: Path, columns: list[str] | None = None) -> pd.DataFrame:
+    return pd.read_parquet(path, columns=columns)
+
+
+def read_json(path: Path) -> Any:
+    return json.loads(Path(path).read_text(encoding="utf-8"))
