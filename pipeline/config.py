@@ -76,7 +76,7 @@ DEFAULTS: dict[str, Any] = {
         "control_group": "nevertreated",
         "vcov": {"kind": "cluster", "by": ["firm_id"]},
         "alpha": 0.05,
-        "event_window": [-5, 5],
+        "on_error": "fail",  # fail | skip : a design that cannot be estimated stops the stage (exit 4) or is listed and skipped
     },
     "report": {
         "formats": ["html"],
@@ -225,6 +225,8 @@ def validate(raw: dict[str, Any], problems: list[str]) -> dict[str, Any]:
         check_name(c, f"estimate.covariates[{i}]", problems)
     if est["control_group"] not in ("nevertreated", "notyettreated"):
         problems.append(f"estimate.control_group: {est['control_group']!r}; allowed: nevertreated, notyettreated")
+    if est["on_error"] not in ("fail", "skip"):
+        problems.append(f"estimate.on_error: {est['on_error']!r}; allowed: fail, skip")
     if not (isinstance(est["alpha"], float) and 0 < est["alpha"] < 1):
         problems.append(f"estimate.alpha: must be a number in (0, 1), got {est['alpha']!r}")
     for key in est["estimators"] or []:

@@ -133,3 +133,32 @@ def read_parquet(path: Path, columns: list[str] | None = None) -> pd.DataFrame:
 
 def read_json(path: Path) -> Any:
     return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+def replace_directory(target: Path, fill: Callable[[StageOutputs, Path], None]) -> None:
+    """Build a whole output directory beside ``target`` and swap it in.
+
+    ``fill(outputs, tmpdir)`` writes the new content under ``tmpdir`` through ``outputs``.
+    On success the old directory is renamed aside, the new one renamed into place and the old
+    one deleted; a failure (or a kill) at any point leaves the previous complete directory,
+    or none, never a mixture of old and new files.
+    """
+    import shutil
+
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmpdir = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    try:
+        with StageOutputs() as out:
+            fill(out, tmpdir)
+        old = None
+        if target.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".old", dir=target.parent))
+            os.rmdir(old)
+            os.replace(target, old)
+        os.replace(tmpdir, target)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmpdir, ignore_errors=True)
+        raise

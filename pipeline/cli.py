@@ -1,0 +1,76 @@
+"""The ``cluster-impact`` command.
+
+    cluster-impact run          --params params.yaml   # all four stages in order
+    cluster-impact ingest       --params params.yaml
+    cluster-impact build_groups --params params.yaml
+    cluster-impact estimate     --params params.yaml
+    cluster-impact report       --params params.yaml
+    cluster-impact simulate     --firms 2500 --seed 1 --out data/raw   # the sample generator
+
+Exit codes (DESIGN.md §3.5): 0 ok, 2 bad input data, 3 disclosure blocked, 4 design cannot be
+estimated, 5 bad or unsafe configuration; 1 for an unexpected internal error (a bug: please
+report it with the traceback).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+import time
+from pathlib import Path
+
+from models.errors import ClusterImpactError
+
+STAGES = ("ingest", "build_groups", "estimate", "report")
+
+
+def _run_stage(name: str, params_path: Path) -> None:
+    from .config import load_params
+    from .progress import note
+
+    params = load_params(params_path)
+    module = importlib.import_module(f"pipeline.stages.{name}")
+    t0 = time.perf_counter()
+    note(f"stage {name}: start")
+    module.run(params)
+    note(f"stage {name}: done in {time.perf_counter() - t0:.1f}s")
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "simulate":
+        from .simulate import main as simulate_main
+
+        return _guard(lambda: simulate_main(argv[1:]) or 0)
+
+    parser = argparse.ArgumentParser(prog="cluster-impact", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name in ("run", *STAGES, "build-groups"):
+        p = sub.add_parser(name, help="all stages in order" if name == "run" else f"the {name} stage")
+        p.add_argument("--params", default="params.yaml", type=Path, help="params file (default: params.yaml)")
+    sub.add_parser("simulate", help="generate a synthetic economy (see: cluster-impact simulate --help)")
+    args = parser.parse_args(argv)
+
+    def go() -> int:
+        command = args.command.replace("-", "_")
+        for stage in STAGES if command == "run" else (command,):
+            _run_stage(stage, args.params)
+        return 0
+
+    return _guard(go)
+
+
+def _guard(fn) -> int:
+    try:
+        return int(fn())
+    except ClusterImpactError as exc:
+        print(f"cluster-impact: error (exit {exc.exit_code}): {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("cluster-impact: interrupted; outputs of the interrupted stage were not written", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

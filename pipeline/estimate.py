@@ -1,0 +1,173 @@
+"""Run the configured outcomes x estimators on the processed panel.
+
+This is orchestration, not econometrics: it reads only the columns each run needs from
+the processed panel, drops rows with a missing outcome or covariate (counted), builds the
+:class:`~models.spec.EstimatorSpec` from params, and calls the registry. Numbers happen in
+``models/``.
+"""
+
+from __future__ import annotations
+
+import platform
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyarrow.parquet as pq
+
+from models import registry
+from models.errors import ClusterImpactError, ConfigError, DesignError
+from models.result import EstimationResult
+from models.spec import EstimatorSpec
+from models.vcov import VcovSpec
+
+from .config import Params, estimator_options
+from .progress import note, step
+
+BASE_COLUMNS = ("firm_id", "year", "first_treat", "rel_time", "post", "cluster_id")
+# columns estimators may use when present (strata, clusters, spillover design, contributors)
+CONTEXT_COLUMNS = ("sector", "region", "group_id", "colocated", "eligible", "ever_member")
+
+PACKAGES = ("cluster-impact", "numpy", "pandas", "scipy", "statsmodels", "linearmodels", "pyfixest", "pyarrow")
+
+
+def package_versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for p in PACKAGES:
+        try:
+            out[p] = metadata.version(p)
+        except metadata.PackageNotFoundError:
+            out[p] = "not installed"
+    return out
+
+
+@dataclass
+class EstimateRun:
+    results: list[EstimationResult] = field(default_factory=list)
+    skipped: list[dict[str, Any]] = field(default_factory=list)  # failed runs under on_error: skip
+
+
+def _option_columns(options: dict[str, Any], schema: set[str]) -> set[str]:
+    cols: set[str] = set()
+    for v in options.values():
+        vals = v if isinstance(v, (list, tuple)) else [v]
+        cols.update(x for x in vals if isinstance(x, str) and x in schema)
+    return cols
+
+
+def build_spec(params: Params, outcome: str, key: str) -> EstimatorSpec:
+    est = params["estimate"]
+    return EstimatorSpec(
+        yname=outcome,
+        covariates=tuple(est["covariates"] or ()),
+        control_group=est["control_group"],
+        vcov=VcovSpec.from_params(est["vcov"]),
+        alpha=float(est["alpha"]),
+        seed=params.seed,
+        options=estimator_options(params, key),
+    )
+
+
+def load_columns(panel_path: Path, needed: set[str]) -> pd.DataFrame:
+    schema = set(pq.read_schema(panel_path).names)
+    cols = [c for c in sorted(needed) if c in schema]
+    return pd.read_parquet(panel_path, columns=cols)
+
+
+def estimate_all(panel_path: Path, params: Params) -> EstimateRun:
+    """Fit every estimator in ``estimate.estimators`` to every outcome in ``estimate.outcomes``."""
+    est = params["estimate"]
+    schema = set(pq.read_schema(panel_path).names)
+    problems = []
+    for o in est["outcomes"]:
+        if o not in schema:
+            problems.append(f"estimate.outcomes: {o!r} is not a column of {panel_path.name}")
+    for c in est["covariates"] or []:
+        if c not in schema:
+            problems.append(f"estimate.covariates: {c!r} is not a column of {panel_path.name}")
+    for c in VcovSpec.from_params(est["vcov"]).by:
+        if c not in schema:
+            problems.append(f"estimate.vcov.by: {c!r} is not a column of {panel_path.name}")
+    if problems:
+        raise ConfigError(
+            f"{len(problems)} estimate setting(s) name columns the processed panel lacks "
+            f"(available: {', '.join(sorted(schema))}):",
+            problems=problems,
+        )
+    on_error = est.get("on_error", "fail")
+    run = EstimateRun()
+    versions = package_versions()
+    for outcome in est["outcomes"]:
+        for key in est["estimators"]:
+            spec = build_spec(params, outcome, key)
+            needed = set(BASE_COLUMNS) | set(CONTEXT_COLUMNS) | {outcome} | set(spec.covariates)
+            needed |= set(spec.vcov.by) | _option_columns(spec.options, schema)
+            data = load_columns(panel_path, needed)
+            required = [outcome, *spec.covariates]
+            missing = data[required].isna().any(axis=1)
+            n_missing = int(missing.sum())
+            if n_missing:
+                data = data.loc[~missing].reset_index(drop=True)
+            try:
+                with step(f"estimate {outcome} x {key}"):
+                    result = registry.get(key).fit(data, spec)
+            except ClusterImpactError as exc:
+                if on_error == "skip" and isinstance(exc, DesignError):
+                    note(f"skipped {outcome} x {key}: {exc}")
+                    run.skipped.append({"outcome": outcome, "estimator": key, "reason": str(exc)})
+                    continue
+                raise
+            dropped = dict(result.meta.get("dropped") or {})
+            if n_missing:
+                dropped["missing_outcome_or_covariate"] = dropped.get("missing_outcome_or_covariate", 0) + n_missing
+            result.meta["dropped"] = dropped
+            result.meta.setdefault("spec", spec.to_dict())
+            result.meta["seed"] = params.seed
+            result.meta["package_versions"] = versions
+            result.meta["rows_in"] = int(len(data) + n_missing)
+            run.results.append(result)
+    return run
+
+
+def write_results(run: EstimateRun, out_dir: Path) -> None:
+    """Persist every result as ``<outcome>-<estimator>.parquet`` (tidy rows), ``.json``
+    (meta) and ``<outcome>-<estimator>--<table>.parquet`` (auxiliary tables), plus
+    ``_summary.json`` (what ran, what was skipped and why). Never pickle."""
+    from .io import replace_directory
+
+    def fill(out, tmp: Path) -> None:
+        summary = {"results": [], "skipped": run.skipped}
+        for r in run.results:
+            stem = f"{r.outcome}-{r.estimator}"
+            out.parquet(tmp / f"{stem}.parquet", r.tidy)
+            meta = dict(r.meta)
+            meta["tables"] = sorted(r.tables)
+            out.json(tmp / f"{stem}.json", meta)
+            for name, table in sorted(r.tables.items()):
+                tab = table.copy()
+                if not isinstance(tab.index, pd.RangeIndex):
+                    tab = tab.reset_index()
+                tab.columns = [str(c) for c in tab.columns]
+                out.parquet(tmp / f"{stem}--{name}.parquet", tab)
+            summary["results"].append({"outcome": r.outcome, "estimator": r.estimator, "stem": stem})
+        out.json(tmp / "_summary.json", summary)
+
+    replace_directory(out_dir, fill)
+
+
+def read_results(out_dir: Path) -> tuple[pd.DataFrame, dict[str, dict], dict[str, dict[str, pd.DataFrame]], list[dict]]:
+    """Read what :func:`write_results` wrote: (all tidy rows, metas, tables, skipped)."""
+    from .io import read_json
+
+    summary = read_json(out_dir / "_summary.json")
+    tidies, metas, tables = [], {}, {}
+    for item in summary["results"]:
+        stem = item["stem"]
+        tidies.append(pd.read_parquet(out_dir / f"{stem}.parquet"))
+        meta = read_json(out_dir / f"{stem}.json")
+        metas[stem] = meta
+        tables[stem] = {name: pd.read_parquet(out_dir / f"{stem}--{name}.parquet") for name in meta.get("tables", [])}
+    tidy = pd.concat(tidies, ignore_index=True) if tidies else pd.DataFrame()
+    return tidy, metas, tables, summary["skipped"]

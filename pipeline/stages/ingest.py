@@ -1,0 +1,17 @@
+"""Stage 1, ingest: raw files -> data/interim/{panel,membership}.parquet + ingest_flow.json."""
+
+from __future__ import annotations
+
+from ..config import Params
+from ..ingest import ingest
+from ..io import StageOutputs
+from ..paths import Paths
+
+
+def run(params: Params) -> None:
+    paths = Paths.of(params)
+    out = ingest(params)
+    with StageOutputs() as w:
+        w.parquet(paths.interim_panel, out.panel)
+        w.parquet(paths.interim_membership, out.membership)
+        w.json(paths.ingest_flow, out.flow)

@@ -1,0 +1,55 @@
+"""Helpers for stage/CLI tests: a throw-away project folder with a small generated sample,
+driven through the real console command (no mocks)."""
+
+from __future__ import annotations
+
+import copy
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def project_params(**estimate_overrides) -> dict:
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params = copy.deepcopy(params)
+    params["estimate"].update(estimate_overrides)
+    return params
+
+
+def make_project(tmp: Path, *, n_firms: int = 400, seed: int = 7, params: dict | None = None, **sim) -> Path:
+    """Write a small synthetic sample + params.yaml under ``tmp``; return the params path."""
+    from pipeline.simulate import simulate_economy, write_sample
+
+    econ = simulate_economy(n_firms=n_firms, seed=seed, **sim)
+    write_sample(tmp / "data" / "raw", econ)
+    params = params or project_params()
+    p = tmp / "params.yaml"
+    p.write_text(yaml.safe_dump(params, sort_keys=False))
+    return p
+
+
+def cli(*args: str, cwd: Path, check: bool = False) -> subprocess.CompletedProcess:
+    env = dict(os.environ, CLUSTER_IMPACT_QUIET="1", MPLBACKEND="Agg", DVC_NO_ANALYTICS="1")
+    res = subprocess.run(
+        [sys.executable, "-m", "pipeline", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=900
+    )
+    if check and res.returncode != 0:
+        raise AssertionError(f"cluster-impact {' '.join(args)} exited {res.returncode}\n{res.stderr}")
+    return res
+
+
+def output_files(root: Path) -> dict[str, bytes]:
+    """Every file the stages wrote (data/interim, data/processed, data/estimates, reports)."""
+    out = {}
+    for sub in ("data/interim", "data/processed", "data/estimates", "reports"):
+        base = root / sub
+        if base.exists():
+            for f in sorted(base.rglob("*")):
+                if f.is_file():
+                    out[str(f.relative_to(root))] = f.read_bytes()
+    return out
