@@ -163,7 +163,10 @@ def validate(raw: dict[str, Any], problems: list[str]) -> dict[str, Any]:
         if key == "columns":
             merged[key] = {**default, **(given or {})}
         elif key == "data":
-            merged[key] = _merge(default, given or {}, key, problems)
+            given = given or {}
+            for k in sorted(set(given) - set(default)):
+                problems.append(f"data.{k}: unknown key (allowed: {', '.join(default)})")
+            merged[key] = {k: copy.deepcopy(given.get(k, v)) for k, v in default.items()}
         elif key == "estimate":
             merged[key] = _merge(default, given or {}, key, problems, open_keys=True)
         else:

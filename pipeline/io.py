@@ -113,6 +113,7 @@ class StageOutputs:
             with open(tmp, "rb") as fh:
                 os.fsync(fh.fileno())
             os.replace(tmp, target)
+            _remove_stale(target)
         self._pending.clear()
 
     def abort(self) -> None:
@@ -125,6 +126,15 @@ class StageOutputs:
             self.commit()
         else:
             self.abort()
+
+
+def _remove_stale(target: Path) -> None:
+    """Remove temporaries a killed earlier run left beside ``target`` (hidden dot-files)."""
+    import shutil
+
+    for stale in target.parent.glob(f".{target.name}.*"):
+        if stale.suffix in (".tmp", ".old"):
+            shutil.rmtree(stale, ignore_errors=True) if stale.is_dir() else stale.unlink(missing_ok=True)
 
 
 def read_parquet(path: Path, columns: list[str] | None = None) -> pd.DataFrame:
@@ -159,6 +169,7 @@ def replace_directory(target: Path, fill: Callable[[StageOutputs, Path], None]) 
         os.replace(tmpdir, target)
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
+        _remove_stale(target)
     except BaseException:
         shutil.rmtree(tmpdir, ignore_errors=True)
         raise
