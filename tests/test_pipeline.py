@@ -70,7 +70,7 @@ def test_same_inputs_give_identical_bytes(run_once, tmp_path):
 def test_twfe_recovers_single_cohort_homogeneous_effect(tmp_path):
     """With one cohort and a homogeneous effect TWFE is unbiased: truth within 2 SE."""
     params = project_params(outcomes=["log_labour_productivity"], estimators=["twfe"])
-    make_project(tmp_path, n_firms=800, seed=5, params=params, cohorts=[2015], effect="homogeneous")
+    make_project(tmp_path, n_firms=800, seed=5, params=params, cohorts=[2015], effect="homogeneous", selection="random")
     cli("run", "--params", "params.yaml", cwd=tmp_path, check=True)
     est = pd.read_parquet(tmp_path / "data/estimates/log_labour_productivity-twfe.parquet")
     row = est[est["aggregation"] == "static"].iloc[0]
