@@ -1,0 +1,644 @@
+"""Read the raw input tables (CSV, Parquet, Stata .dta, Excel .xlsx) defensively.
+
+The readers do no economics. They turn a file into a DataFrame whose columns are either
+*text* (``str`` dtype, whitespace trimmed, empty -> missing; numbers stored in a binary
+format become their integer spelling, so an id ``123`` read from Stata is ``"123"``),
+*numeric* (``float64``; text that is not a number under the declared ``decimal``,
+``thousands`` and ``na_values`` is recorded as a :class:`ParseIssue`, never silently
+coerced) or, for columns in neither list, as stored (CSV: text).
+
+Every failure of the underlying library (truncated or hostile file, wrong encoding, empty
+file, ragged rows, wrong separator, a zip bomb posing as .xlsx) is turned into a
+:class:`~models.errors.BadInputError` (exit 2) that names the file and says how to fix it.
+
+Large CSV files are streamed with pyarrow's multithreaded CSV reader in blocks, reading only
+the requested columns (``usecols``) as text and converting each block at once, so memory is
+the final numeric columns plus one block of text.
+
+CSV options (``params.yaml``, ``data.<role>``): ``sep`` (default ``,``; ``\\t`` for .tsv),
+``decimal`` (default ``.``), ``thousands`` (default none; ``" "`` also removes the
+no-break spaces U+00A0 and U+202F), ``encoding`` (default utf-8), ``na_values`` (added to
+the default missing markers ``"" NA N/A NaN nan NULL null``). Excel: ``sheet`` (name or
+0-based index; default the first sheet). Stata and Parquet need no options.
+"""
+
+from __future__ import annotations
+
+import codecs
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+
+from models.errors import BadInputError, ConfigError
+
+DEFAULT_NA = ["", "NA", "N/A", "NaN", "nan", "NULL", "null"]
+# a number after thousands separators were removed and the decimal mark made '.'
+NUMBER_RE = r"(?i)^[+-]?(([0-9]+(\.[0-9]*)?|\.[0-9]+)(e[+-]?[0-9]+)?|inf|infinity|nan)$"
+MAX_EXAMPLES = 5
+BLOCK_SIZE = 1 << 24  # 16 MiB of CSV text per block
+
+# hostile-file limits for .xlsx (a zip archive of XML parts)
+XLSX_MAX_UNCOMPRESSED = 4 << 30  # 4 GiB in total
+XLSX_MAX_RATIO = 200  # uncompressed / compressed of any one part
+
+CSV_SUFFIXES = (".csv", ".txt", ".tsv", ".csv.gz", ".csv.bz2", ".csv.zst", ".tsv.gz")
+FORMATS = {"csv": CSV_SUFFIXES, "parquet": (".parquet", ".pq"), "dta": (".dta",), "xlsx": (".xlsx", ".xlsm")}
+
+
+@dataclass
+class ParseIssue:
+    """Text that is not a number in a numeric column: ``count`` cells, the first offending
+    row positions (0-based, file order) and the first distinct offending strings."""
+
+    column: str
+    count: int = 0
+    rows: list[int] = field(default_factory=list)
+    examples: list[str] = field(default_factory=list)
+    _parts: list[np.ndarray] = field(default_factory=list, repr=False)
+
+    @property
+    def positions(self) -> np.ndarray:
+        """All offending row positions (0-based)."""
+        return np.concatenate(self._parts) if self._parts else np.empty(0, np.int64)
+
+    def add(self, positions: np.ndarray, raw: Iterable[Any]) -> None:
+        positions = np.asarray(positions, dtype=np.int64)
+        self._parts.append(positions)
+        self.count += int(len(positions))
+        room = MAX_EXAMPLES - len(self.rows)
+        if room > 0:
+            self.rows.extend(int(p) for p in positions[:room])
+        for r in raw:
+            if len(self.examples) >= MAX_EXAMPLES:
+                break
+            r = str(r)
+            if r not in self.examples:
+                self.examples.append(r)
+
+
+@dataclass
+class Table:
+    """A file read by :func:`load_table`. ``label`` is how messages name the file."""
+
+    frame: pd.DataFrame
+    label: str
+    role: str
+    format: str
+    issues: dict[str, ParseIssue]
+
+
+def file_format(path: Path) -> str:
+    name = path.name.lower()
+    for fmt, suffixes in FORMATS.items():
+        if name.endswith(suffixes):
+            return fmt
+    return ""
+
+
+def read_table(
+    path: str | Path,
+    options: dict[str, Any] | None,
+    *,
+    role: str,
+    columns: list[str] | None = None,
+    numeric: Iterable[str] = (),
+    text: Iterable[str] = (),
+    label: str | None = None,
+) -> pd.DataFrame:
+    """Read ``path`` (format from its suffix) and return a DataFrame.
+
+    ``columns``: the file columns to read (``None``: all); a missing one is a BadInputError
+    listing the file's columns. ``numeric``: columns converted to float64; text that is not a
+    number raises BadInputError (use :func:`load_table` to collect these problems instead).
+    ``text``: columns returned as trimmed strings (ids, codes). Without ``numeric``/``text``
+    a CSV is returned as text throughout.
+    """
+    table = load_table(path, options, role=role, columns=columns, numeric=numeric, text=text, label=label)
+    if table.issues:
+        raise BadInputError(
+            f"{table.label}: non-numeric text in numeric column(s); nothing was written:",
+            problems=[describe_issue(table, issue) for issue in table.issues.values()],
+        )
+    return table.frame
+
+
+def format_key(v: Any) -> str:
+    """A key value for messages: '<missing>', 2010 (not 2010.0), or the text."""
+    if v is None or v is pd.NA or (isinstance(v, (float, np.floating)) and np.isnan(v)):
+        return "<missing>"
+    if isinstance(v, (float, np.floating)) and float(v).is_integer():
+        return str(int(v))
+    return str(v)
+
+
+def describe_issue(table: Table, issue: ParseIssue, keys: list[str] | None = None) -> str:
+    """One problem line for a ParseIssue, naming the first keys (``keys`` columns of the
+    offending rows, else file row numbers)."""
+    if keys:
+        sub = table.frame.iloc[issue.rows]
+        shown = [
+            "(" + ", ".join(format_key(v) for v in row) + ")" for row in sub[keys].itertuples(index=False)
+        ]
+        where = f"first keys ({', '.join(keys)}): " + ", ".join(shown)
+    else:
+        where = "first data rows: " + ", ".join(str(r + 1) for r in issue.rows)
+    return (
+        f"{table.label}, column '{issue.column}': {issue.count} value(s) are not numbers "
+        f"(e.g. {', '.join(repr(e) for e in issue.examples)}); {where}. Fix: declare how numbers are "
+        f"written under data.{table.role} in params.yaml (decimal: ',' / thousands: ' ' / "
+        f"na_values: [...] for missing-value markers such as 'n.a.'), or clean the column"
+    )
+
+
+def load_table(
+    path: str | Path,
+    options: dict[str, Any] | None,
+    *,
+    role: str,
+    columns: list[str] | None = None,
+    numeric: Iterable[str] = (),
+    text: Iterable[str] = (),
+    label: str | None = None,
+) -> Table:
+    """Like :func:`read_table` but returns a :class:`Table` whose ``issues`` hold the
+    non-numeric text found in ``numeric`` columns (those cells are NaN in the frame)."""
+    path = Path(path)
+    options = dict(options or {})
+    label = label or str(options.get("path") or path.name)
+    numeric, text = list(numeric), list(text)
+    if not path.is_file():
+        raise BadInputError(f"{label}: file not found (resolved to {path}); check data.{role}.path in params.yaml")
+    fmt = file_format(path)
+    if not fmt:
+        raise BadInputError(
+            f"{label}: unsupported file type; give data.{role} as .csv/.tsv/.txt (optionally .gz), .parquet, "
+            ".dta (Stata) or .xlsx (Excel)"
+        )
+    if path.stat().st_size == 0:
+        raise BadInputError(f"{label}: the file is empty (0 bytes); re-export it")
+    if fmt == "csv":
+        frame, issues = _read_csv(path, label, role, options, columns, numeric, text)
+    else:
+        if fmt == "parquet":
+            raw = _read_parquet(path, label, role, columns)
+        elif fmt == "dta":
+            raw = _read_dta(path, label, role, columns)
+        else:
+            raw = _read_xlsx(path, label, role, options, columns)
+        frame, issues = _convert_frame(raw, options, numeric, text)
+    return Table(frame=frame, label=label, role=role, format=fmt, issues=issues)
+
+
+# ------------------------------------------------------------------------------------------
+# shared conversions
+# ------------------------------------------------------------------------------------------
+def _missing_columns_error(label: str, role: str, present: list[str], wanted: list[str], extra: str = "") -> None:
+    missing = [c for c in wanted if c not in present]
+    if missing:
+        shown = ", ".join(repr(c) for c in present[:40]) + (" ..." if len(present) > 40 else "")
+        what = "membership_columns" if role == "membership" else "columns"
+        raise BadInputError(
+            f"{label}: {len(missing)} mapped column(s) not found: {', '.join(repr(c) for c in missing)}. "
+            f"The file has {len(present)} column(s): {shown}. Fix: map the pipeline names to the file's "
+            f"column names in params.yaml ({what}:){extra}"
+        )
+
+
+def _thousands_variants(thousands: str | None) -> list[str]:
+    if not thousands:
+        return []
+    if thousands == " ":
+        return [" ", "\u00a0", "\u202f"]
+    return [thousands]
+
+
+def parse_numbers(arr: pa.Array | pa.ChunkedArray, decimal: str = ".", thousands: str | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+    """Text -> float64 under the declared number format.
+
+    Returns ``(values, bad)``: ``values`` has NaN for missing and for bad cells; ``bad`` is a
+    boolean mask of cells holding text that is not a number (``None`` when there are none).
+    Leading/trailing whitespace is allowed; ``inf`` is parsed (and rejected later, by the
+    caller, with its own message). With ``decimal=','`` a '.' is not accepted unless it is the
+    declared thousands separator, so "1.234,5" without ``thousands: '.'`` is an error.
+    """
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    if not pa.types.is_string(arr.type) and not pa.types.is_large_string(arr.type):
+        arr = arr.cast(pa.string())
+    s = arr
+    for t in _thousands_variants(thousands):
+        s = pc.replace_substring(s, t, "")
+    dot_bad = None
+    if decimal and decimal != ".":
+        if thousands != ".":
+            dot_bad = pc.fill_null(pc.match_substring(s, "."), False)
+            if not pc.any(dot_bad).as_py():
+                dot_bad = None
+        s = pc.replace_substring(s, decimal, ".")
+    bad = None
+    try:
+        values = pc.cast(s, pa.float64())
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        t = pc.utf8_trim_whitespace(s)
+        empty = pc.fill_null(pc.equal(t, ""), False)
+        ok = pc.fill_null(pc.match_substring_regex(t, NUMBER_RE), True)
+        ok = pc.or_(ok, empty)
+        bad_arr = pc.invert(ok)
+        keep = pc.and_(ok, pc.invert(empty))
+        values = pc.cast(pc.if_else(keep, t, pa.scalar(None, pa.string())), pa.float64())
+        bad = bad_arr.to_numpy(zero_copy_only=False)
+    out = values.to_numpy(zero_copy_only=False).astype(np.float64, copy=True)
+    if dot_bad is not None:
+        db = dot_bad.to_numpy(zero_copy_only=False)
+        bad = db if bad is None else (bad | db)
+    if bad is not None:
+        out[bad] = np.nan
+        if not bad.any():
+            bad = None
+    # "nan" text is a missing value, not a number
+    return out, bad
+
+
+def clean_text(values: pd.Series | pa.Array | pa.ChunkedArray) -> pd.Series:
+    """Ids and codes as trimmed text; empty -> missing; integral numbers -> '123' (not '123.0')."""
+    if isinstance(values, (pa.Array, pa.ChunkedArray)):
+        arr = values
+        if not (pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type)):
+            return clean_text(arr.to_pandas())
+    else:
+        s = values
+        if pd.api.types.is_bool_dtype(s.dtype):
+            s = s.astype("str")
+        elif pd.api.types.is_integer_dtype(s.dtype):
+            s = s.astype("Int64").astype("str")
+        elif pd.api.types.is_float_dtype(s.dtype):
+            f = s.to_numpy(dtype=np.float64, na_value=np.nan)
+            integral = np.isfinite(f) & (np.floor(f) == f)
+            txt = np.where(integral, np.where(integral, f, 0).astype(np.int64).astype(str), f.astype(str))
+            s = pd.Series(pd.array(txt, dtype="str"), index=values.index).where(~np.isnan(f))
+        elif s.dtype == object:
+            s = pd.Series([_cell_text(v) for v in s.to_numpy()], index=s.index, dtype="str")
+        arr = pa.array(s.astype("str"), type=pa.string(), from_pandas=True)
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    t = pc.utf8_trim_whitespace(arr)
+    t = pc.if_else(pc.equal(t, ""), pa.scalar(None, pa.string()), t)
+    return pd.Series(t.to_pandas(), dtype="str")
+
+
+def _cell_text(v: Any) -> str | None:
+    if v is None or v is pd.NA or (isinstance(v, float) and np.isnan(v)):
+        return None
+    if isinstance(v, (bool, np.bool_)):
+        return str(v)
+    if isinstance(v, (int, np.integer)):
+        return str(int(v))
+    if isinstance(v, (float, np.floating)):
+        return str(int(v)) if float(v).is_integer() else repr(float(v))
+    return str(v)
+
+
+def to_numeric(s: pd.Series, options: dict[str, Any], column: str) -> tuple[np.ndarray, ParseIssue | None]:
+    """A column of any dtype -> float64 + a ParseIssue for the cells that are not numbers
+    (text under the declared decimal/thousands/na_values, dates, booleans)."""
+    if pd.api.types.is_bool_dtype(s.dtype):
+        return s.astype("float64").to_numpy(), None
+    if pd.api.types.is_numeric_dtype(s.dtype):
+        return s.to_numpy(dtype=np.float64, na_value=np.nan), None
+    if isinstance(s.dtype, pd.StringDtype):  # text column: vectorised parse
+        arr = pa.array(s, type=pa.string(), from_pandas=True)
+        na = DEFAULT_NA + [str(x) for x in (options.get("na_values") or [])]
+        if na:
+            arr = pc.if_else(pc.is_in(arr, value_set=pa.array(na, pa.string())), pa.scalar(None, pa.string()), arr)
+        vals, bad = parse_numbers(arr, options.get("decimal") or ".", options.get("thousands"))
+        if bad is None:
+            return vals, None
+        pos = np.flatnonzero(bad)
+        issue = ParseIssue(column)
+        issue.add(pos, s.iloc[pos[: MAX_EXAMPLES * 20]].tolist())
+        return vals, issue
+    obj = s.to_numpy(dtype=object)
+    n = len(obj)
+    out = np.full(n, np.nan)
+    is_num = np.fromiter(
+        (isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, (bool, np.bool_)) for v in obj), bool, n
+    )
+    if is_num.any():
+        out[is_num] = obj[is_num].astype(np.float64)
+    is_str = np.fromiter((isinstance(v, str) for v in obj), bool, n)
+    bad = np.zeros(n, bool)
+    if is_str.any():
+        vals, b = parse_numbers(pa.array(obj[is_str].tolist(), type=pa.string()), options.get("decimal") or ".", options.get("thousands"))
+        if True:
+            na = np.isin(obj[is_str].astype(str), DEFAULT_NA + [str(x) for x in (options.get("na_values") or [])])
+            vals[na] = np.nan
+            if b is not None:
+                b = b & ~na
+        out[is_str] = vals
+        if b is not None:
+            bad[np.flatnonzero(is_str)[b]] = True
+    missing = pd.isna(s).to_numpy()
+    other = ~(is_num | is_str | missing)  # dates, booleans, ... in a numeric column
+    bad |= other
+    if not bad.any():
+        return out, None
+    out[bad] = np.nan
+    pos = np.flatnonzero(bad)
+    issue = ParseIssue(column)
+    issue.add(pos, obj[pos[: MAX_EXAMPLES * 20]])
+    return out, issue
+
+
+def _convert_frame(raw: pd.DataFrame, options, numeric, text) -> tuple[pd.DataFrame, dict[str, ParseIssue]]:
+    issues: dict[str, ParseIssue] = {}
+    cols = {}
+    for c in raw.columns:
+        if c in numeric:
+            vals, issue = to_numeric(raw[c], options, c)
+            cols[c] = vals
+            if issue is not None:
+                issues[c] = issue
+        elif c in text:
+            cols[c] = clean_text(raw[c]).array
+        else:
+            cols[c] = raw[c].array
+    return pd.DataFrame(cols, copy=False), issues
+
+
+# ------------------------------------------------------------------------------------------
+# CSV
+# ------------------------------------------------------------------------------------------
+def _csv_options(path: Path, role: str, options: dict[str, Any]) -> tuple[str, str, str, str | None, list[str]]:
+    sep = options.get("sep") or ("\t" if ".tsv" in path.name.lower() else ",")
+    if sep in ("\\t", "tab"):
+        sep = "\t"
+    enc = options.get("encoding") or "utf-8"
+    decimal = options.get("decimal") or "."
+    thousands = options.get("thousands") or None
+    problems = []
+    for key, val in (("sep", sep), ("decimal", decimal)):
+        if not isinstance(val, str) or len(val) != 1:
+            problems.append(f"data.{role}.{key}: give one character, got {val!r}")
+    if thousands is not None and (not isinstance(thousands, str) or len(thousands) != 1):
+        problems.append(f"data.{role}.thousands: give one character, got {thousands!r}")
+    if decimal == thousands:
+        problems.append(f"data.{role}: decimal and thousands are both {decimal!r}")
+    if decimal == sep:
+        problems.append(f"data.{role}: decimal and sep are both {decimal!r}")
+    try:
+        codecs.lookup(enc)
+    except (LookupError, TypeError):
+        problems.append(f"data.{role}.encoding: unknown encoding {enc!r} (e.g. utf-8, latin-1, cp1252)")
+    na = options.get("na_values") or []
+    if isinstance(na, str):
+        na = [na]
+    if not isinstance(na, list) or not all(isinstance(x, (str, int, float)) for x in na):
+        problems.append(f"data.{role}.na_values: give a list of strings, got {na!r}")
+        na = []
+    if problems:
+        raise ConfigError(f"{len(problems)} problem(s) with the options of data.{role}:", problems=problems)
+    return sep, enc, decimal, thousands, DEFAULT_NA + [str(x) for x in na]
+
+
+def _arrow_csv_error(label: str, role: str, enc: str, exc: Exception) -> BadInputError:
+    msg = str(exc)
+    if "UTF8" in msg or "UTF-8" in msg or isinstance(exc, UnicodeDecodeError):
+        fix = (
+            f"the file is not valid {enc} text. Declare its encoding as data.{role}.encoding in params.yaml "
+            "(e.g. latin-1 or cp1252 for files saved by Excel on Windows), or re-save it as UTF-8"
+        )
+    elif "Empty CSV" in msg:
+        fix = "the file is empty; re-export it with a header row"
+    elif "Expected" in msg and "columns" in msg:
+        fix = (
+            f"rows have a different number of fields than the header. Check data.{role}.sep (the delimiter) "
+            "and quoting of fields that contain the delimiter"
+        )
+    else:
+        fix = "the file could not be parsed as CSV with the declared options; check it and data." + role
+    return BadInputError(f"{label}: {fix}. (reader said: {msg.splitlines()[0][:300]})")
+
+
+def _sniff_text(path: Path, label: str, role: str, enc: str) -> None:
+    """UTF-16/32 text or binary data declared as an 8-bit encoding."""
+    if path.name.lower().endswith((".gz", ".bz2", ".zst")):
+        return
+    with open(path, "rb") as fh:
+        head = fh.read(4096)
+    if "16" in enc or "32" in enc:
+        return
+    if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)) or b"\x00" in head:
+        kind = "UTF-16 text (it starts with a UTF-16 byte-order mark)" if head[:2] in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE) else "binary data (NUL bytes)"
+        raise BadInputError(
+            f"{label}: the file looks like {kind}, not {enc} text. Declare data.{role}.encoding (e.g. utf-16) in "
+            "params.yaml or re-save the file as UTF-8 CSV"
+        )
+
+
+def _read_csv(path, label, role, options, columns, numeric, text):
+    sep, enc, decimal, thousands, na = _csv_options(path, role, options)
+    _sniff_text(path, label, role, enc)
+    read_opts = pacsv.ReadOptions(encoding=enc, block_size=BLOCK_SIZE, use_threads=True)
+    parse_opts = pacsv.ParseOptions(delimiter=sep)
+    try:
+        probe = pacsv.open_csv(
+            path,
+            read_options=pacsv.ReadOptions(encoding=enc, block_size=1 << 16),
+            parse_options=parse_opts,
+            convert_options=pacsv.ConvertOptions(column_types={}, null_values=na, strings_can_be_null=True),
+        )
+        header = probe.schema.names
+    except (pa.ArrowInvalid, pa.ArrowTypeError, UnicodeDecodeError, ValueError, OSError) as exc:
+        raise _arrow_csv_error(label, role, enc, exc) from exc
+    finally:
+        try:
+            probe.close()  # type: ignore[possibly-undefined]
+        except Exception:
+            pass
+    wanted = list(columns) if columns is not None else list(header)
+    hint = ""
+    if len(header) == 1 and sep != ";" and ";" in header[0]:
+        hint = "; the header is one field containing ';': is the separator ';'? (data." + role + ".sep)"
+    elif len(header) == 1 and sep != "\t" and "\t" in header[0]:
+        hint = "; the header is one field containing tabs: is the separator a tab? (data." + role + ".sep: '\\t')"
+    _missing_columns_error(label, role, header, wanted, hint)
+    dups = sorted({c for c in wanted if header.count(c) > 1})
+    if dups:
+        raise BadInputError(f"{label}: column name(s) {', '.join(map(repr, dups))} appear more than once in the header; rename them")
+    num_set, text_set = set(numeric), set(text)
+    result = None
+    if not thousands:
+        # fast path: Arrow parses the numeric columns itself; any text that is not a number
+        # makes it fail, and the file is read again as text to find and report every cell
+        try:
+            result = _stream_csv(path, read_opts, parse_opts, wanted, num_set, na, decimal, None, typed=True)
+        except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+            if "conversion error" not in str(exc) or "UTF8" in str(exc):
+                raise _arrow_csv_error(label, role, enc, exc) from exc
+        except (UnicodeDecodeError, ValueError) as exc:
+            raise _arrow_csv_error(label, role, enc, exc) from exc
+    if result is None:
+        try:
+            result = _stream_csv(path, read_opts, parse_opts, wanted, num_set, na, decimal, thousands, typed=False)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, UnicodeDecodeError, ValueError) as exc:
+            raise _arrow_csv_error(label, role, enc, exc) from exc
+    parts, issues = result
+    cols = {}
+    for c in wanted:
+        if c in num_set:
+            cols[c] = np.concatenate(parts[c]) if parts[c] else np.empty(0)
+        else:
+            chunked = pa.chunked_array(parts[c], type=pa.string())
+            cols[c] = (clean_text(chunked) if c in text_set else pd.Series(chunked.to_pandas(), dtype="str")).array
+    return pd.DataFrame(cols, copy=False), issues
+
+
+def _stream_csv(path, read_opts, parse_opts, wanted, num_set, na, decimal, thousands, *, typed: bool):
+    """Read the ``wanted`` columns block by block. ``typed``: numeric columns parsed by Arrow
+    (raises on the first non-number); else every column as text, numbers parsed here with
+    every offending cell recorded."""
+    conv = pacsv.ConvertOptions(
+        include_columns=wanted,
+        column_types={c: (pa.float64() if typed and c in num_set else pa.string()) for c in wanted},
+        null_values=na,
+        strings_can_be_null=True,
+        decimal_point=decimal,
+    )
+    parts: dict[str, list] = {c: [] for c in wanted}
+    issues: dict[str, ParseIssue] = {}
+    offset = 0
+    reader = pacsv.open_csv(path, read_options=read_opts, parse_options=parse_opts, convert_options=conv)
+    for batch in reader:
+        for c in wanted:
+            arr = batch.column(c)
+            if c in num_set:
+                if typed:
+                    parts[c].append(arr.to_numpy(zero_copy_only=False))
+                    continue
+                vals, bad = parse_numbers(arr, decimal, thousands)
+                parts[c].append(vals)
+                if bad is not None:
+                    pos = np.flatnonzero(bad)
+                    raw = arr.take(pa.array(pos[: MAX_EXAMPLES * 20])).to_pylist()
+                    issues.setdefault(c, ParseIssue(c)).add(pos + offset, raw)
+            else:
+                parts[c].append(arr)
+        offset += batch.num_rows
+    return parts, issues
+
+
+# ------------------------------------------------------------------------------------------
+# Parquet, Stata, Excel
+# ------------------------------------------------------------------------------------------
+def _read_parquet(path: Path, label: str, role: str, columns) -> pd.DataFrame:
+    try:
+        schema = pq.read_schema(path)
+        present = list(schema.names)
+        _missing_columns_error(label, role, present, list(columns) if columns is not None else present)
+        table = pq.read_table(path, columns=list(columns) if columns is not None else None)
+        return table.to_pandas()
+    except BadInputError:
+        raise
+    except Exception as exc:  # hostile/truncated file: any library failure is bad input
+        raise BadInputError(
+            f"{label}: not a readable Parquet file ({type(exc).__name__}: {str(exc)[:200]}); "
+            "the file is truncated or not Parquet: re-export it"
+        ) from exc
+
+
+def _read_dta(path: Path, label: str, role: str, columns) -> pd.DataFrame:
+    try:
+        with pd.io.stata.StataReader(path, convert_categoricals=False) as rdr:
+            present = list(rdr.variable_labels())
+        _missing_columns_error(label, role, present, list(columns) if columns is not None else present)
+        return pd.read_stata(path, columns=list(columns) if columns is not None else None, convert_categoricals=False, convert_dates=False)
+    except BadInputError:
+        raise
+    except Exception as exc:  # hostile/truncated file (struct/Value/Unicode/Memory errors ...)
+        raise BadInputError(
+            f"{label}: not a readable Stata .dta file ({type(exc).__name__}: {str(exc)[:200]}); "
+            "the file is truncated, corrupt or not a .dta file: re-save it in Stata (save, replace) or export CSV"
+        ) from exc
+
+
+def _check_xlsx_archive(path: Path, label: str) -> None:
+    """Refuse zip bombs and XML with DTDs (entity expansion) before openpyxl parses anything."""
+    try:
+        with zipfile.ZipFile(path) as zf:
+            infos = zf.infolist()
+            total = sum(i.file_size for i in infos)
+            if total > XLSX_MAX_UNCOMPRESSED:
+                raise BadInputError(f"{label}: the workbook unpacks to {total} bytes (> {XLSX_MAX_UNCOMPRESSED}); refusing it. Export the sheet as CSV")
+            for i in infos:
+                if i.file_size > 1 << 20 and i.file_size > XLSX_MAX_RATIO * max(i.compress_size, 1):
+                    raise BadInputError(
+                        f"{label}: part {i.filename!r} is compressed {i.file_size // max(i.compress_size, 1)}:1 "
+                        "(a zip bomb?); refusing it. Export the sheet as CSV"
+                    )
+                if i.filename.endswith((".xml", ".rels")):
+                    with zf.open(i) as fh:
+                        head = fh.read(4096)
+                    if b"<!DOCTYPE" in head or b"<!ENTITY" in head:
+                        raise BadInputError(f"{label}: part {i.filename!r} declares a DTD/entities; refusing it (not produced by Excel)")
+    except BadInputError:
+        raise
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, ValueError, NotImplementedError) as exc:
+        raise BadInputError(
+            f"{label}: not a readable .xlsx workbook ({type(exc).__name__}: {str(exc)[:200]}); the file is truncated "
+            "or not an Excel 2007+ workbook (.xls is not supported: save as .xlsx or CSV)"
+        ) from exc
+
+
+def _read_xlsx(path: Path, label: str, role: str, options: dict[str, Any], columns) -> pd.DataFrame:
+    _check_xlsx_archive(path, label)
+    sheet = options.get("sheet", 0)
+    if sheet is None:
+        sheet = 0
+    try:
+        import openpyxl
+
+        wb = openpyxl.load_workbook(path, read_only=True, data_only=True)
+        try:
+            names = wb.sheetnames
+            if isinstance(sheet, int):
+                if not 0 <= sheet < len(names):
+                    raise BadInputError(f"{label}: sheet index {sheet} out of range; the workbook has sheets {names} (data.{role}.sheet)")
+                ws = wb[names[sheet]]
+            else:
+                if sheet not in names:
+                    raise BadInputError(f"{label}: no sheet {sheet!r}; the workbook has sheets {names} (data.{role}.sheet)")
+                ws = wb[sheet]
+            rows = ws.iter_rows(values_only=True)
+            header = next(rows, None)
+            if header is None:
+                raise BadInputError(f"{label}: sheet {ws.title!r} is empty; put a header row in the first row")
+            header = ["" if h is None else str(h).strip() for h in header]
+            # trailing empty header cells are formatting, not columns
+            while header and header[-1] == "":
+                header.pop()
+            wanted = list(columns) if columns is not None else [h for h in header if h]
+            _missing_columns_error(label, role, [h for h in header if h], wanted)
+            idx = [header.index(c) for c in wanted]
+            data: dict[str, list] = {c: [] for c in wanted}
+            for row in rows:
+                if row is None or all(v is None for v in row):
+                    continue
+                for c, j in zip(wanted, idx):
+                    data[c].append(row[j] if j < len(row) else None)
+        finally:
+            wb.close()
+        return pd.DataFrame({c: pd.Series(v, dtype=object) for c, v in data.items()})
+    except BadInputError:
+        raise
+    except Exception as exc:  # hostile/corrupt workbook: any library failure is bad input
+        raise BadInputError(
+            f"{label}: not a readable .xlsx workbook ({type(exc).__name__}: {str(exc)[:200]}); re-save it in Excel or export CSV"
+        ) from exc
