@@ -173,3 +173,15 @@ def replace_directory(target: Path, fill: Callable[[StageOutputs, Path], None]) 
     except BaseException:
         shutil.rmtree(tmpdir, ignore_errors=True)
         raise
+
+
+def prune(directory: Path, keep: set[Path]) -> None:
+    """Delete files under ``directory`` that are not in ``keep`` (outputs of an earlier run
+    with other settings), so a folder holds exactly what the last run released."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        return
+    keep = {Path(k).resolve() for k in keep}
+    for f in sorted(directory.rglob("*")):
+        if f.is_file() and f.resolve() not in keep:
+            f.unlink()
