@@ -1,0 +1,132 @@
+"""Pipeline estimator ``matching``: matched difference-in-differences on a staggered panel.
+
+Each cohort ``g`` is matched separately at its base year ``b = g - 1`` (models.matching.stacking
+states the treated/control sets: controls are never members, or with
+``control_group: notyettreated`` also firms joining after ``g + horizon``), with
+:func:`models.matching.matchit.matchit` on base-year covariates and pre-treatment trends
+(``x_b - x_{b - trend_lags}``); then per event time ``e`` the weighted mean difference of ``Y_{g+e}``
+(``term = level``, MatchIt's ATT on that year's outcome) and of ``Y_{g+e} - Y_b`` (``term = did``;
+Heckman, Ichimura & Todd 1997's matched DiD), stacked over cohorts (models.matching.staggered).
+
+Covariates: ``covariates: null`` uses ``estimate.covariates``; when that is empty too,
+``default_covariates`` (base-year ``log_employment``) where present. ``trends`` lists the variables
+whose pre-trend enters (default ``log_labour_productivity``; the word ``outcome`` means the
+outcome itself); absent columns are skipped and noted in meta. ``control_pool`` (``all``,
+``eligible``, ``not_colocated``) narrows the controls with build_groups' base-year flags.
+
+Standard errors (``vcov: cluster by firm_id``, the default): matching without replacement
+clusters on the matched set (cohort x pair/subclass, MatchIt's recommendation); with replacement
+on the firm (a reused control is one cluster; the matching step is treated as fixed, no
+Abadie-Imbens correction). A never-member used as a control for several cohorts appears in
+several cohorts' matched sets; without replacement those are separate clusters (``cluster:
+firm`` clusters on the firm instead and accounts for that reuse). ``vcov: hetero`` treats every
+cohort-firm row as its own cluster. Other vcov kinds raise UnsupportedVcovError.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from models.errors import ConfigError
+from models.spec import EstimatorSpec
+
+from .matchit import DISCARDS, DISTANCES, METHODS, matchit
+from .nearest import M_ORDERS
+from .staggered import CohortWeights, resolve_covariates, run
+
+OPTIONS: dict = {
+    "method": "nearest",            # nearest | exact | cem
+    "distance": "glm",              # glm | probit | mahalanobis
+    "link": "logit",                # logit | probit
+    "ratio": 1,
+    "replace": False,
+    "caliper": None,                # in SD of the score when std_caliper, else in score units
+    "std_caliper": True,
+    "exact": [],                    # columns to match exactly on (base-year values), e.g. [sector]
+    "m_order": None,                # null = MatchIt default: largest (score) / data (mahalanobis)
+    "discard": "none",              # none | both | control | treated
+    "cutpoints": None,              # cem: {column: number of bins | [cut points]}; default Sturges
+    "covariates": None,             # null = estimate.covariates, else default_covariates
+    "default_covariates": ["log_employment"],
+    "trends": ["log_labour_productivity"],
+    "trend_lags": 2,
+    "horizon": 5,
+    "leads": 2,
+    "control_pool": "all",          # all | eligible | not_colocated (spillover-free never-members)
+    "cluster": "matched_set",       # matched_set | firm (without replacement)
+}
+
+
+def _validate(o: dict) -> list[str]:
+    p = []
+    if o["method"] not in METHODS:
+        p.append(f"estimate.matching.method: {o['method']!r}; allowed: {', '.join(METHODS)}")
+    if o["distance"] not in DISTANCES:
+        p.append(f"estimate.matching.distance: {o['distance']!r}; allowed: {', '.join(DISTANCES)}")
+    if o["link"] not in ("logit", "probit"):
+        p.append(f"estimate.matching.link: {o['link']!r}; allowed: logit, probit")
+    if not (isinstance(o["ratio"], int) and not isinstance(o["ratio"], bool) and o["ratio"] >= 1):
+        p.append(f"estimate.matching.ratio: {o['ratio']!r}; give an integer >= 1")
+    for k in ("replace", "std_caliper"):
+        if not isinstance(o[k], bool):
+            p.append(f"estimate.matching.{k}: {o[k]!r}; give true or false")
+    if o["caliper"] is not None and not (isinstance(o["caliper"], (int, float)) and o["caliper"] > 0):
+        p.append(f"estimate.matching.caliper: {o['caliper']!r}; give a positive number or null")
+    if o["m_order"] is not None and o["m_order"] not in M_ORDERS:
+        p.append(f"estimate.matching.m_order: {o['m_order']!r}; allowed: {', '.join(M_ORDERS)} or null")
+    if o["discard"] not in DISCARDS:
+        p.append(f"estimate.matching.discard: {o['discard']!r}; allowed: {', '.join(DISCARDS)}")
+    for k in ("horizon", "trend_lags", "leads"):
+        if not (isinstance(o[k], int) and o[k] >= (1 if k == "trend_lags" else 0)):
+            p.append(f"estimate.matching.{k}: {o[k]!r}; give a non-negative integer")
+    if o["control_pool"] not in ("all", "eligible", "not_colocated"):
+        p.append(f"estimate.matching.control_pool: {o['control_pool']!r}; allowed: all, eligible, not_colocated")
+    if o["cluster"] not in ("matched_set", "firm"):
+        p.append(f"estimate.matching.cluster: {o['cluster']!r}; allowed: matched_set, firm")
+    return p
+
+
+def fit(data, spec: EstimatorSpec):
+    o = {**OPTIONS, **(spec.options or {})}
+    problems = _validate(o)
+    if problems:
+        raise ConfigError("estimate.matching: bad options:", problems=problems)
+    spec.vcov.require("matching", ("cluster", "hetero"))
+    if spec.vcov.kind == "cluster" and tuple(spec.vcov.by) != (spec.idname,):
+        raise ConfigError(f"estimate.vcov: matching clusters on matched sets or on {spec.idname}; "
+                          f"cluster by {list(spec.vcov.by)} is not supported (use by: [{spec.idname}] or kind: hetero)")
+    covariates, trends, notes = resolve_covariates(data, spec, o)
+    exact = [o["exact"]] if isinstance(o["exact"], str) else list(o["exact"] or [])
+    if o["method"] == "nearest" and not covariates and not trends:
+        raise ConfigError("estimate.matching: no matching covariates (set estimate.covariates, matching.covariates or trends)")
+    by_firm = o["replace"] or o["cluster"] == "firm"
+    if spec.vcov.kind == "hetero":
+        label = "hetero (each cohort-firm row its own cluster)"
+    elif o["method"] == "nearest" and not by_firm:
+        label = "cluster(matched_set)"
+    elif o["method"] in ("exact", "cem") and o["cluster"] == "matched_set":
+        label = "cluster(subclass)"
+    else:
+        label = f"cluster({spec.idname})"
+
+    def weigh(cf):
+        fr = cf.frame
+        m = matchit(fr, "treat", cf.covariates, method=o["method"], distance=o["distance"], link=o["link"],
+                    ratio=o["ratio"], replace=o["replace"], caliper=o["caliper"], std_caliper=o["std_caliper"],
+                    exact=cf.exact, m_order=o["m_order"], discard=o["discard"], cutpoints=o["cutpoints"],
+                    seed=int(spec.seed) + int(cf.cohort))
+        if spec.vcov.kind == "hetero":
+            cl, scope = np.arange(len(fr)), "cohort"
+        elif label in ("cluster(matched_set)", "cluster(subclass)"):
+            cl, scope = m.subclass, "cohort"
+        else:
+            cl, scope = fr[spec.idname].to_numpy(), "firm"
+        support = dict(m.common_support)
+        support.update({k: v for k, v in m.counts.items()})
+        if m.caliper is not None:
+            support["caliper_score_units"] = m.caliper
+        return CohortWeights(m.weights, cl, scope, support, m.counts)
+
+    return run(data, spec, estimator="matching", weigh=weigh, covariates=covariates, trends=trends, exact=exact,
+               vcov_label=label, notes=notes,
+               extra_meta={"matching": {k: o[k] for k in OPTIONS}, "propensity": "own IRLS (models.matching.propensity)"})

@@ -1,0 +1,273 @@
+"""Greedy nearest-neighbour matching, reproducing R MatchIt's algorithm (Ho, Imai, King &
+Stuart 2011, J. Stat. Softw. 42(8); MatchIt >= 4.5.3 ``nn_matchC_vec`` / ``nn_matchC``).
+
+Score distance (``distance`` = a propensity score), MatchIt's rules, which we follow exactly:
+
+1. All units are sorted by score, ascending, ties kept in data order (R ``order``, stable).
+2. Treated units are visited in ``m_order``: ``largest`` / ``smallest`` score first (stable:
+   ties in data order), ``data`` (row order) or ``random`` (a seeded permutation; R's RNG
+   differs from numpy's, so random orders are not comparable with R). With ``ratio = k`` there
+   are k passes over the treated: every treated unit gets its 1st match before any its 2nd.
+3. A treated unit takes the nearest still-available control to its left (smaller score, or an
+   equal score that comes earlier in the sort) and to its right, and keeps the left one when
+   ``|p_t - p_left| <= |p_t - p_right|`` (ties go left).
+4. A caliper drops a side whose nearest available control is farther than the caliper.
+5. ``exact`` strata are matched separately (as MatchIt does), with the order of rule 2 taken
+   within each stratum.
+
+Complexity: MatchIt rescans the availability vector after every match (O(n) per match, O(n1·n)
+in all). We keep the available controls in two union-find "next available" forests over the
+sorted controls (left and right, path compression), so finding the nearest available control is
+amortised near O(1): the whole greedy pass is O(n log n) for the sort plus ~O(n1·α(n)).
+With replacement, treated units do not interact, and the k nearest controls are found for all
+treated at once with vectorised two-pointer steps.
+
+Mahalanobis distance (``nn_mahalanobis``): MatchIt's transform (pooled within-group covariance of
+the standardised covariates, generalised inverse if singular; factors expanded to one column per
+level), then for each treated unit in data order the nearest available control, ties to the
+lowest row; we search a :class:`scipy.spatial.cKDTree` (growing k until an available control is
+found) instead of scanning every control.
+
+Output: a match matrix ``mm`` of shape ``(n_treated, ratio)`` holding row indices of controls,
+``-1`` where no match was found.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.spatial import cKDTree
+
+M_ORDERS = ("largest", "smallest", "data", "random")
+
+
+def treated_order(score_t: np.ndarray | None, m_order: str, rng: np.random.Generator | None) -> np.ndarray:
+    """Visiting order of treated units (positions among the treated)."""
+    n1 = 0 if score_t is None else len(score_t)
+    if m_order == "largest":
+        return np.argsort(-score_t, kind="stable")
+    if m_order == "smallest":
+        return np.argsort(score_t, kind="stable")
+    if m_order == "data":
+        return np.arange(n1)
+    if m_order == "random":
+        if rng is None:
+            raise ValueError("m_order='random' needs a seeded numpy Generator")
+        return rng.permutation(n1)
+    raise ValueError(f"m_order must be one of {M_ORDERS}, got {m_order!r}")
+
+
+def _find_left(parent: list, j: int) -> int:
+    # largest available node <= j; node 0 is the "none" sentinel (candidate c <-> node c+1)
+    root = j
+    while parent[root] != root:
+        root = parent[root]
+    while parent[j] != root:
+        parent[j], j = root, parent[j]
+    return root
+
+
+def nn_score_without_replacement(score: np.ndarray, treat: np.ndarray, eligible: np.ndarray, ratio: int,
+                                 order_t: np.ndarray, caliper: float | None) -> np.ndarray:
+    """Greedy 1:k matching without replacement on a scalar score within one stratum.
+
+    ``score``, ``treat`` (bool), ``eligible`` (bool, not discarded) cover the stratum's units;
+    ``order_t`` gives the visiting order as positions among this stratum's treated units.
+    Returns ``mm`` (n1_stratum x ratio) of positions within the stratum, -1 = unmatched."""
+    n = len(score)
+    srt = np.argsort(score, kind="stable")
+    is_cand = (~treat[srt]) & eligible[srt]
+    cand_units = srt[is_cand]                       # available controls, sorted by score
+    cand_score = score[cand_units].tolist()
+    m = len(cand_units)
+    before = np.cumsum(is_cand) - is_cand           # candidates strictly before each sorted position
+    pos = np.empty(n, dtype=np.int64)
+    pos[srt] = np.arange(n)
+    t_units = np.flatnonzero(treat)
+    n1 = len(t_units)
+    mm = np.full((n1, ratio), -1, dtype=np.int64)
+    if m == 0 or n1 == 0:
+        return mm
+    L_of_t = before[pos[t_units]].tolist()          # nearest-left candidate index is L-1, right is L
+    s_t = score[t_units].tolist()
+    elig_t = eligible[t_units].tolist()
+    left = list(range(m + 1))                       # node c+1 <-> candidate c; 0 = none
+    right = list(range(m + 1))                      # node c <-> candidate c; m = none
+    cal = np.inf if caliper is None else float(caliper)
+    remaining = m
+    order = order_t.tolist()
+    for r in range(ratio):
+        for ti in order:
+            if not elig_t[ti]:
+                continue
+            L = L_of_t[ti]
+            st = s_t[ti]
+            # left
+            jl = _find_left(left, L) - 1            # node L = candidate L-1
+            # right
+            root = L
+            while right[root] != root:
+                root = right[root]
+            j = L
+            while right[j] != root:
+                right[j], j = root, right[j]
+            jr = root if root < m else -1
+            dl = abs(st - cand_score[jl]) if jl >= 0 else np.inf
+            dr = abs(st - cand_score[jr]) if jr >= 0 else np.inf
+            if dl > cal:
+                dl = np.inf
+            if dr > cal:
+                dr = np.inf
+            if dl == np.inf and dr == np.inf:
+                continue
+            k = jl if dl <= dr else jr
+            mm[ti, r] = cand_units[k]
+            left[k + 1] = k                         # remove candidate k from both forests
+            right[k] = k + 1
+            remaining -= 1
+            if remaining == 0:
+                return mm
+    return mm
+
+
+def nn_score_with_replacement(score: np.ndarray, treat: np.ndarray, eligible: np.ndarray, ratio: int,
+                              caliper: float | None) -> np.ndarray:
+    """k nearest controls per treated unit on a scalar score, with replacement (vectorised).
+
+    Same tie rule as without replacement: step outward from the treated unit's sorted
+    position, taking the left neighbour when it is at least as close."""
+    n = len(score)
+    srt = np.argsort(score, kind="stable")
+    is_cand = (~treat[srt]) & eligible[srt]
+    cand_units = srt[is_cand]
+    cs = score[cand_units]
+    m = len(cand_units)
+    before = np.cumsum(is_cand) - is_cand
+    pos = np.empty(n, dtype=np.int64)
+    pos[srt] = np.arange(n)
+    t_units = np.flatnonzero(treat)
+    n1 = len(t_units)
+    mm = np.full((n1, ratio), -1, dtype=np.int64)
+    if m == 0 or n1 == 0:
+        return mm
+    st = score[t_units]
+    ok_t = eligible[t_units]
+    lp = before[pos[t_units]] - 1
+    rp = lp + 1
+    cal = np.inf if caliper is None else float(caliper)
+    for r in range(ratio):
+        dl = np.where(lp >= 0, np.abs(st - cs[np.clip(lp, 0, m - 1)]), np.inf)
+        dr = np.where(rp < m, np.abs(st - cs[np.clip(rp, 0, m - 1)]), np.inf)
+        dl[dl > cal] = np.inf
+        dr[dr > cal] = np.inf
+        found = ok_t & (np.isfinite(dl) | np.isfinite(dr))
+        take_left = found & (dl <= dr)
+        take_right = found & ~take_left
+        k = np.where(take_left, lp, rp)
+        mm[found, r] = cand_units[np.clip(k[found], 0, m - 1)]
+        lp = np.where(take_left, lp - 1, lp)
+        rp = np.where(take_right, rp + 1, rp)
+    return mm
+
+
+def mahalanobis_transform(X: np.ndarray, treat: np.ndarray, eligible: np.ndarray) -> np.ndarray:
+    """Rows mapped so that Euclidean distance = Mahalanobis distance with the pooled
+    within-group covariance (MatchIt ``transform_covariates(method = "mahalanobis")``; Rubin
+    1980). Constant columns are dropped; a singular covariance uses the generalised inverse."""
+    X = np.asarray(X, dtype=float)
+    keep = (X.max(axis=0) - X.min(axis=0)) >= np.sqrt(np.finfo(float).eps)
+    X = X[:, keep]
+    if X.shape[1] == 0:
+        return np.zeros((len(X), 1))
+    sd = X.std(axis=0, ddof=1)
+    Z = (X - X.mean(axis=0)) / sd
+    Ze = Z[eligible]
+    te = treat[eligible]
+    C = Ze.copy()
+    for g in (True, False):
+        C[te == g] -= C[te == g].mean(axis=0)
+    ne = len(Ze)
+    S = (C.T @ C) / (ne - 2)
+    try:
+        inv = np.linalg.inv(S)
+        if not np.all(np.isfinite(inv)) or np.linalg.cond(S) > 1e12:
+            raise np.linalg.LinAlgError
+    except np.linalg.LinAlgError:
+        inv = np.linalg.pinv(S)
+    vals, vecs = np.linalg.eigh((inv + inv.T) / 2)
+    vals = np.clip(vals, 0, None)
+    root = vecs * np.sqrt(vals)                     # inv = root @ root.T
+    return Z @ root
+
+
+TIE_DECIMALS = 10  # distances equal after rounding to 1e-10 are ties (go to the lowest row)
+
+
+def _tie_key(dist: np.ndarray) -> np.ndarray:
+    return np.round(dist, TIE_DECIMALS)
+
+
+def nn_mahalanobis(Y: np.ndarray, treat: np.ndarray, eligible: np.ndarray, ratio: int, replace: bool,
+                   order_t: np.ndarray) -> np.ndarray:
+    """Nearest neighbours on transformed covariates ``Y`` (see :func:`mahalanobis_transform`).
+
+    Ties: MatchIt takes the first control in data order among equal distances (``which_min``).
+    Mathematically equal distances (e.g. a treated unit halfway between two controls) can come
+    out one ulp apart in floating point, differently in R and here, so we call distances equal
+    when they agree to 1e-10 and then take the lowest row."""
+    t_units = np.flatnonzero(treat)
+    c_units = np.flatnonzero((~treat) & eligible)
+    n1, m = len(t_units), len(c_units)
+    mm = np.full((n1, ratio), -1, dtype=np.int64)
+    if m == 0 or n1 == 0:
+        return mm
+    tree = cKDTree(Y[c_units])
+    ok_t = eligible[t_units]
+    if replace:
+        k = min(ratio, m)
+        todo = np.flatnonzero(ok_t)
+        kk = min(k + 8, m)
+        while len(todo):
+            dist, idx = tree.query(Y[t_units[todo]], k=kk)
+            dist, idx = dist.reshape(len(todo), kk), idx.reshape(len(todo), kk)
+            key = _tie_key(dist)
+            o = np.lexsort((idx, key), axis=1)
+            key_s = np.take_along_axis(key, o, axis=1)
+            idx_s = np.take_along_axis(idx, o, axis=1)
+            # a tie group that reaches the k-th returned neighbour may continue beyond it
+            unsure = (key_s[:, k - 1] >= key_s[:, -1]) & (kk < m)
+            done = ~unsure
+            mm[todo[done], :k] = c_units[idx_s[done, :k]]
+            todo = todo[unsure]
+            kk = min(2 * kk, m)
+        return mm
+    used = np.zeros(m, dtype=bool)
+    remaining = m
+    for r in range(ratio):
+        for ti in order_t.tolist():
+            if not ok_t[ti] or remaining == 0:
+                continue
+            y = Y[t_units[ti]]
+            k = min(8, m)
+            j = -1
+            while True:
+                dist, idx = tree.query(y, k=k)
+                dist, idx = np.atleast_1d(dist), np.atleast_1d(idx)
+                avail = ~used[idx]
+                if avail.any():
+                    key = _tie_key(dist)
+                    best = key[avail].min()
+                    # the tie group of the best available distance may extend beyond the k returned
+                    if k < m and key[-1] <= best:
+                        k = min(2 * k, m)
+                        continue
+                    j = int(idx[avail & (key == best)].min())
+                    break
+                if k >= m:
+                    break
+                k = min(4 * k, m)
+            if j < 0:
+                continue
+            used[j] = True
+            remaining -= 1
+            mm[ti, r] = c_units[j]
+    return mm
