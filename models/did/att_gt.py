@@ -1,0 +1,494 @@
+"""Callaway & Sant'Anna (2021) group-time average treatment effects, ATT(g,t).
+
+For cohort :math:`g` (units first treated in period :math:`g`) and period :math:`t`,
+
+.. math::  ATT(g,t) = E[Y_t - Y_{b} \\mid G=g] - E[Y_t - Y_{b} \\mid C]
+
+(unconditional; with covariates the 2x2 comparison is the outcome-regression, IPW or
+doubly-robust estimator of :mod:`models.did.drdid`), where the base period :math:`b` and
+the comparison group :math:`C` follow R did 2.5.1 (``att_gt``, ``compute.att_gt2``):
+
+* base period: post-treatment cells (:math:`g \\le t`) use :math:`b = g-1-\\delta`
+  (:math:`\\delta` = ``anticipation``, the last period with :math:`b+\\delta<g`);
+  pre-treatment cells use :math:`b = t-1` (``base_period="varying"``) or the same
+  :math:`g-1-\\delta` (``"universal"``, where the cell :math:`t=b` is reported as 0 with a
+  zero influence function);
+* comparison group: never-treated units (``"nevertreated"``) or, for ``"notyettreated"``,
+  never-treated units plus units with :math:`G > \\max(t, b) + \\delta` other than cohort
+  :math:`g`;
+* covariates: the values in the earlier of the two periods of the cell,
+  :math:`\\min(b, t)` (R did uses the earlier period's row of each unit in the 2x2;
+  for time-invariant covariates this is immaterial);
+* sample: cohort 0 = never treated; cohorts later than the last period + :math:`\\delta` are
+  recoded as never treated; units treated in or before the first period + :math:`\\delta`
+  are dropped (always treated); units not observed in every period are dropped (balanced
+  panel; ``allow_unbalanced_panel=True`` is not implemented); rows with missing outcome,
+  covariate or cluster are dropped first. Every drop is counted in ``dropped``. If there is
+  no never-treated unit, periods :math:`\\ge g_{max}-\\delta` are dropped and the last
+  cohort serves as comparison (R did's rule).
+
+Influence functions. Cell :math:`j` gives :math:`\\psi_{ij} = (n/n_j)\\,\\psi^{2x2}_{ij}` for the
+:math:`n_j` units of its 2x2 sample (0 elsewhere), so that
+:math:`\\widehat{ATT}_j - ATT_j = n^{-1}\\sum_{i=1}^n\\psi_{ij}`. Analytic variance, as R did:
+:math:`\\hat V = \\Psi'\\Psi/n`, :math:`se_j = \\sqrt{\\hat V_{jj}/n} = \\sqrt{\\sum_i\\psi_{ij}^2}/n`
+(divisor :math:`n`, no centering; R did, DRDID and moderndid all use this, so no
+:math:`n/(n-1)` adjustment is needed). With ``clustervar``, :math:`\\hat V = \\sum_c S_c S_c'/n`
+with :math:`S_c=\\sum_{i\\in c}\\psi_i` (no :math:`G/(G-1)` factor, as R did).
+
+Speed. The panel is pivoted once to a units x periods outcome matrix. Without covariates
+every cell is the closed form of :func:`~models.did.drdid.unconditional_did_panel`
+computed with array operations on that matrix (no model fits). With covariates the
+propensity score and the control-group design are fitted once per distinct (2x2 sample,
+covariate period) and reused by all cells sharing them -- with never-treated controls and
+time-invariant covariates that is once per cohort.
+
+Memory. The influence-function matrix is stored dense, float64, n_units x n_cells:
+8 * n * k bytes (1M units x 100 cells = 800 MB). aggte needs it.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from ..errors import BadInputError, ConfigError, DesignError, first_keys
+from ..inference.multiplier import cluster_sums, mboot
+from .drdid import ControlOLS, PScoreFit, drdid_panel, reg_did_panel, std_ipw_did_panel
+
+_EPS10 = np.sqrt(np.finfo(float).eps) * 10
+
+
+@dataclass
+class AttGtResult:
+    """Everything :func:`models.did.aggte.aggte` needs (no re-estimation)."""
+
+    groups: np.ndarray  # cohort of each cell
+    times: np.ndarray  # period of each cell
+    att: np.ndarray
+    se: np.ndarray
+    inf_func: np.ndarray  # n_units x n_cells, float64
+    base_periods: np.ndarray
+    n_cell: np.ndarray  # units in each 2x2 sample
+    n_treated_cell: np.ndarray
+    unit_ids: np.ndarray
+    unit_cohort: np.ndarray  # per unit; 0 = never treated (after recoding)
+    cluster: np.ndarray | None  # per unit integer cluster codes (None = unit level)
+    n: int
+    tlist: np.ndarray
+    glist: np.ndarray
+    crit_val: float
+    wald_pretest: dict | None
+    n_obs: int
+    dropped: dict[str, int]
+    settings: dict[str, Any]
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def event_times(self) -> np.ndarray:
+        return self.times - self.groups
+
+    @property
+    def cohort_sizes(self) -> dict[int, int]:
+        g, c = np.unique(self.unit_cohort, return_counts=True)
+        return {int(a): int(b) for a, b in zip(g, c)}
+
+    def vcov(self) -> np.ndarray:
+        """Analytic covariance of the ATT(g,t) estimates, Psi'Psi/n^2 (or cluster sums);
+        computed on demand (O(n k^2)). R did's ``V_analytical`` is n times this."""
+        psi0 = np.where(np.isfinite(self.inf_func), self.inf_func, 0.0)
+        V = _vcov(psi0, self.cluster, self.n) / self.n
+        bad = ~np.isfinite(self.att)
+        V[bad, :] = np.nan
+        V[:, bad] = np.nan
+        return V
+
+    @property
+    def n_clusters(self) -> int:
+        return self.n if self.cluster is None else int(self.cluster.max()) + 1
+
+    def to_frame(self) -> pd.DataFrame:
+        return pd.DataFrame(
+            {
+                "group": self.groups,
+                "time": self.times,
+                "event_time": self.event_times,
+                "base_period": self.base_periods,
+                "att": self.att,
+                "se": self.se,
+                "n_cell": self.n_cell,
+                "n_treated": self.n_treated_cell,
+            }
+        )
+
+
+def analytic_se(inf_func: np.ndarray, cluster: np.ndarray | None, n: int) -> np.ndarray:
+    """R did's analytic SE: sqrt(sum_i psi_i^2)/n, or sqrt(sum_c S_c^2)/n with clusters."""
+    psi = inf_func if inf_func.ndim == 2 else inf_func[:, None]
+    if cluster is None:
+        return np.sqrt(np.einsum("ij,ij->j", psi, psi)) / n
+    S = cluster_sums(psi, cluster)
+    return np.sqrt((S**2).sum(axis=0)) / n
+
+
+def _vcov(inf_func: np.ndarray, cluster: np.ndarray | None, n: int) -> np.ndarray:
+    S = cluster_sums(inf_func, cluster)
+    return S.T @ S / n
+
+
+# ---------------------------------------------------------------------------------------
+# data preparation
+# ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Panel:
+    Y: np.ndarray  # n x T
+    X: np.ndarray | None  # n x k (time-invariant) or T x n x k, with intercept
+    x_time_varying: bool
+    unit_g: np.ndarray  # float, inf = never
+    ids: np.ndarray
+    tlist: np.ndarray
+    glist: np.ndarray
+    cluster: np.ndarray | None
+    n_obs: int
+    dropped: dict[str, int]
+    notes: list[str]
+
+
+def _prepare(data, yname, tname, idname, gname, covariates, clustervar, anticipation, control_group) -> _Panel:
+    cols = [idname, tname, yname, gname, *covariates] + ([clustervar] if clustervar else [])
+    problems = []
+    missing_cols = [c for c in dict.fromkeys(cols) if c not in data.columns]
+    if missing_cols:
+        raise BadInputError(
+            f"att_gt: data lacks column(s) {missing_cols} (available: {', '.join(map(str, data.columns))}).",
+        )
+    df = data[list(dict.fromkeys(cols))].copy()
+    for c in [tname, yname, gname, *covariates]:
+        if not (pd.api.types.is_numeric_dtype(df[c]) or pd.api.types.is_bool_dtype(df[c])):
+            problems.append(f"column {c!r} must be numeric (dtype {df[c].dtype}); convert it before estimation")
+    if problems:
+        raise BadInputError("att_gt: bad input columns:", problems=problems)
+    dropped: dict[str, int] = {}
+    notes: list[str] = []
+    num = df[[tname, yname, gname, *covariates]].astype("float64")
+    bad = num.isna().any(axis=1) | ~np.isfinite(num.to_numpy()).all(axis=1) | df[idname].isna()
+    if clustervar:
+        bad |= df[clustervar].isna()
+    if bad.any():
+        dropped["missing_values"] = int(bad.sum())
+        df = df.loc[~bad]
+    if df.empty:
+        raise DesignError("att_gt: no rows left after dropping missing values")
+    dup = df.duplicated([idname, tname], keep=False)
+    if dup.any():
+        keys = df.loc[dup, [idname, tname]].drop_duplicates().itertuples(index=False)
+        raise BadInputError(
+            f"att_gt: {int(dup.sum())} rows share a ({idname}, {tname}) pair; the panel needs one row per unit and period. "
+            f"First: {first_keys(list(keys))}. Deduplicate the panel.",
+        )
+    gvar = df.groupby(idname, sort=False)[gname].nunique()
+    if (gvar > 1).any():
+        raise BadInputError(
+            f"att_gt: column {gname!r} varies within {int((gvar > 1).sum())} unit(s) ({first_keys(gvar.index[gvar > 1])}); "
+            "the first treatment period must be constant per unit.",
+        )
+    if clustervar:
+        cvar = df.groupby(idname, sort=False)[clustervar].nunique()
+        if (cvar > 1).any():
+            raise BadInputError(
+                f"att_gt: cluster column {clustervar!r} varies over time within {int((cvar > 1).sum())} unit(s) "
+                f"({first_keys(cvar.index[cvar > 1])}); use a time-invariant cluster variable.",
+            )
+    g = df[gname].to_numpy(dtype=float).copy()
+    g[g == 0] = np.inf
+    t = df[tname].to_numpy(dtype=float)
+    tlist = np.sort(pd.unique(t))
+    late = np.isfinite(g) & (g > tlist.max() + anticipation)
+    if late.any():
+        notes.append(f"{int(late.sum())} rows with {gname} after the last period (+anticipation) treated as never treated")
+        g[late] = np.inf
+    if not np.isinf(g).any():
+        latest = g.max()
+        cutoff = latest - anticipation
+        keep = t < cutoff
+        dropped["periods_without_comparison_group"] = int((~keep).sum())
+        notes.append(
+            f"no never-treated units: periods >= {cutoff:g} dropped; cohort {latest:g} "
+            + ("serves as never treated" if control_group == "nevertreated" else "kept only as not-yet-treated comparison")
+        )
+        if control_group == "nevertreated":
+            g[g == latest] = np.inf
+        df, g, t = df.loc[keep], g[keep], t[keep]
+        tlist = np.sort(pd.unique(t))
+        exclude_g = latest
+    else:
+        exclude_g = None
+    first = tlist[0]
+    always = np.isfinite(g) & (g <= first + anticipation)
+    if always.any():
+        dropped["treated_in_first_period"] = int(always.sum())
+        df, g, t = df.loc[~always], g[~always], t[~always]
+    # balanced panel
+    ucode, uid = pd.factorize(df[idname], sort=True)
+    uid = np.asarray(uid)
+    tlist = np.sort(pd.unique(t))
+    T = tlist.size
+    counts = np.bincount(ucode, minlength=uid.size)
+    full = counts[ucode] == T
+    if not full.all():
+        dropped["unbalanced_panel"] = int((~full).sum())
+        df, g, t = df.loc[full], g[full], t[full]
+        ucode, uid = pd.factorize(df[idname], sort=True)
+        uid = np.asarray(uid)
+        tlist = np.sort(pd.unique(t))
+        T = tlist.size
+    if uid.size == 0:
+        raise DesignError("att_gt: no units left after dropping always-treated and unbalanced units")
+    tcode = np.searchsorted(tlist, t)
+    n = uid.size
+    Y = np.empty((n, T))
+    Y[ucode, tcode] = df[yname].to_numpy(dtype=float)
+    unit_g = np.empty(n)
+    unit_g[ucode] = g
+    X = None
+    tv = False
+    if covariates:
+        k = len(covariates) + 1
+        Xl = df[list(covariates)].to_numpy(dtype=float)
+        Xw = np.ones((T, n, k))
+        Xw[tcode, ucode, 1:] = Xl
+        tv = bool(np.any(Xw != Xw[:1]))
+        X = Xw if tv else Xw[0]
+    cluster = None
+    if clustervar:
+        cl = np.empty(n, dtype=object)
+        cl[ucode] = df[clustervar].to_numpy()
+        cluster = pd.factorize(pd.Series(cl))[0].astype(np.int64)
+    glist = np.unique(unit_g[np.isfinite(unit_g)])
+    glist = glist[glist > tlist[0] + anticipation]
+    if exclude_g is not None and control_group != "nevertreated":
+        glist = glist[glist < exclude_g]
+    if glist.size == 0:
+        raise DesignError("att_gt: no treated cohort with a pre-treatment period in the data")
+    return _Panel(Y, X, tv, unit_g, uid, tlist, glist, cluster, int(n * T), dropped, notes)
+
+
+# ---------------------------------------------------------------------------------------
+# estimation
+# ---------------------------------------------------------------------------------------
+
+
+def att_gt(
+    data: pd.DataFrame,
+    yname: str,
+    tname: str,
+    idname: str,
+    gname: str,
+    covariates: tuple[str, ...] | list[str] = (),
+    control_group: str = "nevertreated",
+    est_method: str = "dr",
+    base_period: str = "varying",
+    anticipation: int = 0,
+    clustervar: str | None = None,
+    allow_unbalanced_panel: bool = False,
+    alp: float = 0.05,
+    bstrap: bool = False,
+    biters: int = 999,
+    cband: bool = False,
+    seed: int = 0,
+) -> AttGtResult:
+    """Group-time ATTs (Callaway & Sant'Anna 2021), arguments as R did's ``att_gt``.
+
+    ``covariates`` plays the role of ``xformla`` (an intercept is added). ``est_method``:
+    ``"dr"`` (:func:`~models.did.drdid.drdid_panel`), ``"ipw"``, ``"reg"``; with no
+    covariates all three equal the unconditional estimator, which is used directly.
+    ``clustervar``: a column to cluster the influence function on (None or the unit id =
+    unit level). ``bstrap``: replace analytic SEs by multiplier-bootstrap SEs;
+    ``cband``: sup-t uniform critical value (needs the bootstrap; drawn with ``seed``).
+    """
+    problems = []
+    if control_group not in ("nevertreated", "notyettreated"):
+        problems.append(f"control_group={control_group!r}; use 'nevertreated' or 'notyettreated'")
+    if est_method not in ("dr", "ipw", "reg", "unconditional"):
+        problems.append(f"est_method={est_method!r}; use 'dr', 'ipw', 'reg' or 'unconditional'")
+    if base_period not in ("varying", "universal"):
+        problems.append(f"base_period={base_period!r}; use 'varying' or 'universal'")
+    if not (isinstance(anticipation, (int, np.integer)) and anticipation >= 0):
+        problems.append(f"anticipation={anticipation!r}; use a non-negative integer")
+    if not (0 < alp < 1):
+        problems.append(f"alp={alp!r}; must be in (0, 1)")
+    if allow_unbalanced_panel:
+        problems.append("allow_unbalanced_panel=True is not implemented (R did's repeated-cross-section path); balance the panel or set it to false")
+    if (bstrap or cband) and (not isinstance(biters, (int, np.integer)) or biters < 1):
+        problems.append(f"biters={biters!r}; use a positive integer")
+    if est_method == "unconditional" and covariates:
+        problems.append("est_method='unconditional' takes no covariates")
+    if problems:
+        raise ConfigError("att_gt: bad options:", problems=problems)
+    covariates = tuple(covariates)
+    if clustervar == idname:
+        clustervar = None
+    P = _prepare(data, yname, tname, idname, gname, covariates, clustervar, anticipation, control_group)
+    Y, tlist, glist, unit_g = P.Y, P.tlist, P.glist, P.unit_g
+    n, T = Y.shape
+    never = np.isinf(unit_g)
+    tfac = 1 if base_period == "varying" else 0
+    nevertreated = control_group == "nevertreated"
+
+    cells: list[tuple[float, float, int, int]] = []  # (g, t, post_idx, base_idx or -1 for norm)
+    for g in glist:
+        idx = np.flatnonzero(tlist + anticipation < g)
+        pret_g = int(idx[-1])
+        for t in range(T - tfac):
+            post_idx = t + tfac
+            pret = t if base_period == "varying" else pret_g
+            if g <= tlist[post_idx]:
+                pret = pret_g
+            cells.append((g, tlist[post_idx], post_idx, pret))
+    k = len(cells)
+    att = np.full(k, np.nan)
+    psi = np.zeros((n, k), order="F")
+    n_cell = np.zeros(k, dtype=np.int64)
+    n_tr = np.zeros(k, dtype=np.int64)
+    base_periods = np.array([tlist[c[3]] for c in cells])
+    notes = list(P.notes)
+    cache: dict[tuple, Any] = {}
+    if P.X is not None and est_method == "unconditional":
+        raise ConfigError("est_method='unconditional' takes no covariates")
+    method = est_method if P.X is not None else "unconditional"
+
+    cohort_mask = {g: unit_g == g for g in glist}
+    for j, (g, tt, post_idx, pret) in enumerate(cells):
+        if base_period == "universal" and pret == post_idx:
+            att[j] = 0.0  # normalised reference period; zero influence function
+            continue
+        Gm = cohort_mask[g]
+        if nevertreated:
+            Cm = never
+            thr = None
+        else:
+            thr = tlist[max(post_idx - tfac, pret) + tfac] + anticipation
+            Cm = never | ((unit_g > thr) & ~Gm)
+        ng, nc = int(Gm.sum()), int(Cm.sum())
+        n_cell[j], n_tr[j] = ng + nc, ng
+        if ng == 0 or nc == 0:
+            notes.append(f"no {'treated' if ng == 0 else 'comparison'} units for (g,t)=({g:g},{tt:g}); ATT set to NA")
+            psi[:, j] = np.nan
+            continue
+        dY = Y[:, post_idx] - Y[:, pret]
+        if method == "unconditional":
+            mu1 = dY[Gm].mean()
+            mu0 = dY[Cm].mean()
+            att[j] = mu1 - mu0
+            col = psi[:, j]
+            col[Gm] = n * (dY[Gm] - mu1) / ng
+            col[Cm] = -n * (dY[Cm] - mu0) / nc
+            continue
+        cov_idx = min(pret, post_idx)
+        key = (g, thr, cov_idx if P.x_time_varying else None)
+        if key not in cache:
+            sample = np.flatnonzero(Gm | Cm)
+            D = Gm[sample].astype(float)
+            Xs = (P.X[cov_idx] if P.x_time_varying else P.X)[sample]
+            entry: dict[str, Any] = {"sample": sample, "D": D, "X": Xs}
+            try:
+                if method in ("dr", "ipw"):
+                    ps = PScoreFit.fit(D, Xs)
+                    entry["ps"] = ps
+                    if ps.max_raw >= 0.999:
+                        entry["error"] = "overlap condition violated (max propensity score >= 0.999)"
+                if method in ("dr", "reg") and "error" not in entry:
+                    entry["ols"] = ControlOLS.fit(D, Xs)
+            except DesignError as exc:
+                entry["error"] = str(exc)
+            cache[key] = entry
+        entry = cache[key]
+        if "error" in entry:
+            notes.append(f"(g,t)=({g:g},{tt:g}): {entry['error']}; ATT set to NA")
+            psi[:, j] = np.nan
+            continue
+        s = entry["sample"]
+        y1, y0 = Y[s, post_idx], Y[s, pret]
+        if method == "dr":
+            r = drdid_panel(y1, y0, entry["D"], entry["X"], ps=entry["ps"], ols=entry["ols"])
+        elif method == "ipw":
+            r = std_ipw_did_panel(y1, y0, entry["D"], entry["X"], ps=entry["ps"])
+        else:
+            r = reg_did_panel(y1, y0, entry["D"], entry["X"], ols=entry["ols"])
+        att[j] = r.att
+        psi[s, j] = (n / s.size) * r.inf_func
+
+    groups = np.array([c[0] for c in cells])
+    times = np.array([c[1] for c in cells])
+    ok = np.isfinite(att)
+    psi0 = np.where(np.isfinite(psi), psi, 0.0) if not ok.all() else psi
+    se = analytic_se(psi0, P.cluster, n)
+    se[~ok] = np.nan
+    se[se <= _EPS10] = np.nan
+    zero_na = ~np.isfinite(se)
+    crit = float(stats.norm.ppf(1 - alp / 2))
+    if bstrap or cband:
+        bout = mboot(psi0[:, ok], cluster=P.cluster, biters=biters, alpha=alp, seed=seed)
+        if bstrap:
+            se_b = np.full(k, np.nan)
+            se_b[ok] = bout["se"]
+            se = np.where(zero_na, se, se_b)
+            se[se <= _EPS10] = np.nan
+        if cband and T > 2:
+            crit = bout["crit_val"]
+            if crit >= 7:
+                warnings.warn("simultaneous critical value >= 7: arguably too large to be reliable", stacklevel=2)
+    # Wald pre-test of all pre-treatment ATT(g,t) = 0 (R did's summary p-value)
+    pre = np.flatnonzero((groups > times) & ~zero_na)
+    wald = None
+    if pre.size:
+        preV = _vcov(psi0[:, pre], P.cluster, n)
+        if np.linalg.cond(preV) < 1 / np.finfo(float).eps:
+            W = float(n * att[pre] @ np.linalg.solve(preV, att[pre]))
+            wald = {"statistic": W, "df": int(pre.size), "p_value": float(stats.chi2.sf(W, pre.size))}
+    unit_cohort = np.where(np.isinf(unit_g), 0, unit_g)
+    return AttGtResult(
+        groups=groups.astype(np.int64),
+        times=times.astype(np.int64),
+        att=att,
+        se=se,
+        inf_func=psi,
+        base_periods=base_periods.astype(np.int64),
+        n_cell=n_cell,
+        n_treated_cell=n_tr,
+        unit_ids=P.ids,
+        unit_cohort=unit_cohort.astype(np.int64),
+        cluster=P.cluster,
+        n=n,
+        tlist=tlist.astype(np.int64),
+        glist=glist.astype(np.int64),
+        crit_val=crit,
+        wald_pretest=wald,
+        n_obs=P.n_obs,
+        dropped=P.dropped,
+        settings={
+            "yname": yname,
+            "tname": tname,
+            "idname": idname,
+            "gname": gname,
+            "covariates": list(covariates),
+            "control_group": control_group,
+            "est_method": method if method == "unconditional" else est_method,
+            "base_period": base_period,
+            "anticipation": int(anticipation),
+            "clustervar": clustervar,
+            "alp": alp,
+            "bstrap": bool(bstrap),
+            "biters": int(biters),
+            "cband": bool(cband),
+            "seed": seed,
+            "covariates_time_varying": P.x_time_varying,
+        },
+        notes=notes,
+    )

@@ -1,0 +1,231 @@
+"""Registry estimator ``cs``: Callaway & Sant'Anna (2021) group-time ATTs and aggregations.
+
+Runs :func:`models.did.att_gt.att_gt` once and aggregates with
+:func:`models.did.aggte.aggte` (no re-estimation). Tidy rows:
+
+* ``gt``: one per (g,t), term ``ATT(g,t)``, ``cohort``, ``time``, ``event_time = t - g``;
+  ``n_treated`` = units of cohort g, ``n_obs`` = unit-periods of the 2x2 sample (2 x units);
+* ``simple`` (overall ATT), ``dynamic`` (per event time, term ``ATT(e)``; overall row term
+  ``ATT(e>=0)`` with null event_time), ``group`` (per cohort, plus overall ``ATT``),
+  ``calendar`` (per period, plus overall ``ATT``). Confidence bounds of per-e/g/t rows use
+  the sup-t critical value when ``cband`` is on, the normal one otherwise.
+
+Inference (spec.vcov): ``cluster`` by the unit id (``spec.idname``) = the plain
+influence-function SEs; ``cluster`` by a coarser, time-invariant column clusters the
+influence function (:math:`\\sqrt{\\sum_c S_c^2}/n`, no G/(G-1) factor, as R did);
+``iid``/``hetero`` are treated as unit-level (for an influence-function estimator on a
+panel the unit-level variance is already heteroskedasticity-robust and the unit is the
+independent draw). ``twoway`` raises UnsupportedVcovError.
+
+meta: ``pretrend`` = chi-square Wald test that all dynamic pre-period (e < 0) estimates are
+zero, covariance from their influence functions (event times with zero variance, e.g. the
+universal base period's e = -1-anticipation, are left out); ``wald_pretest_gt`` = R did's
+pre-test on all pre-treatment ATT(g,t). ``tables["vcov_dynamic"]``: covariance matrix of
+the dynamic estimates (index and columns = event_time), for HonestDiD.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+
+from ..errors import ConfigError
+from ..inference.wald import SingularVcovError, wald_test
+from ..result import EstimationResult, normal_inference
+from ..spec import EstimatorSpec
+from .aggte import AggteResult, aggte
+from .att_gt import att_gt
+
+OPTIONS: dict = {
+    "est_method": "dr",  # dr | ipw | reg (no covariates: all equal the unconditional estimator)
+    "base_period": "varying",  # varying | universal
+    "anticipation": 0,
+    "bstrap": False,  # multiplier-bootstrap SEs instead of analytic ones
+    "biters": 999,
+    "cband": False,  # sup-t uniform bands for the per-e/g/t estimates (bootstrap)
+    "min_e": None,  # dynamic aggregation window (null = unbounded)
+    "max_e": None,
+    "balance_e": None,
+    "allow_unbalanced_panel": False,  # true is not implemented (ConfigError)
+}
+
+
+def _options(spec: EstimatorSpec) -> dict:
+    o = {**OPTIONS, **(spec.options or {})}
+    unknown = set(o) - set(OPTIONS)
+    if unknown:
+        raise ConfigError(f"estimate.cs: unknown option(s) {sorted(unknown)}; allowed: {', '.join(OPTIONS)}")
+    problems = []
+    if o["est_method"] not in ("dr", "ipw", "reg"):
+        problems.append(f"estimate.cs.est_method={o['est_method']!r}; use dr, ipw or reg")
+    if o["base_period"] not in ("varying", "universal"):
+        problems.append(f"estimate.cs.base_period={o['base_period']!r}; use varying or universal")
+    for key in ("anticipation", "biters"):
+        if not isinstance(o[key], int) or isinstance(o[key], bool) or o[key] < (1 if key == "biters" else 0):
+            problems.append(f"estimate.cs.{key}={o[key]!r}; use a {'positive' if key == 'biters' else 'non-negative'} integer")
+    for key in ("bstrap", "cband", "allow_unbalanced_panel"):
+        if not isinstance(o[key], bool):
+            problems.append(f"estimate.cs.{key}={o[key]!r}; use true or false")
+    for key in ("min_e", "max_e", "balance_e"):
+        if o[key] is not None and (not isinstance(o[key], int) or isinstance(o[key], bool)):
+            problems.append(f"estimate.cs.{key}={o[key]!r}; use an integer or null")
+    if spec.control_group not in ("nevertreated", "notyettreated"):
+        problems.append(f"estimate.control_group={spec.control_group!r}; use nevertreated or notyettreated")
+    if problems:
+        raise ConfigError("estimate.cs: bad options:", problems=problems)
+    return o
+
+
+def _rows(agg: AggteResult, alpha: float, level: str, *, n_treated_by, n_obs: int) -> list[dict]:
+    rows = []
+    if agg.egt is not None:
+        crit = agg.crit_val_egt
+        stat, p, lo, hi = normal_inference(agg.att_egt, agg.se_egt, alpha, crit=crit)
+        for i, v in enumerate(agg.egt):
+            r = {
+                "aggregation": agg.type,
+                "estimate": agg.att_egt[i],
+                "std_error": agg.se_egt[i],
+                "statistic": stat[i],
+                "p_value": p[i],
+                "conf_low": lo[i],
+                "conf_high": hi[i],
+                "n_obs": n_obs,
+                "n_treated": n_treated_by(agg.type, int(v)),
+            }
+            if agg.type == "dynamic":
+                r.update(term=f"ATT(e={int(v)})", event_time=int(v))
+            elif agg.type == "group":
+                r.update(term=f"ATT(g={int(v)})", cohort=int(v))
+            else:
+                r.update(term=f"ATT(t={int(v)})", time=int(v))
+            rows.append(r)
+    stat, p, lo, hi = normal_inference([agg.overall_att], [agg.overall_se], alpha)
+    rows.append(
+        {
+            "aggregation": agg.type,
+            "term": {"simple": "ATT", "dynamic": "ATT(e>=0)", "group": "ATT", "calendar": "ATT"}[agg.type],
+            "estimate": agg.overall_att,
+            "std_error": agg.overall_se,
+            "statistic": stat[0],
+            "p_value": p[0],
+            "conf_low": lo[0],
+            "conf_high": hi[0],
+            "n_obs": n_obs,
+            "n_treated": n_treated_by("overall", None),
+        }
+    )
+    return rows
+
+
+def fit(data: pd.DataFrame, spec: EstimatorSpec) -> EstimationResult:
+    """Callaway & Sant'Anna (2021) through the registry; see the module docstring."""
+    o = _options(spec)
+    spec.vcov.require("cs", ("iid", "hetero", "cluster"))
+    clustervar = None
+    if spec.vcov.kind == "cluster" and spec.vcov.by[0] != spec.idname:
+        clustervar = spec.vcov.by[0]
+    res = att_gt(
+        data,
+        yname=spec.yname,
+        tname=spec.tname,
+        idname=spec.idname,
+        gname=spec.gname,
+        covariates=tuple(spec.covariates),
+        control_group=spec.control_group,
+        est_method=o["est_method"],
+        base_period=o["base_period"],
+        anticipation=o["anticipation"],
+        clustervar=clustervar,
+        allow_unbalanced_panel=o["allow_unbalanced_panel"],
+        alp=spec.alpha,
+        bstrap=o["bstrap"],
+        biters=o["biters"],
+        cband=o["cband"],
+        seed=spec.seed,
+    )
+    cohort_sizes = res.cohort_sizes
+    post_cells = res.groups <= res.times
+
+    def n_treated_by(kind, v):
+        if kind == "group":
+            return cohort_sizes.get(v, 0)
+        if kind == "dynamic":
+            return int(sum(cohort_sizes.get(int(g), 0) for g in np.unique(res.groups[res.event_times == v])))
+        if kind == "calendar":
+            return int(sum(cohort_sizes.get(int(g), 0) for g in np.unique(res.groups[(res.times == v) & post_cells])))
+        return int(sum(cohort_sizes.get(int(g), 0) for g in np.unique(res.groups[post_cells])))
+
+    rows = []
+    stat, p, lo, hi = normal_inference(res.att, res.se, spec.alpha, crit=res.crit_val)
+    for j in range(res.att.size):
+        rows.append(
+            {
+                "aggregation": "gt",
+                "term": "ATT(g,t)",
+                "cohort": int(res.groups[j]),
+                "time": int(res.times[j]),
+                "event_time": int(res.times[j] - res.groups[j]),
+                "estimate": res.att[j],
+                "std_error": res.se[j],
+                "statistic": stat[j],
+                "p_value": p[j],
+                "conf_low": lo[j],
+                "conf_high": hi[j],
+                "n_obs": int(2 * res.n_cell[j]),
+                "n_treated": int(res.n_treated_cell[j]),
+            }
+        )
+    na_rm = bool(np.isnan(res.att).any())
+    inf_e = -math.inf if o["min_e"] is None else o["min_e"]
+    sup_e = math.inf if o["max_e"] is None else o["max_e"]
+    aggs = {}
+    for ty in ("simple", "dynamic", "group", "calendar"):
+        kw = dict(min_e=inf_e, max_e=sup_e, balance_e=o["balance_e"]) if ty == "dynamic" else {}
+        aggs[ty] = aggte(res, ty, na_rm=na_rm, **kw)
+        rows += _rows(aggs[ty], spec.alpha, ty, n_treated_by=n_treated_by, n_obs=res.n_obs)
+
+    dyn = aggs["dynamic"]
+    V = dyn.vcov_egt(res.cluster)
+    ev = dyn.egt.astype(int)
+    vcov_dynamic = pd.DataFrame(V, index=pd.Index(ev, name="event_time"), columns=pd.Index(ev, name="event_time"))
+    lead = (dyn.egt < 0) & np.isfinite(dyn.se_egt)
+    pretrend = None
+    pretrend_note = None
+    if lead.any():
+        try:
+            pretrend = wald_test(dyn.att_egt[lead], V[np.ix_(lead, lead)])
+            pretrend["event_times"] = [int(e) for e in dyn.egt[lead]]
+        except SingularVcovError as exc:
+            pretrend_note = str(exc)
+    else:
+        pretrend_note = "no pre-treatment event times to test"
+
+    n_treated_units = int(sum(v for g, v in cohort_sizes.items() if g != 0))
+    meta = {
+        "n_obs": int(res.n_obs),
+        "n_units": int(res.n),
+        "n_treated_units": n_treated_units,
+        "n_never_treated_units": int(cohort_sizes.get(0, 0)),
+        "n_clusters": int(res.n_clusters),
+        "vcov": spec.vcov.label() + ("" if spec.vcov.kind == "cluster" else " (unit-level influence function)"),
+        "control_group": spec.control_group,
+        "dropped": dict(res.dropped),
+        "est_method": res.settings["est_method"],
+        "base_period": o["base_period"],
+        "anticipation": o["anticipation"],
+        "se_method": "multiplier bootstrap (Rademacher)" if o["bstrap"] else "analytic influence function, sqrt(sum psi^2)/n",
+        "cband": o["cband"],
+        "crit_val_gt": float(res.crit_val),
+        "crit_val_dynamic": float(dyn.crit_val_egt),
+        "pretrend": pretrend,
+        "pretrend_note": pretrend_note,
+        "wald_pretest_gt": res.wald_pretest,
+        "covariates_time_varying": res.settings["covariates_time_varying"],
+        "cohort_sizes": {str(k): v for k, v in cohort_sizes.items()},
+        "notes": list(res.notes),
+        "na_cells_dropped_in_aggregation": int(np.isnan(res.att).sum()),
+    }
+    return EstimationResult(estimator="cs", outcome=spec.yname, tidy=pd.DataFrame(rows), meta=meta, tables={"vcov_dynamic": vcov_dynamic})
