@@ -185,7 +185,7 @@ def _cross_section(df):
 
 @task("ours_matching")
 def ours_matching(df):
-    from models.matching.nearest import matchit
+    from models.matching.matchit import matchit
 
     cs = _cross_section(df)
     t0 = time.perf_counter()

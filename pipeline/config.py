@@ -76,6 +76,7 @@ DEFAULTS: dict[str, Any] = {
         "control_group": "nevertreated",
         "vcov": {"kind": "cluster", "by": ["firm_id"]},
         "alpha": 0.05,
+        "outcome_estimators": {},  # outcome: [keys] replacing `estimators` for that outcome (e.g. Poisson for counts)
         "on_error": "fail",  # fail | skip : a design that cannot be estimated stops the stage (exit 4) or is listed and skipped
     },
     "report": {
@@ -232,7 +233,17 @@ def validate(raw: dict[str, Any], problems: list[str]) -> dict[str, Any]:
         problems.append(f"estimate.on_error: {est['on_error']!r}; allowed: fail, skip")
     if not (isinstance(est["alpha"], float) and 0 < est["alpha"] < 1):
         problems.append(f"estimate.alpha: must be a number in (0, 1), got {est['alpha']!r}")
-    for key in est["estimators"] or []:
+    oe = est["outcome_estimators"] or {}
+    if not isinstance(oe, dict):
+        problems.append("estimate.outcome_estimators: give a mapping outcome: [estimators]")
+        oe = {}
+    for o, keys in oe.items():
+        if o not in (est["outcomes"] or []):
+            problems.append(f"estimate.outcome_estimators.{o}: not one of estimate.outcomes")
+        if not isinstance(keys, list):
+            problems.append(f"estimate.outcome_estimators.{o}: give a list of estimators")
+    all_keys = list(est["estimators"] or []) + [k for keys in oe.values() if isinstance(keys, list) for k in keys]
+    for key in dict.fromkeys(all_keys):
         if key not in registry.REGISTRY:
             problems.append(f"estimate.estimators: unknown estimator {key!r} (known: {', '.join(sorted(registry.REGISTRY))})")
     for key in sorted(set(est) - base_keys):
@@ -256,6 +267,13 @@ def validate(raw: dict[str, Any], problems: list[str]) -> dict[str, Any]:
         if f not in ("html", "pdf"):
             problems.append(f"report.formats: {f!r}; allowed: html, pdf")
     return merged
+
+
+def estimators_for(params: Params, outcome: str) -> list[str]:
+    """The estimators run on ``outcome``: ``estimate.outcome_estimators[outcome]`` if given,
+    else ``estimate.estimators``."""
+    est = params.raw["estimate"]
+    return list((est.get("outcome_estimators") or {}).get(outcome) or est["estimators"])
 
 
 def estimator_options(params: Params, key: str) -> dict[str, Any]:

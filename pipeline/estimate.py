@@ -23,7 +23,7 @@ from models.result import EstimationResult
 from models.spec import EstimatorSpec
 from models.vcov import VcovSpec
 
-from .config import Params, estimator_options
+from .config import Params, estimator_options, estimators_for
 from .progress import note, step
 
 BASE_COLUMNS = ("firm_id", "year", "first_treat", "rel_time", "post", "cluster_id")
@@ -100,7 +100,7 @@ def estimate_all(panel_path: Path, params: Params) -> EstimateRun:
     run = EstimateRun()
     versions = package_versions()
     for outcome in est["outcomes"]:
-        for key in est["estimators"]:
+        for key in estimators_for(params, outcome):
             spec = build_spec(params, outcome, key)
             needed = set(BASE_COLUMNS) | set(CONTEXT_COLUMNS) | {outcome} | set(spec.covariates)
             needed |= set(spec.vcov.by) | _option_columns(spec.options, schema)
