@@ -263,6 +263,12 @@ def validate(raw: dict[str, Any], problems: list[str]) -> dict[str, Any]:
         for k in set(given) - set(opts):
             problems.append(f"estimate.{key}.{k}: unknown option (allowed: {', '.join(sorted(opts)) or 'none'})")
     rep = merged["report"]
+    from .disclosure import resolve_profile
+
+    try:
+        resolve_profile(rep["disclosure"])
+    except ConfigError as exc:
+        problems.append(str(exc))
     for f in rep["formats"] or []:
         if f not in ("html", "pdf"):
             problems.append(f"report.formats: {f!r}; allowed: html, pdf")

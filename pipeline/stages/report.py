@@ -10,12 +10,12 @@ from ..config import Params
 from ..io import StageOutputs, prune
 from ..paths import Paths
 from ..report.build import build_report
-from ..report_inputs import load_report_inputs
+from ..report.inputs import load_inputs
 
 
 def run(params: Params) -> None:
     reports = Paths.of(params).reports_dir
-    out = build_report(load_report_inputs(params), params.section("report"), params.seed)
+    out = build_report(load_inputs(params), params.section("report"), params.seed)
     if out.verdict == "block":
         with StageOutputs() as w:
             for name in ("disclosure.json", "disclosure.md"):

@@ -1,0 +1,604 @@
+"""Stage 4 library: estimates + metadata -> the released report files (as bytes).
+
+:func:`build_report` is a pure function of its inputs: it reads and writes no files (the
+stage writes ``ReportOutput.files`` atomically), prints nothing, and gives byte-identical
+output for identical inputs (sorted keys, fixed float formats, deterministic PNG and PDF,
+no timestamps; a date appears only when ``provenance["date"]`` is given).
+
+Order of work: disclosure checks on every tidy row and auxiliary table first, then every
+table, figure, CSV and the HTML/PDF are built from the *released* values only (suppressed
+cells blanked), then the release scan runs over all files, then the disclosure summary.
+
+Files (relative to ``reports/``): ``report.html``, ``report.pdf``, ``estimates.csv``,
+``metrics.json``, ``plots/event_study.csv``, ``tables/<outcome>.{tex,md,csv}``,
+``tables/groups_summary.csv``, ``tables/<outcome>-<estimator>-<table>.csv`` (balance,
+bacon), ``figures/*.png`` + ``figures/*.csv``, ``disclosure.json``, ``disclosure.md``,
+``provenance.json``. When the verdict is ``"block"`` only ``disclosure.json`` and
+``disclosure.md`` are returned (they name what failed without revealing it).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from models.result import TIDY_COLUMNS
+
+from .. import disclosure as sdc
+from ..io import dumps_json
+from . import figures as figs
+from .tables import (
+    ESTIMATOR_LABELS,
+    fmt,
+    fmt_fixed,
+    fmt_int,
+    fmt_p,
+    headline_rows,
+    isnum,
+    label,
+    regression_table,
+    scale_digits,
+    to_csv_bytes,
+)
+
+AUX_RELEASED = ("balance", "bacon")  # auxiliary tables released as CSV (vcov etc. are not)
+PREFERRED = ("cs", "imputation", "sunab", "did2s", "event_study", "twfe", "matching", "weighting", "etwfe_poisson", "ppml")
+BLANK_ON_SUPPRESS = ("estimate", "std_error", "statistic", "p_value", "conf_low", "conf_high", "n_treated")
+
+
+@dataclass
+class ReportInputs:
+    """Everything the report needs; see the module docstring of the stage for the sources.
+
+    ``contributors``: output of :func:`pipeline.disclosure.cell_contributions` on the processed
+    panel (per cell x contributor the distinct-firm count and magnitude), or None (then only
+    the tidy rows' ``n_treated`` counts are checked)."""
+
+    estimates: pd.DataFrame
+    metas: dict[str, dict[str, Any]] = field(default_factory=dict)
+    tables: dict[str, dict[str, pd.DataFrame]] = field(default_factory=dict)
+    ingest_flow: dict[str, Any] = field(default_factory=dict)
+    groups_flow: dict[str, Any] = field(default_factory=dict)
+    groups_summary: pd.DataFrame | None = None
+    truth: pd.DataFrame | None = None
+    params: dict[str, Any] = field(default_factory=dict)
+    provenance: dict[str, Any] = field(default_factory=dict)
+    contributors: pd.DataFrame | None = None
+    skipped: list[dict[str, Any]] = field(default_factory=list)  # runs skipped under estimate.on_error: skip
+
+
+@dataclass
+class ReportOutput:
+    files: dict[str, bytes]
+    blocked: list[dict[str, Any]]
+    verdict: str  # "pass" | "block"
+    summary: dict[str, Any] = field(default_factory=dict)
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _sort_tidy(df: pd.DataFrame) -> pd.DataFrame:
+    order = {a: i for i, a in enumerate(("simple", "static", "matched", "dynamic", "group", "calendar", "gt"))}
+    d = df.copy()
+    d["_agg"] = d["aggregation"].map(lambda a: order.get(a, 99) if isinstance(a, str) else 99)
+    d = d.sort_values(["outcome", "estimator", "_agg", "term", "cohort", "event_time", "time"], na_position="first", kind="mergesort")
+    return d.drop(columns="_agg").reset_index(drop=True)
+
+
+def _normalise_estimates(est: pd.DataFrame) -> pd.DataFrame:
+    d = est.copy()
+    for c in TIDY_COLUMNS:
+        if c not in d.columns:
+            d[c] = pd.NA
+    d = d[TIDY_COLUMNS]
+    for c in ("outcome", "estimator", "aggregation", "term"):
+        d[c] = d[c].astype("string")
+    for c in ("event_time", "cohort", "time", "n_obs", "n_treated"):
+        d[c] = pd.to_numeric(d[c], errors="coerce").astype("Int64")
+    for c in ("estimate", "std_error", "statistic", "p_value", "conf_low", "conf_high"):
+        d[c] = pd.to_numeric(d[c], errors="coerce").astype("float64")
+    return _sort_tidy(d)
+
+
+def _truth_by_event_time(truth: pd.DataFrame | None, profile: sdc.Profile) -> dict[str, pd.DataFrame]:
+    """Per outcome: the n_firms-weighted mean true ATT per event time over all cohorts; an
+    event time whose cohorts together hold fewer firms than the threshold is dropped."""
+    if truth is None or len(truth) == 0:
+        return {}
+    t = truth.copy()
+    t["n_firms"] = pd.to_numeric(t["n_firms"], errors="coerce").fillna(0)
+    out = {}
+    for o, part in t.groupby("outcome", sort=True):
+        w = part.groupby("event_time", sort=True)["n_firms"].sum()
+        att = (part["att"] * part["n_firms"]).groupby(part["event_time"]).sum() / w.replace(0, np.nan)
+        d = pd.DataFrame({"event_time": att.index.astype(int), "att": att.to_numpy(float), "n_firms": w.to_numpy()}).dropna()
+        if profile.active and profile.min_units:
+            d = d[d["n_firms"] >= profile.min_units]
+        out[str(o)] = d.reset_index(drop=True)
+    return out
+
+
+def _true_overall(tev: pd.DataFrame | None) -> float | None:
+    if tev is None or tev.empty:
+        return None
+    post = tev[tev["event_time"] >= 0]
+    if post.empty or post["n_firms"].sum() <= 0:
+        return None
+    return float((post["att"] * post["n_firms"]).sum() / post["n_firms"].sum())
+
+
+def _flow_rows(name: str, flow: Any, profile: sdc.Profile) -> list[dict[str, str]]:
+    """Flatten a flow dict ({rows_in, rows_kept, excluded: {reason: n}} possibly nested)."""
+    rows: list[dict[str, str]] = []
+    if not isinstance(flow, dict):
+        return rows
+
+    def cnt(n: Any) -> str:
+        if sdc.small_count(n, profile):
+            return f"< {profile.min_units}"
+        return fmt_int(n) if isnum(n) else str(n)
+
+    if "rows_in" in flow or "rows_kept" in flow or "excluded" in flow:
+        if "rows_in" in flow:
+            rows.append({"stage": name, "item": "rows in", "count": cnt(flow["rows_in"]), "kind": "in"})
+        zero = []
+        for reason, n in sorted((flow.get("excluded") or {}).items()):
+            if isnum(n) and float(n) == 0:
+                zero.append(str(reason).replace("_", " "))
+                continue
+            rows.append({"stage": name, "item": f"excluded: {str(reason).replace('_', ' ')}", "count": cnt(n), "kind": "excluded"})
+        if "rows_kept" in flow:
+            rows.append({"stage": name, "item": "rows kept", "count": cnt(flow["rows_kept"]), "kind": "kept"})
+        if zero:
+            rows.append({"stage": name, "item": "checked, no rows excluded: " + ", ".join(zero), "count": "0", "kind": "zero"})
+        for k, v in sorted(flow.items()):
+            if k in ("rows_in", "rows_kept", "excluded"):
+                continue
+            if isinstance(v, dict):
+                rows += _flow_rows(f"{name} / {str(k).replace('_', ' ')}", v, profile)
+            elif isnum(v) and not isinstance(v, bool):
+                rows.append({"stage": name, "item": str(k).replace("_", " "), "count": cnt(v), "kind": "info"})
+        return rows
+    for k, v in sorted(flow.items()):
+        if isinstance(v, dict):
+            rows += _flow_rows(f"{name}: {k}" if name else str(k), v, profile)
+        elif isnum(v) and not isinstance(v, bool):
+            rows.append({"stage": name, "item": str(k).replace("_", " "), "count": cnt(v), "kind": "info"})
+    return rows
+
+
+def _withheld_by_reason(withheld: list[dict[str, Any]]) -> list[dict[str, str]]:
+    """Counts of withheld items by (what, rule) for the report's summary table."""
+    counts: dict[tuple[str, str], int] = {}
+    for w in withheld:
+        what = w["kind"]
+        if w["kind"] == "estimate" and w["where"].get("estimator"):
+            what = f"estimates ({w['where']['estimator']})"
+        elif w["kind"] in ("table", "column") and w["where"].get("table"):
+            what = f"table {w['where']['table']}"
+        for r in w["reasons"]:
+            rule = r
+            counts[(what, rule)] = counts.get((what, rule), 0) + 1
+    return [{"what": k[0], "rule": k[1], "n": str(v)} for k, v in sorted(counts.items())]
+
+
+def _pct_from_log(b: float) -> str:
+    return f"{(math.exp(b) - 1) * 100:+.1f}%"
+
+
+def _pretrend_verdict(p: float) -> str:
+    if p >= 0.10:
+        return f"no evidence of pre-trends (p = {fmt_p(p)})"
+    if p >= 0.05:
+        return f"weak evidence of pre-trends (p = {fmt_p(p)}); interpret with care"
+    return f"evidence of differential pre-trends (p = {fmt_p(p)}): the parallel-trends assumption is doubtful"
+
+
+METHODS = [
+    {
+        "key": "twfe",
+        "title": "Two-way fixed effects (TWFE)",
+        "html": "Y<sub>it</sub> = α<sub>i</sub> + λ<sub>t</sub> + β D<sub>it</sub> + ε<sub>it</sub>",
+        "typst": "$Y_(i t) = alpha_i + lambda_t + beta D_(i t) + epsilon_(i t)$",
+        "text": "β is the ATT only if effects are homogeneous across cohorts and time; with staggered adoption and heterogeneous effects it is a weighted average that can carry negative weights (Goodman-Bacon 2021; de Chaisemartin & D'Haultfœuille 2020).",
+        "ref": "Wooldridge (2010), Econometric Analysis of Cross Section and Panel Data, ch. 10.",
+    },
+    {
+        "key": "event_study",
+        "title": "Event study (dynamic TWFE)",
+        "html": "Y<sub>it</sub> = α<sub>i</sub> + λ<sub>t</sub> + Σ<sub>k≠−1</sub> β<sub>k</sub> 1[t − G<sub>i</sub> = k] + ε<sub>it</sub>",
+        "typst": "$Y_(i t) = alpha_i + lambda_t + sum_(k != -1) beta_k bb(1)[t - G_i = k] + epsilon_(i t)$",
+        "text": "Leads (k < 0) test for pre-trends: a joint Wald test that all β_k, k < −1, are zero. Under heterogeneous effects the β_k can be contaminated by other periods' effects (Sun & Abraham 2021).",
+        "ref": "Freyaldenhoven, Hansen, Pérez & Shapiro (2021), Visualization, identification and estimation in the linear panel event-study design.",
+    },
+    {
+        "key": "cs",
+        "title": "Callaway–Sant'Anna group-time ATT",
+        "html": "ATT(g,t) = E[Y<sub>t</sub> − Y<sub>g−1</sub> | G = g] − E[Y<sub>t</sub> − Y<sub>g−1</sub> | C], aggregated as θ = Σ<sub>g,t</sub> w(g,t) ATT(g,t)",
+        "typst": "$\"ATT\"(g,t) = E[Y_t - Y_(g-1) | G = g] - E[Y_t - Y_(g-1) | C]$, aggregated as $theta = sum_(g,t) w(g,t) \"ATT\"(g,t)$",
+        "text": "Each cohort g is compared with never-treated (or not-yet-treated) firms C; doubly robust with covariates. Aggregations: simple, dynamic (by event time), group, calendar. Inference from influence functions.",
+        "ref": "Callaway & Sant'Anna (2021), Journal of Econometrics 225(2); Sant'Anna & Zhao (2020).",
+    },
+    {
+        "key": "sunab",
+        "title": "Sun–Abraham interaction-weighted estimator",
+        "html": "Y<sub>it</sub> = α<sub>i</sub> + λ<sub>t</sub> + Σ<sub>g</sub> Σ<sub>k≠−1</sub> δ<sub>g,k</sub> 1[G<sub>i</sub> = g] 1[t − g = k] + ε<sub>it</sub>; β<sub>k</sub> = Σ<sub>g</sub> Pr(G = g | k) δ<sub>g,k</sub>",
+        "typst": "$Y_(i t) = alpha_i + lambda_t + sum_g sum_(k != -1) delta_(g,k) bb(1)[G_i = g] bb(1)[t - g = k] + epsilon_(i t)$, $beta_k = sum_g Pr(G = g | k) delta_(g,k)$",
+        "text": "Cohort-specific event-time effects, averaged with cohort shares; free of the contamination of dynamic TWFE.",
+        "ref": "Sun & Abraham (2021), Journal of Econometrics 225(2).",
+    },
+    {
+        "key": "imputation",
+        "title": "Imputation estimator (Borusyak–Jaravel–Spiess)",
+        "html": "Fit Y<sub>it</sub> = α<sub>i</sub> + λ<sub>t</sub> + ε<sub>it</sub> on untreated observations; τ̂<sub>it</sub> = Y<sub>it</sub> − α̂<sub>i</sub> − λ̂<sub>t</sub> for treated ones; ATT = mean of τ̂<sub>it</sub>",
+        "typst": "$hat(tau)_(i t) = Y_(i t) - hat(alpha)_i - hat(lambda)_t$ for treated observations, with $alpha, lambda$ fitted on untreated observations; ATT $= overline(hat(tau))$",
+        "text": "Efficient under homoskedastic errors and parallel trends; two-stage DiD (Gardner 2022) gives the same point estimates.",
+        "ref": "Borusyak, Jaravel & Spiess (2024), Review of Economic Studies 91(6); Gardner (2022).",
+    },
+    {
+        "key": "bacon",
+        "title": "Goodman-Bacon decomposition",
+        "html": "β̂<sup>TWFE</sup> = Σ<sub>k</sub> s<sub>k</sub> β̂<sub>k</sub><sup>2×2</sup>, Σ s<sub>k</sub> = 1",
+        "typst": "$hat(beta)^\"TWFE\" = sum_k s_k hat(beta)_k^(2 times 2)$, $sum_k s_k = 1$",
+        "text": "The TWFE estimate as a weighted average of all 2×2 DiD comparisons; weight on 'later vs earlier treated' comparisons signals bias under dynamic effects.",
+        "ref": "Goodman-Bacon (2021), Journal of Econometrics 225(2).",
+    },
+    {
+        "key": "matching",
+        "title": "Matching and weighting",
+        "html": "ATT = (1/N<sub>1</sub>) Σ<sub>i: D=1</sub> [ Y<sub>i</sub> − Σ<sub>j: D=0</sub> w<sub>ij</sub> Y<sub>j</sub> ], weights from nearest-neighbour matching on the propensity score e(X) = Pr(D = 1 | X), exact matching, or entropy balancing",
+        "typst": "$\"ATT\" = 1/N_1 sum_(i: D = 1) [Y_i - sum_(j: D = 0) w_(i j) Y_j]$ with $e(X) = Pr(D = 1 | X)$",
+        "text": "Balance is judged by standardised mean differences (|SMD| < 0.1). Combined with differencing (level and change since the base year) it relaxes parallel trends to conditional parallel trends.",
+        "ref": "Ho, Imai, King & Stuart (2007/2011), MatchIt; Hainmueller (2012), Political Analysis 20(1); Heckman, Ichimura & Todd (1997).",
+    },
+    {
+        "key": "ppml",
+        "title": "Poisson pseudo-maximum likelihood (counts)",
+        "html": "E[Y<sub>it</sub> | ·] = exp(α<sub>i</sub> + λ<sub>t</sub> + β D<sub>it</sub>), effect in percent: 100 (e<sup>β</sup> − 1)",
+        "typst": "$E[Y_(i t) | dot] = exp(alpha_i + lambda_t + beta D_(i t))$, effect in percent $100 (e^beta - 1)$",
+        "text": "Consistent for counts and zero-heavy magnitudes (patents, exports) without log-transforming zeros; Wooldridge's extended TWFE Poisson allows heterogeneous cohort-time effects.",
+        "ref": "Santos Silva & Tenreyro (2006), REStat 88(4); Wooldridge (2023), Econometrics Journal 26(3).",
+    },
+]
+
+
+# --------------------------------------------------------------------------- main
+
+
+def build_report(inputs: ReportInputs, options: dict[str, Any], seed: int) -> ReportOutput:
+    """Build every released report file from ``inputs`` (see module docstring)."""
+    options = dict(options or {})
+    labels = {str(k): str(v) for k, v in (options.get("labels") or {}).items()}
+    formats = list(options.get("formats") or ["html"])
+    title = str(options.get("title") or "Cluster programme impact evaluation")
+    profile = sdc.resolve_profile(options.get("disclosure", "strict"))
+
+    est = _normalise_estimates(inputs.estimates if inputs.estimates is not None else pd.DataFrame(columns=TIDY_COLUMNS))
+    metas = {str(k): dict(v or {}) for k, v in sorted((inputs.metas or {}).items())}
+
+    # ---- disclosure: estimates
+    flags, findings = sdc.check_estimates(est, metas, inputs.contributors, profile)
+    rel = est.copy()
+    rel["suppressed"] = flags["suppressed"].to_numpy()
+    rel["disclosure_note"] = flags["reasons"].to_numpy()
+    for c in BLANK_ON_SUPPRESS:
+        if c == "n_treated":
+            rel.loc[rel["suppressed"], c] = pd.NA
+        else:
+            rel.loc[rel["suppressed"], c] = np.nan
+
+    files: dict[str, bytes] = {}
+    figures: list[dict[str, Any]] = []
+
+    def blocked_output(summary: sdc.DisclosureSummary) -> ReportOutput:
+        sd = summary.to_dict()
+        disc = {"disclosure.json": dumps_json(sd).encode(), "disclosure.md": summary.to_markdown().encode()}
+        return ReportOutput(files=disc, blocked=sd["withheld"] + sd["release_scan"], verdict="block", summary=sd)
+
+    # ---- auxiliary tables
+    aux: dict[str, dict[str, pd.DataFrame]] = {}
+    for key in sorted(inputs.tables or {}):
+        for name in sorted(inputs.tables[key] or {}):
+            if name not in AUX_RELEASED:
+                continue
+            df = inputs.tables[key][name]
+            if df is None or len(df) == 0:
+                continue
+            n_tr = (metas.get(key) or {}).get("n_treated_units") if name == "balance" else None
+            safe, f2 = sdc.check_table(f"{key}-{name}", df.reset_index(drop=True), profile, n_units=n_tr)
+            findings += f2
+            aux.setdefault(key, {})[name] = safe
+            files[f"tables/{key}-{name}.csv"] = to_csv_bytes(safe)
+
+    gsum = None
+    if inputs.groups_summary is not None and len(inputs.groups_summary):
+        gsum, f3 = sdc.check_table("groups_summary", inputs.groups_summary.reset_index(drop=True), profile,
+                                   row_counts=("n_firms",), cell_counts=("n_members",))
+        findings += f3
+        files["tables/groups_summary.csv"] = to_csv_bytes(gsum)
+
+    truth_et = _truth_by_event_time(inputs.truth, profile)
+    early = sdc.DisclosureSummary(profile, findings, [], len(est))
+    if early.verdict == "block":  # on_fail: block and something failed: nothing else is built
+        return blocked_output(early)
+
+    # ---- estimates.csv, metrics.json
+    files["estimates.csv"] = to_csv_bytes(rel)
+    heads = headline_rows(rel)
+    metrics: dict[str, dict[str, Any]] = {}
+    for _, r in heads.iterrows():
+        meta = metas.get(f"{r['outcome']}-{r['estimator']}", {})
+        sup = bool(r["suppressed"])
+        metrics.setdefault(str(r["outcome"]), {})[str(r["estimator"])] = {
+            "att": None if sup or not isnum(r["estimate"]) else float(r["estimate"]),
+            "se": None if sup or not isnum(r["std_error"]) else float(r["std_error"]),
+            "n_obs": int(meta["n_obs"]) if isnum(meta.get("n_obs")) else (int(r["n_obs"]) if isnum(r["n_obs"]) else None),
+            "n_treated": None if sup else (int(meta["n_treated_units"]) if isnum(meta.get("n_treated_units")) else (int(r["n_treated"]) if isnum(r["n_treated"]) else None)),
+        }
+    files["metrics.json"] = dumps_json(metrics).encode()
+
+    # ---- event-study long CSV and figures
+    outcomes = sorted(rel["outcome"].dropna().astype(str).unique())
+    es_frames = []
+    for o in outcomes:
+        res = figs.event_study_figure(rel[rel["outcome"] == o], truth_et.get(o), o, labels)
+        if res is None:
+            continue
+        png, data = res
+        files[f"figures/event_study-{o}.png"] = png
+        files[f"figures/event_study-{o}.csv"] = to_csv_bytes(data)
+        figures.append({"kind": "event_study", "outcome": o, "file": f"figures/event_study-{o}.png", "png": png,
+                        "caption": f"Event study: effect of joining a cluster on {label(o, labels)} by years since joining, 95% intervals"
+                        + ("; dashed line: true effect of the simulation" if o in truth_et else "") + "."})
+        es_frames.append(data)
+    if es_frames:
+        es = pd.concat(es_frames, ignore_index=True)
+        plot = es[["outcome", "estimator", "event_time", "estimate", "conf_low", "conf_high", "truth"]]
+        files["plots/event_study.csv"] = to_csv_bytes(plot)
+    else:
+        files["plots/event_study.csv"] = to_csv_bytes(pd.DataFrame(columns=["outcome", "estimator", "event_time", "estimate", "conf_low", "conf_high", "truth"]))
+    forest = figs.forest_figure(heads, labels) if len(heads) else None
+    if forest is not None:
+        files["figures/forest.png"], data = forest
+        files["figures/forest.csv"] = to_csv_bytes(data)
+        figures.append({"kind": "forest", "file": "figures/forest.png", "png": files["figures/forest.png"],
+                        "caption": "Headline average effect on members (ATT) by estimator with 95% intervals."})
+    for key in sorted(aux):
+        if "balance" in aux[key]:
+            o, _, e = key.partition("-")
+            res = figs.love_figure(aux[key]["balance"], f"Covariate balance: {label(o, labels)}, {label(e, labels, ESTIMATOR_LABELS)}", labels)
+            if res is not None:
+                files[f"figures/love-{key}.png"], data = res
+                files[f"figures/love-{key}.csv"] = to_csv_bytes(data)
+                figures.append({"kind": "love", "key": key, "file": f"figures/love-{key}.png", "png": files[f"figures/love-{key}.png"],
+                                "caption": f"Love plot: absolute standardised mean differences of covariates, {label(o, labels)} / {label(e, labels, ESTIMATOR_LABELS)}."})
+
+    # ---- regression tables
+    regtabs = []
+    for o in outcomes:
+        rt = regression_table(rel, metas, o, labels)
+        regtabs.append(rt)
+        files[f"tables/{o}.tex"] = rt.to_latex().encode()
+        files[f"tables/{o}.md"] = rt.to_markdown().encode()
+        files[f"tables/{o}.csv"] = to_csv_bytes(rt.to_frame())
+
+    # ---- provenance
+    prov = dict(inputs.provenance or {})
+    prov.setdefault("seed", seed)
+    files["provenance.json"] = dumps_json(prov).encode()
+
+    # ---- content for HTML / PDF
+    summary_placeholder = sdc.DisclosureSummary(profile, findings, [], len(est))
+    content = _content(title, rel, heads, metas, aux, gsum, inputs, truth_et, labels, prov, figures, regtabs, summary_placeholder, profile)
+
+    from .html import render_html
+    from .pdf import render_pdf
+
+    if "html" in formats:
+        files["report.html"] = render_html(content, figures).encode("utf-8")
+    if "pdf" in formats:
+        files["report.pdf"] = render_pdf(content, figures, prov.get("date"))
+
+    # ---- release scan and summary
+    ids = None
+    if inputs.contributors is not None and len(inputs.contributors):
+        raw = inputs.contributors["contributor"].astype(str).str.replace(r"^[fg]:", "", regex=True)
+        ids = {i for i in raw.unique() if any(not ch.isdigit() for ch in i)}
+    scan = sdc.release_scan(files, forbidden_ids=ids)
+    summary = sdc.DisclosureSummary(profile, findings, scan, len(est))
+    # a scan finding blocks the release (nothing but the summary is returned), so the
+    # verdict rendered in the report (from ``summary_placeholder``) is the final one
+    if summary.verdict == "block":
+        return blocked_output(summary)
+    sd = summary.to_dict()
+    files.update({"disclosure.json": dumps_json(sd).encode(), "disclosure.md": summary.to_markdown().encode()})
+    return ReportOutput(files=dict(sorted(files.items())), blocked=sd["withheld"], verdict="pass", summary=sd)
+
+
+# --------------------------------------------------------------------------- content
+
+
+def _content(title, rel, heads, metas, aux, gsum, inputs: ReportInputs, truth_et, labels, prov, figures, regtabs, summary: sdc.DisclosureSummary, profile) -> dict[str, Any]:
+    outcomes = sorted(rel["outcome"].dropna().astype(str).unique())
+    lab_o = {o: label(o, labels) for o in outcomes}
+    lab_e = lambda e: label(e, labels, ESTIMATOR_LABELS)  # noqa: E731
+
+    # headline table
+    headline = []
+    digits_by_outcome = {o: scale_digits(rel.loc[rel["outcome"] == o, "estimate"].tolist() + rel.loc[rel["outcome"] == o, "std_error"].tolist()) for o in outcomes}
+    for _, r in heads.iterrows():
+        sup = bool(r["suppressed"])
+        dg = digits_by_outcome.get(str(r["outcome"]), 3)
+        meta = metas.get(f"{r['outcome']}-{r['estimator']}", {})
+        headline.append({
+            "outcome": lab_o.get(str(r["outcome"]), str(r["outcome"])),
+            "estimator": lab_e(r["estimator"]),
+            "estimate": "withheld" if sup else fmt_fixed(r["estimate"], dg),
+            "ci": "" if sup else f"[{fmt_fixed(r['conf_low'], dg)}, {fmt_fixed(r['conf_high'], dg)}]",
+            "se": "" if sup else fmt_fixed(r["std_error"], dg),
+            "p": "" if sup else fmt_p(r["p_value"]),
+            "n_obs": fmt_int(meta.get("n_obs", r["n_obs"])),
+            "n_treated": "" if sup else fmt_int(meta.get("n_treated_units", r["n_treated"])),
+            "suppressed": sup,
+        })
+
+    # executive summary per outcome
+    findings_text = []
+    for o in outcomes:
+        h = heads[(heads["outcome"] == o) & ~heads["suppressed"].astype(bool) & heads["estimate"].notna()]
+        if h.empty:
+            findings_text.append(f"{lab_o[o]}: no headline estimate can be released (withheld by disclosure control or not estimated).")
+            continue
+        pref = next((e for e in PREFERRED if e in set(h["estimator"].astype(str))), str(h["estimator"].iloc[0]))
+        r = h[h["estimator"] == pref].iloc[0]
+        b = float(r["estimate"])
+        sig = isnum(r["p_value"]) and float(r["p_value"]) < 0.05
+        direction = "higher" if b > 0 else "lower"
+        s = (f"{lab_o[o]}: according to the {lab_e(pref)} estimator, members' outcomes were {fmt(abs(b))} {direction} than they would have been without membership "
+             f"(95% interval {fmt(r['conf_low'])} to {fmt(r['conf_high'])}")
+        if o.startswith("log_"):
+            s += f"; about {_pct_from_log(b)}"
+        s += "). " + ("The effect is statistically significant at the 5% level." if sig else "The interval includes zero: no significant effect can be established.")
+        if len(h) > 1:
+            lo, hi = float(h["estimate"].min()), float(h["estimate"].max())
+            s += f" Across {len(h)} estimators the headline estimate ranges from {fmt(lo)} to {fmt(hi)}."
+        tt = _true_overall(truth_et.get(o))
+        if tt is not None:
+            s += f" In this simulated sample the true average effect is {fmt(tt)}."
+        findings_text.append(s)
+
+    # credibility checks
+    pretrends = []
+    for key, meta in sorted(metas.items()):
+        pt = meta.get("pretrend") or {}
+        p = pt.get("p_value")
+        if isnum(p):
+            o, _, e = key.partition("-")
+            pretrends.append({"outcome": lab_o.get(o, o), "estimator": lab_e(e), "statistic": fmt(pt.get("statistic")), "df": fmt_int(pt.get("df")),
+                              "p": fmt_p(p), "verdict": _pretrend_verdict(float(p))})
+    bacon = []
+    for key in sorted(inputs.tables or {}):
+        # weight shares by comparison type: an aggregate over all 2x2 components, computed
+        # from the unsuppressed components (the per-component rows may be blanked)
+        b = (inputs.tables[key] or {}).get("bacon")
+        if b is not None and len(b) and {"type", "weight"} <= set(b.columns):
+            w = b.groupby("type", sort=True)["weight"].sum()
+            o, _, e = key.partition("-")
+            bacon.append({"outcome": lab_o.get(o, o), "rows": [{"type": str(t).replace("_", " "), "weight": f"{float(v) / float(w.sum()):.1%}"} for t, v in w.items()]})
+
+    # sample flow
+    flow = _flow_rows("ingest", inputs.ingest_flow or {}, profile) + _flow_rows("build groups", inputs.groups_flow or {}, profile)
+
+    # group composition
+    groups = []
+    if gsum is not None and len(gsum):
+        g = gsum.copy()
+        dimcol = "dimension" if "dimension" in g.columns else None
+        for dim, part in (g.groupby(dimcol, sort=True) if dimcol else [("all", g)]):
+            rows = []
+            for _, r in part.head(40).iterrows():
+                lev = str(r.get("level", ""))
+                if str(dim) == "cohort" and lev == "0":
+                    lev = "0 (never members)"
+                rows.append({"level": lev, "n_firms": fmt_int(r.get("n_firms")) or "withheld",
+                             "n_firm_years": fmt_int(r.get("n_firm_years")) or "withheld", "n_members": fmt_int(r.get("n_members")) or ("withheld" if "n_members" in part.columns else "")})
+            groups.append({"dimension": str(dim), "rows": rows, "more": max(0, len(part) - 40)})
+
+    balance = []
+    for key in sorted(aux):
+        bal = aux[key].get("balance")
+        if bal is None:
+            continue
+        name, smd = figs.balance_columns(bal)
+        o, _, e = key.partition("-")
+        cols = [c for c in bal.columns][:8]
+        balance.append({"title": f"{lab_o.get(o, o)} / {lab_e(e)}", "columns": [str(c) for c in cols],
+                        "rows": [[fmt(v) if isnum(v) and not isinstance(v, str) else str(v) for v in rec] for rec in bal[cols].itertuples(index=False)],
+                        "figure": f"figures/love-{key}.png"})
+
+    n_supp = int(rel["suppressed"].sum())
+    limitations = [
+        "The estimates are causal only under (conditional) parallel trends: absent membership, members' outcomes would have evolved like those of the comparison firms. The pre-trend tests can reveal violations before joining but cannot prove the assumption afterwards.",
+        "Firms choose to join clusters; if they join because of expected future growth that is not visible in earlier outcomes, the estimates overstate the programme's effect.",
+        "Spillovers to non-member firms nearby (in the same region and sector) would bias the comparison; the report's estimates assume none unless a spillover-free control group was chosen.",
+        "Two-way fixed-effects estimates can be biased when effects differ across cohorts or grow over time; the heterogeneity-robust estimators (Callaway–Sant'Anna, Sun–Abraham, imputation) do not have this problem.",
+    ]
+    if n_supp:
+        limitations.append(f"{n_supp} estimate(s) were withheld by disclosure control (too few firms or dominated cells) and are blank in all tables and figures.")
+    for sk in inputs.skipped or []:
+        limitations.append(f"Not estimated: {label(sk.get('estimator'), labels, ESTIMATOR_LABELS)} for {label(sk.get('outcome'), labels)} "
+                           f"({str(sk.get('reason', '')).splitlines()[0][:200]}).")
+    if inputs.truth is not None and len(inputs.truth):
+        limitations.append("These results come from a synthetic (simulated) economy, not from real firms.")
+
+    missing = {
+        "flow": not flow,
+        "groups": not groups,
+        "estimates": not headline,
+        "event_study": not any(f["kind"] == "event_study" for f in figures),
+        "pretrend": not pretrends,
+        "balance": not balance,
+    }
+    used = sorted(set(rel["estimator"].dropna().astype(str)))
+    methods = [m for m in METHODS if m["key"] in used or (m["key"] == "matching" and "weighting" in used) or (m["key"] == "ppml" and "etwfe_poisson" in used) or (m["key"] == "imputation" and "did2s" in used)]
+    methods_other = [m for m in METHODS if m not in methods]
+
+    params = inputs.params or {}
+    est_p = params.get("estimate") or {}
+    prov_rows = []
+    for k in ("git_commit", "code_modified_since_commit", "date", "seed", "params_file"):
+        if k in prov:
+            prov_rows.append({"key": k.replace("_", " "), "value": str(prov[k])})
+    data_rows = [{"name": str(k), "path": str((v or {}).get("path", "")), "md5": str((v or {}).get("md5", ""))} for k, v in sorted((prov.get("data") or {}).items()) if isinstance(v, dict)]
+    pkg_rows = [{"name": str(k), "version": str(v)} for k, v in sorted((prov.get("packages") or {}).items())]
+    mach_rows = [{"key": str(k), "value": str(v)} for k, v in sorted((prov.get("machine") or {}).items())]
+
+    sd = summary.to_dict()
+    return {
+        "title": title,
+        "subtitle": "Impact evaluation report" + (f" · {prov['date']}" if prov.get("date") else ""),
+        "commit": str(prov.get("git_commit") or "")[:12],
+        "estimand": "The estimand is the average treatment effect on the treated (ATT): the average difference, among firms that joined a cluster initiative, between their outcomes after joining and the outcomes the same firms would have had without joining. Comparison firms are "
+        + ("firms that never joined" if est_p.get("control_group", "nevertreated") == "nevertreated" else "firms that had not yet joined")
+        + ("." if not est_p.get("covariates") else f", compared conditional on {', '.join(label(c, labels) for c in est_p.get('covariates'))}."),
+        "findings": findings_text,
+        "pretrends": pretrends,
+        "bacon": bacon,
+        "limitations": limitations,
+        "flow": [r for r in flow if r["kind"] != "info"],
+        "flow_info": [r for r in flow if r["kind"] == "info" and "derived" not in r["stage"]],
+        "groups": groups,
+        "headline": headline,
+        "regtabs": [{"title": rt.title, "columns": rt.column_labels, "rows": [{"label": lab, "est": [rt.cells.get(k, {}).get(c, ("", ""))[0] for c in rt.columns],
+                                                                                 "se": [rt.cells.get(k, {}).get(c, ("", ""))[1] for c in rt.columns]} for k, lab in rt.rows],
+                     "foot": [{"label": lab, "vals": [v.get(c, "") for c in rt.columns]} for lab, v in rt.foot], "note": rt.note, "file": f"tables/{rt.outcome}"} for rt in regtabs],
+        "balance": balance,
+        "missing": missing,
+        "methods": methods,
+        "methods_other": methods_other,
+        "prov_rows": prov_rows,
+        "data_rows": data_rows,
+        "pkg_rows": pkg_rows,
+        "mach_rows": mach_rows,
+        "params_json": json.dumps(params, sort_keys=True, indent=2, default=str),
+        "disclosure": {
+            "profile": profile.name,
+            "on_fail": profile.on_fail,
+            "verdict": sd["verdict"],
+            "verdict_label": "not checked" if profile.name == "off" else sd["verdict"],
+            "status": sd["status"],
+            "checks": sd["checks"],
+            "withheld": sd["withheld"][:40],
+            "withheld_by_reason": _withheld_by_reason(sd["withheld"]),
+            "n_withheld": sd["n_withheld"],
+            "scan": sd["release_scan"],
+        },
+        "n_suppressed": n_supp,
+        "has_truth": bool(truth_et),
+    }

@@ -1,0 +1,259 @@
+"""PDF rendering through Typst (the ``typst`` Python package): the same content dict as the
+HTML page, laid out as an A4 report. Figures are the same PNG bytes, written to a private
+temporary folder that is Typst's root for this compilation.
+
+Determinism: only the fonts embedded in Typst are used (``ignore_system_fonts=True``: Libertinus
+Serif, New Computer Modern, DejaVu Sans Mono), so the PDF does not depend on the machine's
+fonts; the creation timestamp is the provenance date when given, else a fixed epoch
+(2000-01-01), never the wall clock.
+
+Every text that reaches Typst goes in as a Typst *string literal* (:func:`ts`), never as
+markup, so characters like ``# $ * _ < > @ [ ]`` in labels cannot inject Typst code.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import tempfile
+from pathlib import Path
+from typing import Any
+
+FIXED_EPOCH = dt.datetime(2000, 1, 1, tzinfo=dt.timezone.utc)
+
+
+class ReportRenderError(RuntimeError):
+    """Typst could not compile the report."""
+
+
+def ts(s: Any) -> str:
+    """A Typst string literal for any text (escapes backslash, quote, newlines)."""
+    s = str(s)
+    s = s.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n").replace("\r", "")
+    return f'"{s}"'
+
+
+def _cell(s: Any, bold: bool = False, color: str | None = None) -> str:
+    inner = ts(s)
+    if color:
+        inner = f"text(fill: rgb({ts(color)}), {inner})"
+    if bold:
+        inner = f"strong({inner})"
+    return f"[#{inner}]"
+
+
+def _table(header: list[str], rows: list[list[Any]], align: list[str] | None = None, size: str = "8.5pt", widths: str | None = None) -> str:
+    k = len(header)
+    align = align or ["left"] * k
+    cols = widths or "(" + ", ".join(["auto"] * k) + ")"
+    parts = [f"#text(size: {size})[#set par(justify: false)\n#table(columns: {cols}, align: ({', '.join(align)}), stroke: none, inset: (x: 5pt, y: 3pt),",
+             "table.hline(stroke: 1pt),",
+             ", ".join(_cell(h, bold=True) for h in header) + ",",
+             "table.hline(stroke: 0.5pt),"]
+    for r in rows:
+        parts.append(", ".join(_cell(v) for v in r) + ",")
+    parts.append("table.hline(stroke: 1pt))]")
+    return "\n".join(parts) + "\n"
+
+
+def _par(s: str) -> str:
+    return f"#par({ts(s)})\n"
+
+
+def _absent(s: str) -> str:
+    return f"#text(fill: rgb(\"#5b6673\"), style: \"italic\", {ts(s)})\n\n"
+
+
+def _h(level: int, s: str) -> str:
+    return f"#heading(level: {level}, {ts(s)})\n"
+
+
+def _bullets(items: list[str]) -> str:
+    return "#list(" + ", ".join(f"[#{ts(i)}]" for i in items) + ")\n"
+
+
+def _figure(path: str, caption: str) -> str:
+    return f"#figure(image({ts(path)}, width: 88%), caption: {ts(caption)})\n"
+
+
+PREAMBLE = r"""
+#set document(title: TITLE)
+#set page(paper: "a4", margin: (x: 2.1cm, top: 2.2cm, bottom: 2.2cm),
+  header: context { if counter(page).get().first() > 1 [#text(size: 8pt, fill: rgb("#5b6673"), TITLE) #h(1fr) #text(size: 8pt, fill: rgb("#5b6673"), "Impact evaluation report")] },
+  footer: context [#h(1fr) #text(size: 8pt, fill: rgb("#5b6673"), counter(page).display("1 / 1", both: true)) #h(1fr)])
+#set text(font: "Libertinus Serif", size: 10.5pt, lang: "en")
+#set par(justify: true, leading: 0.62em)
+#set heading(numbering: "1.1")
+#show heading.where(level: 1): it => block(above: 1.6em, below: 0.8em)[#text(size: 14pt, fill: rgb("#1f4e79"), weight: "bold", it)]
+#show heading.where(level: 2): it => block(above: 1.2em, below: 0.6em)[#text(size: 11.5pt, weight: "bold", it)]
+#show figure.caption: it => text(size: 8.5pt, fill: rgb("#5b6673"), it)
+#show raw: set text(font: "DejaVu Sans Mono", size: 7pt)
+"""
+
+
+def typst_source(c: dict[str, Any], figures: list[dict[str, Any]]) -> str:
+    figs = {f["file"]: f for f in figures}
+    out = [PREAMBLE.replace("TITLE", ts(c["title"]))]
+    d = c["disclosure"]
+    verdict_color = "#2f6b2f" if d["verdict"] == "pass" else "#8a1c1c"
+    out.append(f"#block(width: 100%, inset: (bottom: 8pt), stroke: (bottom: 2pt + rgb(\"#1f4e79\")))[#set par(justify: false)\n#text(size: 20pt, weight: \"bold\", fill: rgb(\"#1f4e79\"), {ts(c['title'])}) \\ "
+               f"#text(size: 10pt, fill: rgb(\"#5b6673\"), {ts(c['subtitle'] + (' · code version ' + c['commit'] if c['commit'] else '') + ' · disclosure control: ' + d['profile'] + ' ')})"
+               f"#text(size: 10pt, weight: \"bold\", fill: rgb({ts(verdict_color)}), {ts(d['verdict_label'])})]\n")
+    out.append("#outline(depth: 1, indent: 1em)\n")
+
+    out.append(_h(1, "Executive summary"))
+    out.append(_par(c["estimand"]))
+    out.append(_h(2, "Main findings"))
+    out.append(_bullets(c["findings"]) if c["findings"] else _absent("No estimates were available for this report."))
+    out.append(_h(2, "Credibility checks"))
+    if c["pretrends"]:
+        out.append(_bullets([f"{p['outcome']}, {p['estimator']}: {p['verdict']}." for p in c["pretrends"]]))
+    else:
+        out.append(_absent("No pre-trend test is available (no event-study estimator was run)."))
+    for b in c["bacon"]:
+        out.append(_par(f"Bacon decomposition ({b['outcome']}): " + "; ".join(f"{r['type']} {r['weight']}" for r in b["rows"]) + " of the TWFE weight."))
+    out.append(f"#block(fill: rgb(\"#f4f6f8\"), stroke: (left: 3pt + rgb({ts(verdict_color)})), inset: 8pt, width: 100%)[#strong(\"Disclosure control: \")#{ts(d['status'])}]\n")
+    out.append(_h(2, "Limitations"))
+    out.append(_bullets(c["limitations"]))
+
+    out.append(_h(1, "Sample flow"))
+    if c["missing"]["flow"]:
+        out.append(_absent("No sample-flow information was supplied by the ingest and group-building stages."))
+    else:
+        out.append(_table(["Stage", "Item", "Rows"], [[r["stage"], r["item"], r["count"]] for r in c["flow"]], ["left", "left", "right"], widths="(auto, 1fr, auto)"))
+        if c["flow_info"]:
+            out.append(_h(2, "Further counts"))
+            out.append(_table(["Stage", "Item", "Count"], [[r["stage"], r["item"], r["count"]] for r in c["flow_info"]], ["left", "left", "right"], widths="(auto, 1fr, auto)"))
+        out.append(_absent("Counts between 1 and the disclosure threshold are shown as '< k'."))
+
+    out.append(_h(1, "Group composition"))
+    if c["missing"]["groups"]:
+        out.append(_absent("No group summary (cohorts, clusters, sectors) was supplied."))
+    for g in c["groups"]:
+        out.append(_h(2, f"By {g['dimension']}"))
+        out.append(_table([g["dimension"], "Firms", "Firm-years", "Members"], [[r["level"], r["n_firms"], r["n_firm_years"], r["n_members"]] for r in g["rows"]], ["left", "right", "right", "right"]))
+        if g["more"]:
+            out.append(_absent(f"{g['more']} further levels in tables/groups_summary.csv."))
+
+    out.append(_h(1, "Estimates across estimators"))
+    if c["missing"]["estimates"]:
+        out.append(_absent("No headline estimates are available."))
+    else:
+        out.append(_table(["Outcome", "Estimator", "ATT", "95% interval", "SE", "p", "Obs.", "Treated"],
+                          [[h["outcome"], h["estimator"], h["estimate"], h["ci"], h["se"], h["p"], h["n_obs"], h["n_treated"]] for h in c["headline"]],
+                          ["left", "left", "right", "right", "right", "right", "right", "right"], size="8pt"))
+        for f in figures:
+            if f["kind"] == "forest":
+                out.append(_figure(f["file"], f["caption"]))
+
+    out.append(_h(1, "Regression tables"))
+    if not c["regtabs"]:
+        out.append(_absent("No estimates, hence no regression tables."))
+    for t in c["regtabs"]:
+        out.append(_h(2, t["title"]))
+        k = len(t["columns"])
+        rows = []
+        for r in t["rows"]:
+            rows.append([r["label"], *r["est"]])
+            rows.append(["", *r["se"]])
+        for f in t["foot"]:
+            rows.append([f["label"], *f["vals"]])
+        header = [""] + [f"({i + 1})\n{col}" for i, col in enumerate(t["columns"])]
+        out.append(_table(header, rows, ["left"] + ["center"] * k, size="7.5pt", widths="(auto, " + ", ".join(["1fr"] * k) + ")"))
+        out.append(_absent(t["note"]))
+
+    out.append(_h(1, "Event studies"))
+    if c["missing"]["event_study"]:
+        out.append(_absent("No dynamic (event-time) estimates were produced."))
+    else:
+        out.append(_par("Each point is the average effect on members the given number of years after joining (year -1 is the reference). Points before joining should be close to zero if members and comparison firms were on parallel paths."))
+        for f in figures:
+            if f["kind"] == "event_study":
+                out.append(_figure(f["file"], f["caption"]))
+
+    out.append(_h(1, "Pre-trends"))
+    if c["missing"]["pretrend"]:
+        out.append(_absent("No joint pre-trend test is available for the estimators run."))
+    else:
+        out.append(_par("Joint Wald test that all pre-joining (lead) coefficients are zero."))
+        out.append(_table(["Outcome", "Estimator", "Wald", "df", "p", "Verdict"], [[p["outcome"], p["estimator"], p["statistic"], p["df"], p["p"], p["verdict"]] for p in c["pretrends"]],
+                          ["left", "left", "right", "right", "right", "left"], widths="(auto, auto, auto, auto, auto, 1fr)"))
+
+    out.append(_h(1, "Covariate balance"))
+    if c["missing"]["balance"]:
+        out.append(_absent("No matching or weighting estimator was run, so there is no balance table."))
+    for b in c["balance"]:
+        out.append(_h(2, b["title"]))
+        out.append(_table(b["columns"], b["rows"], ["left"] + ["right"] * (len(b["columns"]) - 1), size="8pt"))
+        if b["figure"] in figs:
+            out.append(_figure(b["figure"], "Absolute standardised mean differences before and after matching; |SMD| below 0.1 is conventionally balanced."))
+
+    out.append(_h(1, "Disclosure control"))
+    out.append(_par(f"Profile {d['profile']} (on failure: {d['on_fail']}). Verdict: {d['verdict']}. {d['status']}"))
+    out.append(_table(["Check", "Rule"], [[ch["check"], ch["rule"]] for ch in d["checks"]], widths="(auto, 1fr)"))
+    if d["withheld"]:
+        out.append(_h(2, f"Withheld items ({d['n_withheld']})"))
+        out.append(_table(["What", "Rule", "Items"], [[w["what"], w["rule"], w["n"]] for w in d["withheld_by_reason"]], ["left", "left", "right"], widths="(auto, 1fr, auto)"))
+        out.append(_absent(f"First {len(d['withheld'])} withheld items (all in disclosure.md):"))
+        out.append(_table(["Item", "Reasons"], [[w["item"], "; ".join(w["reasons"])] for w in d["withheld"]], size="7.5pt", widths="(auto, 1fr)"))
+    else:
+        out.append(_par("No item was withheld."))
+    for s in d["scan"]:
+        out.append(_par(f"Release scan: {s['item']} - {'; '.join(s['reasons'])}"))
+
+    out.append(_h(1, "Methods appendix"))
+    out.append("Notation: $Y_(i t)$ outcome of firm $i$ in year $t$; $G_i$ the year firm $i$ joined (cohort); $D_(i t) = bb(1)[t >= G_i]$; $alpha_i, lambda_t$ firm and year fixed effects.\n\n")
+    for m in c["methods"]:
+        out.append(_h(2, m["title"]))
+        out.append(f"#block(fill: rgb(\"#f4f6f8\"), inset: 6pt, width: 100%)[{m['typst']}]\n")  # trusted constant (build.METHODS)
+        out.append(_par(m["text"]))
+        out.append(f"#text(size: 9pt, fill: rgb(\"#5b6673\"), {ts('Reference: ' + m['ref'])})\n\n")
+
+    out.append(_h(1, "Provenance"))
+    if c["prov_rows"]:
+        out.append(_table(["Item", "Value"], [[r["key"], r["value"]] for r in c["prov_rows"]], widths="(auto, 1fr)"))
+    else:
+        out.append(_absent("No provenance information was supplied."))
+    if c["data_rows"]:
+        out.append(_h(2, "Input data (md5, as in dvc.lock)"))
+        out.append(_table(["Input", "Path", "md5"], [[r["name"], r["path"], r["md5"]] for r in c["data_rows"]], size="7.5pt"))
+    if c["pkg_rows"]:
+        out.append(_h(2, "Software"))
+        out.append(_table(["Package", "Version"], [[r["name"], r["version"]] for r in c["pkg_rows"]]))
+    if c["mach_rows"]:
+        out.append(_h(2, "Machine"))
+        out.append(_table(["Item", "Value"], [[r["key"], r["value"]] for r in c["mach_rows"]]))
+    return "".join(out)
+
+
+def _timestamp(date: Any) -> dt.datetime:
+    if date:
+        try:
+            d = dt.date.fromisoformat(str(date)[:10])
+            return dt.datetime(d.year, d.month, d.day, tzinfo=dt.timezone.utc)
+        except ValueError:
+            pass
+    return FIXED_EPOCH
+
+
+def render_pdf(content: dict[str, Any], figures: list[dict[str, Any]], date: Any = None) -> bytes:
+    """Compile the report to PDF bytes; raise :class:`ReportRenderError` with Typst's
+    diagnostics if compilation fails."""
+    import typst
+
+    src = typst_source(content, figures)
+    with tempfile.TemporaryDirectory(prefix="ci-report-") as tmp:
+        root = Path(tmp)
+        for f in figures:
+            p = root / f["file"]
+            p.parent.mkdir(parents=True, exist_ok=True)
+            p.write_bytes(f["png"])
+        (root / "report.typ").write_text(src, encoding="utf-8")
+        try:
+            pdf = typst.compile(src.encode("utf-8"), root=str(root), ignore_system_fonts=True, format="pdf", timestamp=_timestamp(date))
+        except Exception as exc:  # typst.TypstError and binding errors
+            msg = getattr(exc, "message", None) or str(exc)
+            diag = getattr(exc, "diagnostic", "")
+            raise ReportRenderError(f"typst could not compile the PDF report: {msg} {diag}".strip()) from exc
+    if not isinstance(pdf, (bytes, bytearray)) or not pdf.startswith(b"%PDF"):
+        raise ReportRenderError("typst returned no PDF bytes")
+    return bytes(pdf)
