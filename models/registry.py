@@ -28,6 +28,7 @@ REGISTRY: dict[str, str] = {
     "weighting": "models.matching.weighting",
     "ppml": "models.counts.ppml",
     "etwfe_poisson": "models.counts.etwfe_poisson",
+    "checks": "models.credibility.battery",
 }
 
 
