@@ -62,6 +62,7 @@ DEFAULTS: dict[str, Any] = {
         "derive": ["labour_productivity", "log_labour_productivity", "export_status"],
         "log_nonpositive": "drop",  # drop | fail : rows where a logged input is <= 0
         "drop_missing_outcomes": False,
+        "tfp": {"method": "acf", "output": "value_added", "by": None, "bootstrap": 0},  # for derive: [log_tfp]
     },
     "build_groups": {
         "leavers": "absorbing",  # absorbing | drop | error
@@ -129,6 +130,8 @@ def resolve_path(root: Path, rel: str | Path) -> Path:
 
 
 def _merge(default: Any, given: Any, where: str, problems: list[str], open_keys: bool = False) -> Any:
+    if isinstance(default, dict) and not default:  # an open mapping (labels, outcome_estimators)
+        return copy.deepcopy(given)
     if isinstance(default, dict) and isinstance(given, dict):
         out = copy.deepcopy(default)
         for k, v in given.items():

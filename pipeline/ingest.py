@@ -88,6 +88,8 @@ def ingest(params: Params) -> IngestOutput:
         )
 
     panel, derived_flow = _derive(panel, codes, defl, derive, cols, notes)
+    if "log_tfp" in (ing.get("derive") or []):
+        panel, derived_flow["log_tfp"] = _derive_tfp(panel, defl, ing.get("tfp") or {}, params.seed)
     if ing.get("drop_missing_outcomes"):
         panel = _drop_missing(panel, [d for d in ing["derive"] or []], firms_flow)
     firms_flow["rows_kept"] = len(panel)
@@ -129,7 +131,11 @@ def _check_config(cols: dict[str, str], mcols: dict[str, str], ing: dict[str, An
         kinds = {"text" if p in TEXT_FIELDS else "number" for p in ps}
         if len(kinds) > 1:
             problems.append(f"columns: file column {f!r} is mapped to {', '.join(ps)}, which need text and numbers")
-    names = list(ing.get("derive") or [])
+    names = [n for n in (ing.get("derive") or []) if n != "log_tfp"]
+    if len(names) < len(ing.get("derive") or []):  # log_tfp: a production function, estimated after the others
+        missing = [c for c in ("value_added", "employment", "capital", "intermediates") if c not in cols]
+        if missing:
+            problems.append(f"ingest.derive: log_tfp needs the column(s) {', '.join(missing)}, which are not mapped under columns:")
     try:
         todo = outcomes.resolve(names)
     except KeyError as exc:
@@ -564,6 +570,48 @@ def _derive(panel: pd.DataFrame, codes, defl, derive: list[str], cols, notes: li
     panel = panel.copy(deep=False)
     for name, vals in new.items():  # column by column: no copy of the existing columns
         panel[name] = vals
+    return panel, info
+
+
+def _derive_tfp(panel: pd.DataFrame, defl, options: dict[str, Any], seed: int):
+    """``log_tfp``: log total factor productivity from a production-function estimator
+    (models.production.estimate_tfp; ``ingest.tfp`` chooses method, output and grouping).
+
+    Inputs are real: value added, capital and intermediates are divided by the sector-year
+    deflator (the one price index given; state a better one if you have it), employment is
+    headcount. TFP estimation error is NOT propagated to the effect's standard error: the
+    DiD treats log_tfp as data (the report says so)."""
+    from models.production import estimate_tfp
+
+    d = np.ones(len(panel)) if defl is None else np.asarray(defl, dtype=float)
+    work = pd.DataFrame({
+        "firm_id": panel["firm_id"].to_numpy(),
+        "year": panel["year"].to_numpy(),
+        "y": outcomes._log(panel["value_added"].to_numpy(float) / d),
+        "l": outcomes._log(panel["employment"].to_numpy(float)),
+        "k": outcomes._log(panel["capital"].to_numpy(float) / d),
+        "m": outcomes._log(panel["intermediates"].to_numpy(float) / d),
+    })
+    if "sector" in panel:
+        work["sector"] = panel["sector"].to_numpy()
+    res = estimate_tfp(
+        work, options.get("method", "acf"), y="y", l="l", k="k", m="m", idname="firm_id", tname="year",
+        output=options.get("output", "value_added"), by=options.get("by"), seed=seed,
+        bootstrap=int(options.get("bootstrap", 0)),
+    )
+    panel = panel.copy(deep=False)
+    panel["log_tfp"] = res.tfp.to_numpy(dtype=float)
+    info = {
+        "formula": "log_tfp = ln(real value added) - b_l ln(employment) - b_k ln(real capital), "
+                   f"elasticities by {res.method} ({res.output})",
+        "method": res.method,
+        "output": res.output,
+        "elasticities": res.elasticities.to_dict(orient="records"),
+        "std_errors": res.std_errors.to_dict(orient="records"),
+        "n_missing": int(np.isnan(panel["log_tfp"].to_numpy(float)).sum()),
+        "n_rows": len(panel),
+        "propagated_to_effect_se": False,
+    }
     return panel, info
 
 
