@@ -127,8 +127,32 @@ def estimate_all(panel_path: Path, params: Params) -> EstimateRun:
             result.meta["seed"] = params.seed
             result.meta["package_versions"] = versions
             result.meta["rows_in"] = int(len(data) + n_missing)
+            _attach_sensitivity(result, params)
             run.results.append(result)
     return run
+
+
+def _attach_sensitivity(result: EstimationResult, params: Params) -> None:
+    """HonestDiD robust intervals and pre-test power for the event studies params name."""
+    from models.inference.sensitivity import event_study_sensitivity
+
+    sens = params["estimate"]["sensitivity"]
+    outcomes = sens.get("outcomes")
+    if result.estimator not in (sens.get("estimators") or []) or "vcov_dynamic" not in result.tables:
+        return
+    if outcomes is not None and result.outcome not in outcomes:
+        return
+    try:
+        with step(f"sensitivity {result.outcome} x {result.estimator}"):
+            table, summary = event_study_sensitivity(
+                result.tidy, result.tables["vcov_dynamic"], mbar=tuple(sens.get("mbar") or (0.5, 1, 1.5, 2)),
+                alpha=float(params["estimate"]["alpha"]), seed=params.seed,
+            )
+    except ValueError as exc:
+        result.meta["sensitivity"] = {"not_run": str(exc)}
+        return
+    result.tables["honest_did"] = table
+    result.meta["sensitivity"] = summary
 
 
 def write_results(run: EstimateRun, out_dir: Path) -> None:
