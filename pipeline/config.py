@@ -234,6 +234,14 @@ def validate(raw: dict[str, Any], problems: list[str]) -> dict[str, Any]:
         check_name(c, f"estimate.covariates[{i}]", problems)
     if est["control_group"] not in ("nevertreated", "notyettreated"):
         problems.append(f"estimate.control_group: {est['control_group']!r}; allowed: nevertreated, notyettreated")
+    from models.vcov import VcovSpec
+
+    try:
+        vc = VcovSpec.from_params(est["vcov"])
+        for i, c in enumerate(vc.by):
+            check_name(c, f"estimate.vcov.by[{i}]", problems)
+    except ConfigError as exc:
+        problems.append(str(exc))
     if est["on_error"] not in ("fail", "skip"):
         problems.append(f"estimate.on_error: {est['on_error']!r}; allowed: fail, skip")
     if not (isinstance(est["alpha"], float) and 0 < est["alpha"] < 1):

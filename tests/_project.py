@@ -14,9 +14,21 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 
 
-def project_params(**estimate_overrides) -> dict:
-    params = yaml.safe_load((REPO / "params.yaml").read_text())
-    params = copy.deepcopy(params)
+LIGHT = {
+    "outcomes": ["log_labour_productivity", "exports", "patents"],
+    "estimators": ["twfe", "event_study", "cs"],
+    "outcome_estimators": {},
+    "sensitivity": {"estimators": [], "outcomes": None, "mbar": [1.0]},
+}
+
+
+def project_params(full: bool = False, **estimate_overrides) -> dict:
+    """The project's params.yaml; unless ``full``, with a light estimate section (three
+    outcomes x TWFE, event study, CS; no sensitivity) so stage tests stay fast."""
+    params = copy.deepcopy(yaml.safe_load((REPO / "params.yaml").read_text()))
+    if not full:
+        params["estimate"].update(copy.deepcopy(LIGHT))
+        params["ingest"]["derive"] = [d for d in params["ingest"]["derive"] if d != "log_tfp"]
     params["estimate"].update(estimate_overrides)
     return params
 

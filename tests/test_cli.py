@@ -89,7 +89,8 @@ def test_no_never_members_with_nevertreated_exits_4(sample, tmp_path):
     root = _with_params(sample, tmp_path, lambda p: p["estimate"].update(outcomes=["log_labour_productivity"]))
     firms = pd.read_csv(root / "data/raw/firms.csv", dtype={"firm_id": str, "nace2": str})
     mem = pd.read_csv(root / "data/raw/membership.csv", dtype={"firm_id": str})
-    members = set(mem["firm_id"])
+    first_join = mem.groupby("firm_id")["join_year"].min()
+    members = set(first_join[(first_join > 2008) & (first_join <= 2022)].index)  # in-window joiners only
     firms[firms["firm_id"].isin(members)].to_csv(root / "data/raw/firms.csv", index=False)
     res = cli("run", "--params", "params.yaml", cwd=root)
     assert res.returncode == 4, res.stderr

@@ -16,7 +16,7 @@ from tests._project import REPO, cli, make_project, output_files, project_params
 @pytest.fixture(scope="module")
 def run_once(tmp_path_factory):
     root = tmp_path_factory.mktemp("e2e")
-    make_project(root, n_firms=400, seed=3)
+    make_project(root, n_firms=600, seed=3, params=project_params(full=True))
     res = cli("run", "--params", "params.yaml", cwd=root)
     assert res.returncode == 0, res.stderr
     return root
@@ -27,7 +27,7 @@ def test_outputs_exist_for_every_outcome(run_once):
     for f in ("reports/report.html", "reports/metrics.json", "reports/estimates.csv"):
         assert (root / f).is_file(), f
     est = pd.read_csv(root / "reports/estimates.csv")
-    params = project_params()
+    params = project_params(full=True)
     assert set(est["outcome"]) == set(params["estimate"]["outcomes"])
     assert len(set(est["outcome"])) >= 3
     metrics = json.loads((root / "reports/metrics.json").read_text())
@@ -58,7 +58,7 @@ def test_estimate_rows_accounted(run_once):
 
 
 def test_same_inputs_give_identical_bytes(run_once, tmp_path):
-    make_project(tmp_path, n_firms=400, seed=3)
+    make_project(tmp_path, n_firms=600, seed=3, params=project_params(full=True))
     res = cli("run", "--params", "params.yaml", cwd=tmp_path)
     assert res.returncode == 0, res.stderr
     a, b = output_files(run_once), output_files(tmp_path)

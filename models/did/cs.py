@@ -31,7 +31,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from ..errors import ConfigError
+from ..errors import ConfigError, DesignError
 from ..inference.wald import SingularVcovError, wald_test
 from ..result import EstimationResult, normal_inference
 from ..spec import EstimatorSpec
@@ -127,6 +127,17 @@ def fit(data: pd.DataFrame, spec: EstimatorSpec) -> EstimationResult:
     clustervar = None
     if spec.vcov.kind == "cluster" and spec.vcov.by[0] != spec.idname:
         clustervar = spec.vcov.by[0]
+    if spec.control_group == "nevertreated":
+        g = pd.to_numeric(data[spec.gname], errors="coerce")
+        last = pd.to_numeric(data[spec.tname]).max()
+        if not ((g == 0) | (g > last + o["anticipation"])).any():
+            # R did would silently use the last cohort as the comparison group; the pipeline
+            # contract (DESIGN.md §3.5) makes this an explicit design error instead.
+            raise DesignError(
+                "cs: control_group 'nevertreated' but the panel has no never-member firms. "
+                "Set estimate.control_group: notyettreated (not-yet members as controls) or add "
+                "never-member firms to the panel."
+            )
     res = att_gt(
         data,
         yname=spec.yname,
