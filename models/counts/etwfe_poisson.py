@@ -284,6 +284,19 @@ def fit(data: pd.DataFrame, spec: EstimatorSpec) -> EstimationResult:
         cells = df.groupby(["_g", "_t"], sort=True).agg(n=("_y", "size"), S=("_y", "sum")).reset_index()
         cells = cells.rename(columns={"_g": "g", "_t": "t"})
         X, names, tau_index = cell_design(cells, spec.control_group)
+        # A cohort whose untreated reference cells were all removed as separated has no
+        # untreated cell left to identify its intercept: its cells are not identified. Drop
+        # the cohort (counted) rather than fail on a rank-deficient design.
+        has_ref = pd.Series(tau_index < 0).groupby(cells["g"].to_numpy()).any()
+        orphan = [int(gg) for gg, ok in has_ref.items() if gg > 0 and not ok]
+        if orphan:
+            hit = df["_g"].isin(orphan).to_numpy()
+            sep_info.setdefault("cohorts_without_reference", []).extend(orphan)
+            p.drop(~hit, "cohort_without_untreated_reference")
+            df = p.df
+            if not (df["_g"] > 0).any():
+                raise DesignError("etwfe_poisson: no cohort keeps an untreated reference cell after separation.")
+            continue
         rank = np.linalg.matrix_rank(X)
         if rank < X.shape[1]:
             raise DesignError(
