@@ -54,6 +54,15 @@ def test_estimate_rows_accounted(run_once):
     for meta_file in sorted((run_once / "data/estimates").glob("*-*.json")):
         meta = json.loads(meta_file.read_text())
         assert meta["rows_in"] == len(processed), meta_file.name
+        if "counts" in meta:
+            # matching/weighting work on cohort cross-sections of firms: each treated
+            # firm-cohort is matched (weighted), unmatched, discarded or trimmed, counted
+            c = meta["counts"]
+            if "n_treated" in c:
+                assert c["n_treated"] == c["matched_treated"] + c["unmatched_treated"] + c["discarded_treated"], meta_file.name
+            else:
+                assert c["weighted_treated"] + c["trimmed_treated"] >= meta["n_treated_units"] > 0, meta_file.name
+            continue
         assert meta["rows_in"] == meta["n_obs"] + sum(meta["dropped"].values()), meta_file.name
 
 

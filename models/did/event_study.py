@@ -1,0 +1,115 @@
+"""Dynamic (event-study) two-way fixed effects regression.
+
+.. math::  y_{it} = \\alpha_i + \\lambda_t + \\sum_{k \\in W,\\ k \\ne -1}
+           \\beta_k\\, 1\\{t - g_i = k\\} + x_{it}'\\gamma + \\varepsilon_{it}
+
+with window :math:`W = [lo, hi]` (option ``event_window``, default [-5, 5]), reference
+period :math:`k=-1` and never members as the reference group (all their event-time
+dummies are zero). Leads (:math:`k<-1`) test parallel pre-trends; ``meta["pretrend"]`` is
+the joint chi2 Wald test that they are all zero using the clustered coefficient vcov.
+
+End points (option ``endpoints``):
+
+* ``"bin"`` (default): :math:`1\\{t-g_i \\le lo\\}` and :math:`1\\{t-g_i \\ge hi\\}`
+  accumulate all more distant event times (Schmidheiny & Siegloch 2023, J. Appl.
+  Econometrics: binning is what identifies the fully dynamic TWFE model; Stata
+  ``eventdd, accum``).
+* ``"trim"``: treated units' observations outside the window are dropped (counted as
+  ``outside_event_window``).
+
+fixest's ``feols(y ~ i(rel_time, ref = -1) | id + t)`` (and pyfixest's) estimate every
+observed event time (no binning, no trimming) unless ``bin=`` is used; with a window that
+covers all observed event times both options here reproduce it (tested to 1e-10).
+
+Under staggered adoption with heterogeneous effects these coefficients are contaminated
+by other periods' effects (Sun & Abraham 2021); use ``sunab``/``imputation``/``cs`` for
+robust event studies. Backend: pyfixest ``feols``; all vcov kinds.
+
+Outputs: tidy rows ``aggregation="dynamic"``, ``term="rel_time::k"``, ``event_time=k``,
+``n_treated`` = treated firms observed at event time k; ``tables["vcov_dynamic"]`` the
+covariance of the event-time coefficients (index/columns = event time; reference omitted),
+for HonestDiD.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from models.result import EstimationResult, normal_inference
+
+from . import _panel
+from ._pyfixest import feols_fe
+
+OPTIONS: dict = {"event_window": [-5, 5], "endpoints": "bin"}
+NAME = "event_study"
+REF = -1
+
+
+def _col(k: int) -> str:
+    return f"_ev_m{-k}" if k < 0 else f"_ev_{k}"
+
+
+def fit(data: pd.DataFrame, spec) -> EstimationResult:
+    opts = {**OPTIONS, **(spec.options or {})}
+    unknown = set(opts) - set(OPTIONS)
+    if unknown:
+        from models.errors import ConfigError
+
+        raise ConfigError(f"estimate.{NAME}: unknown option(s) {sorted(unknown)}; allowed: {sorted(OPTIONS)}")
+    panel = _panel.prepare(data, spec, NAME)
+    lo, hi = _panel.bin_event_time(panel, opts["event_window"], opts["endpoints"], NAME)
+    _panel.drop_singletons(panel)
+    _panel.require_controls(panel, spec, NAME)
+    df = panel.df
+    e = df["_e"].to_numpy()
+    times = [int(k) for k in np.unique(e[np.isfinite(e)]) if k != REF]
+    if not any(k >= 0 for k in times):
+        from models.errors import DesignError
+
+        raise DesignError(f"{NAME}: no treated observations at event time >= 0 in the window [{lo}, {hi}]")
+    cols = [_col(k) for k in times]
+    dummies = _panel.event_dummies(e, times)
+    df = pd.concat([df, pd.DataFrame(dummies, columns=cols, index=df.index)], axis=1)
+    why = (
+        "Event-time dummies are not identified next to firm and year fixed effects: without never "
+        "members (or with few cohorts) a fully dynamic TWFE needs more normalisations; use "
+        "endpoints: bin with a narrower event_window, or add never members."
+    )
+    res = feols_fe(df, "_y", cols + panel.covariates, panel.vcov_spec(spec.vcov), NAME, why_collinear=why)
+    m = len(times)
+    beta, V = res.beta[:m], res.vcov[:m, :m]
+    se = np.sqrt(np.diag(V))
+    stat, p, clo, chi = normal_inference(beta, se, alpha=spec.alpha)
+    ntr = _panel.n_treated_by(df.assign(_e=e), "_e")
+    nobs = df.loc[np.isfinite(e)].groupby("_e").size()
+    rows = [
+        {
+            "aggregation": "dynamic",
+            "term": f"rel_time::{k}",
+            "event_time": k,
+            "estimate": beta[j],
+            "std_error": se[j],
+            "statistic": stat[j],
+            "p_value": p[j],
+            "conf_low": clo[j],
+            "conf_high": chi[j],
+            "n_obs": int(nobs.get(float(k), 0)),
+            "n_treated": int(ntr.get(float(k), 0)),
+        }
+        for j, k in enumerate(times)
+    ]
+    vc = pd.DataFrame(V, index=pd.Index(times, name="event_time"), columns=pd.Index(times, name="event_time"))
+    meta = _panel.base_meta(
+        panel,
+        spec,
+        event_window=[lo, hi],
+        endpoints=opts["endpoints"],
+        reference_period=REF,
+        pretrend=_panel.pretrend_test(beta, V, times, ref=REF),
+        formula=f"y ~ i(rel_time, ref={REF}) | {spec.idname} + {spec.tname}",
+        inference="normal",
+    )
+    return EstimationResult(
+        estimator=NAME, outcome=spec.yname, tidy=pd.DataFrame(rows), meta=meta, tables={"vcov_dynamic": vc}
+    )

@@ -1,0 +1,68 @@
+"""Static two-way fixed effects DiD.
+
+.. math::  y_{it} = \\alpha_i + \\lambda_t + \\beta\\, D_{it} + x_{it}'\\gamma + \\varepsilon_{it},
+           \\qquad D_{it} = 1\\{g_i > 0,\\ t \\ge g_i\\}
+
+(the ``post`` term; Angrist & Pischke 2009, ch. 5). With staggered adoption and
+heterogeneous effects :math:`\\hat\\beta` is a variance-weighted average of all 2x2
+comparisons, including "forbidden" ones that use already-treated units as controls
+(Goodman-Bacon 2021, see :mod:`models.did.bacon`); report it next to the
+heterogeneity-robust estimators (cs, sunab, imputation).
+
+Backend: pyfixest ``feols(y ~ post + x | firm + year)``; ``spec.vcov`` translated with
+:meth:`VcovSpec.to_pyfixest` (all kinds supported). Singleton observations are removed
+iteratively before fitting and counted in ``meta["dropped"]["singleton"]``. A treatment
+with no variation left after the fixed effects (all units treated at the same time and
+no controls, ...) raises :class:`DesignError`; so does ``control_group: nevertreated``
+without never members (no silent switch).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from models.result import EstimationResult, normal_inference
+
+from . import _panel
+from ._pyfixest import feols_fe
+
+OPTIONS: dict = {}
+NAME = "twfe"
+
+
+def fit(data: pd.DataFrame, spec) -> EstimationResult:
+    panel = _panel.prepare(data, spec, NAME)
+    _panel.drop_singletons(panel)
+    _panel.require_controls(panel, spec, NAME)
+    df = panel.df
+    why = (
+        "The treatment dummy 'post' has no variation within units and periods once the firm and "
+        "year fixed effects are absorbed (e.g. every unit treated in the same period with no "
+        "never/not-yet-treated comparison, or treatment only in the first period)."
+    )
+    _panel.check_not_collinear(panel, ["_D"], NAME, why)
+    res = feols_fe(df, "_y", ["_D", *panel.covariates], panel.vcov_spec(spec.vcov), NAME, why_collinear=why)
+    est, se = float(res.beta[0]), float(np.sqrt(res.vcov[0, 0]))
+    stat, p, lo, hi = normal_inference(est, se, alpha=spec.alpha)
+    counts = panel.counts()
+    row = {
+        "aggregation": "static",
+        "term": "post",
+        "estimate": est,
+        "std_error": se,
+        "statistic": float(stat),
+        "p_value": float(p),
+        "conf_low": float(lo),
+        "conf_high": float(hi),
+        "n_obs": counts["n_obs"],
+        "n_treated": counts["n_treated_units"],
+    }
+    meta = _panel.base_meta(
+        panel,
+        spec,
+        formula="y ~ post" + "".join(f" + {c}" for c in spec.covariates) + f" | {spec.idname} + {spec.tname}",
+        covariate_coefficients={c: float(b) for c, b in zip(spec.covariates, res.beta[1:])},
+        inference="normal",
+    )
+    return EstimationResult(estimator=NAME, outcome=spec.yname, tidy=pd.DataFrame([row]), meta=meta)
