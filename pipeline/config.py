@@ -79,7 +79,7 @@ DEFAULTS: dict[str, Any] = {
         "alpha": 0.05,
         "outcome_estimators": {},
         # HonestDiD + pre-test power for event studies (models.inference.sensitivity)
-        "sensitivity": {"estimators": ["event_study", "sunab", "imputation"], "outcomes": None, "mbar": [0.5, 1.0, 1.5, 2.0]},  # outcome: [keys] replacing `estimators` for that outcome (e.g. Poisson for counts)
+        "sensitivity": {"estimators": ["event_study", "sunab", "imputation"], "outcomes": None, "mbar": [0.5, 1.0, 1.5, 2.0], "window": [-5, 5]},  # outcome: [keys] replacing `estimators` for that outcome (e.g. Poisson for counts)
         "on_error": "fail",  # fail | skip : a design that cannot be estimated stops the stage (exit 4) or is listed and skipped
     },
     "report": {

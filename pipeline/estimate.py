@@ -4,6 +4,11 @@ This is orchestration, not econometrics: it reads only the columns each run need
 the processed panel, drops rows with a missing outcome or covariate (counted), builds the
 :class:`~models.spec.EstimatorSpec` from params, and calls the registry. Numbers happen in
 ``models/``.
+
+With params ``engine`` other than pandas, an estimator module that exposes
+``fit_from_moments`` (``cs``, without covariates) is fitted from sufficient statistics that
+:mod:`pipeline.engine` computes over the Parquet file (DuckDB), without loading the panel;
+with covariates it falls back, with a note, to loading the panel.
 """
 
 from __future__ import annotations
@@ -99,9 +104,22 @@ def estimate_all(panel_path: Path, params: Params) -> EstimateRun:
     on_error = est.get("on_error", "fail")
     run = EstimateRun()
     versions = package_versions()
+    engine = params["engine"]
     for outcome in est["outcomes"]:
         for key in estimators_for(params, outcome):
             spec = build_spec(params, outcome, key)
+            module = registry.get(key)
+            if engine != "pandas" and hasattr(module, "fit_from_moments"):
+                if not spec.covariates:  # sufficient statistics; the panel is never loaded
+                    result = _fit_engine(panel_path, spec, module, engine, key, on_error, run)
+                    if result is not None:  # None: skipped under on_error: skip
+                        result.meta.setdefault("spec", spec.to_dict())
+                        result.meta["seed"] = params.seed
+                        result.meta["package_versions"] = versions
+                        _attach_sensitivity(result, params)
+                        run.results.append(result)
+                    continue
+                note(f"{outcome} x {key}: covariates need unit-level data; engine {engine} falls back to loading the panel")
             needed = set(BASE_COLUMNS) | set(CONTEXT_COLUMNS) | {outcome} | set(spec.covariates)
             needed |= set(spec.vcov.by) | _option_columns(spec.options, schema)
             data = load_columns(panel_path, needed)
@@ -112,7 +130,7 @@ def estimate_all(panel_path: Path, params: Params) -> EstimateRun:
                 data = data.loc[~missing].reset_index(drop=True)
             try:
                 with step(f"estimate {outcome} x {key}"):
-                    result = registry.get(key).fit(data, spec)
+                    result = module.fit(data, spec)
             except ClusterImpactError as exc:
                 if on_error == "skip" and isinstance(exc, DesignError):
                     note(f"skipped {outcome} x {key}: {exc}")
@@ -132,6 +150,22 @@ def estimate_all(panel_path: Path, params: Params) -> EstimateRun:
     return run
 
 
+def _fit_engine(panel_path: Path, spec: EstimatorSpec, module, engine: str, key: str, on_error: str, run: EstimateRun):
+    """The sufficient-statistics path (pipeline.engine.fit_from_parquet); None when the run
+    was skipped under on_error: skip."""
+    from .engine import fit_from_parquet
+
+    try:
+        with step(f"estimate {spec.yname} x {key} (engine {engine})"):
+            return fit_from_parquet(panel_path, spec, module, engine)
+    except ClusterImpactError as exc:
+        if on_error == "skip" and isinstance(exc, DesignError):
+            note(f"skipped {spec.yname} x {key}: {exc}")
+            run.skipped.append({"outcome": spec.yname, "estimator": key, "reason": str(exc)})
+            return None
+        raise
+
+
 def _attach_sensitivity(result: EstimationResult, params: Params) -> None:
     """HonestDiD robust intervals and pre-test power for the event studies params name."""
     from models.inference.sensitivity import event_study_sensitivity
@@ -146,6 +180,7 @@ def _attach_sensitivity(result: EstimationResult, params: Params) -> None:
         with step(f"sensitivity {result.outcome} x {result.estimator}"):
             table, summary = event_study_sensitivity(
                 result.tidy, result.tables["vcov_dynamic"], mbar=tuple(sens.get("mbar") or (0.5, 1, 1.5, 2)),
+                window=tuple(sens.get("window") or (-5, 5)),
                 alpha=float(params["estimate"]["alpha"]), seed=params.seed,
             )
     except ValueError as exc:

@@ -30,6 +30,7 @@ def event_study_sensitivity(
     vcov_dynamic: pd.DataFrame,
     *,
     mbar=(0.5, 1.0, 1.5, 2.0),
+    window: tuple[int, int] = (-5, 5),
     alpha: float = 0.05,
     seed: int = 0,
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
@@ -44,7 +45,9 @@ def event_study_sensitivity(
     et = sorted(V.index)
     dyn = tidy[tidy["aggregation"] == "dynamic"].dropna(subset=["event_time"])
     est = dyn.set_index(dyn["event_time"].astype(int))["estimate"]
-    et = [e for e in et if e in est.index and np.isfinite(est[e])]
+    # the event-time window keeps the linear programs small (their cost grows quickly with
+    # the number of periods) and matches what an event-study figure shows
+    et = [e for e in et if e in est.index and np.isfinite(est[e]) and window[0] <= e <= window[1]]
     pre = [e for e in et if e < 0]
     post = [e for e in et if e >= 0]
     if not pre or not post:
@@ -59,6 +62,7 @@ def event_study_sensitivity(
     S_pre = sigma[: len(pre), : len(pre)]
     summary: dict[str, Any] = {
         "method": "HonestDiD relative magnitudes (C-LF), average of post periods",
+        "window": list(window),
         "mbar": list(mbar),
         "breakdown_mbar": float(bd),
         "post_periods": post,
