@@ -27,15 +27,15 @@ sorted period list (identical to periods for consecutive years).
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 from scipy import stats
 
 from ..errors import ConfigError, DesignError
-from ..inference.multiplier import mboot
-from .att_gt import AttGtResult, analytic_se
+from ..inference.multiplier import cluster_sums, mboot
+from .att_gt import AttGtResult
 
 _EPS10 = np.sqrt(np.finfo(float).eps) * 10
 
@@ -49,11 +49,15 @@ class AggteResult:
     att_egt: np.ndarray | None
     se_egt: np.ndarray | None
     crit_val_egt: float | None
-    inf_func_egt: np.ndarray | None  # n x len(egt)
-    inf_func_overall: np.ndarray
+    inf_func_egt: np.ndarray | None  # n x len(egt); None when att_gt holds no per-unit IFs
+    inf_func_overall: np.ndarray | None
     n: int
     alp: float
     settings: dict
+    # coefficients v of f = [Psi, G] v (models.did._ifbasis), (k+H) x len(egt) and (k+H,)
+    coef_egt: np.ndarray | None = None
+    coef_overall: np.ndarray | None = None
+    basis: object = field(default=None, repr=False)
 
     def to_frame(self) -> pd.DataFrame:
         if self.egt is None:
@@ -61,8 +65,11 @@ class AggteResult:
         return pd.DataFrame({"egt": self.egt, "att": self.att_egt, "se": self.se_egt})
 
     def vcov_egt(self, cluster: np.ndarray | None = None) -> np.ndarray:
-        """Covariance of the per-e/g/t estimates from their influence functions
-        (Psi'Psi/n^2, or cluster sums)."""
+        """Covariance of the per-e/g/t estimates (Psi'Psi/n^2, or cluster sums). With the
+        basis of att_gt (always set by :func:`aggte`) it uses att_gt's clustering and
+        ``cluster`` is ignored; otherwise it is computed from ``inf_func_egt``."""
+        if self.basis is not None and self.coef_egt is not None:
+            return self.basis.quad(self.coef_egt) / self.n**2
         from ..inference.multiplier import cluster_sums
 
         S = cluster_sums(self.inf_func_egt, cluster)
@@ -70,24 +77,37 @@ class AggteResult:
 
 
 class _SE:
+    """SEs of aggregated influence functions given by their coefficients V ((k+H) x m)."""
+
     def __init__(self, res: AttGtResult, bstrap: bool, biters: int, alp: float, seed: int):
         self.res, self.bstrap, self.biters, self.alp = res, bstrap, biters, alp
+        self.basis = res.basis()
         self.rng = np.random.default_rng(seed)
 
-    def __call__(self, psi: np.ndarray) -> np.ndarray:
-        psi2 = psi if psi.ndim == 2 else psi[:, None]
+    def __call__(self, V: np.ndarray, F: np.ndarray | None = None) -> np.ndarray:
+        """``F``: the per-unit functions of V when already formed (dense basis)."""
+        V = V if V.ndim == 2 else V[:, None]
+        if F is not None and F.ndim == 1:
+            F = F[:, None]
         if self.bstrap:
-            se = mboot(psi2, cluster=self.res.cluster, biters=self.biters, alpha=self.alp, seed=self.rng)["se"]
+            F = self.basis.functions(V) if F is None else F
+            se = mboot(F, cluster=self.res.cluster, biters=self.biters, alpha=self.alp, seed=self.rng)["se"]
         else:
-            se = analytic_se(psi2, self.res.cluster, self.res.n)
+            if F is None:
+                q = self.basis.quad_diag(V)
+            else:
+                S = cluster_sums(F, self.res.cluster)
+                q = np.einsum("ij,ij->j", S, S)
+            se = np.sqrt(np.maximum(q, 0.0)) / self.res.n
+            se[~np.isfinite(V).all(axis=0)] = np.nan
         se = np.where(se <= _EPS10, np.nan, se)
         return se
 
-    def crit(self, psi: np.ndarray, cband: bool) -> float:
+    def crit(self, V: np.ndarray, cband: bool, F: np.ndarray | None = None) -> float:
         z = float(stats.norm.ppf(1 - self.alp / 2))
         if not cband:
             return z
-        c = mboot(psi, cluster=self.res.cluster, biters=self.biters, alpha=self.alp, seed=self.rng)["crit_val"]
+        c = mboot(self.basis.functions(V) if F is None else F, cluster=self.res.cluster, biters=self.biters, alpha=self.alp, seed=self.rng)["crit_val"]
         if not np.isfinite(c) or c < z:
             warnings.warn("simultaneous critical value unavailable or below the pointwise one; using pointwise", stacklevel=3)
             return z
@@ -145,21 +165,24 @@ def aggte(
         raise ConfigError(f"aggte: balance_e={balance_e!r}; use a non-negative integer or null")
     se_of = _SE(result, bstrap, biters, alp, seed)
 
+    basis = se_of.basis
+    k_all = result.att.size
+    cohorts = np.asarray(result.cohort_labels, dtype=float)  # the H columns of G
     group = result.groups.astype(float)
     t = result.times.astype(float)
     att = result.att.copy()
-    psi = result.inf_func
+    cidx = np.arange(k_all)  # positions of the kept cells among att_gt's cells
     glist = np.unique(group)
     if na_rm:
         notna = np.isfinite(att)
         if not notna.any():
             raise DesignError("aggte: all ATT(g,t) are NA")
-        group, t, att, psi = group[notna], t[notna], att[notna], psi[:, notna]
+        group, t, att, cidx = group[notna], t[notna], att[notna], cidx[notna]
         glist = np.unique(group)
         if type == "group":
             keepg = [g for g in glist if np.isfinite(np.mean(att[(group == g) & (g <= t) & (t <= g + max_e)]))]
             sel = np.isin(group, keepg)
-            group, t, att, psi = group[sel], t[sel], att[sel], psi[:, sel]
+            group, t, att, cidx = group[sel], t[sel], att[sel], cidx[sel]
             glist = np.unique(group)
     elif np.isnan(att).any():
         raise DesignError("aggte: some ATT(g,t) are NA; set na_rm=True to drop them")
@@ -168,41 +191,54 @@ def aggte(
     gtlist = np.unique(np.concatenate([result.tlist.astype(float), glist]))
     ti = np.searchsorted(gtlist, t) + 1.0
     gi = np.searchsorted(gtlist, group) + 1.0
-    unit_g = result.unit_cohort.astype(float)
     n = result.n
-    pg_g = np.array([np.mean(unit_g == g) for g in glist])
+    size = dict(result.cohort_sizes)
+    pg_g = np.array([size.get(int(g), 0) / n for g in glist])
     pg = pg_g[np.searchsorted(glist, group)]
     keepers = np.flatnonzero((gi <= ti) & (ti <= gi + max_e))
-    z = float(stats.norm.ppf(1 - alp / 2))
-    common = dict(n=n, alp=alp, settings={"type": type, "min_e": min_e, "max_e": max_e, "balance_e": balance_e, "bstrap": bstrap, "cband": cband})
 
-    def agg_if(which, w, with_wif):
-        f = psi[:, which] @ w
+    def coef(which, w, with_wif):
+        """v with f = [Psi, G] v: weights w on cells ``which`` (+ the wif term)."""
+        v = np.zeros(k_all + cohorts.size)
+        np.add.at(v, cidx[which], w)
         if with_wif:
-            f = f + _wif_times_att(which, pg, group, att, unit_g)
-        return f
+            v[k_all:] += _wif_times_att(which, pg, group, att, cohorts)
+        return v
+
+    def out(theta, v, egt=None, att_egt=None, V=None, cband_=False):
+        se_egt = crit = F = f = None
+        if basis.dense:  # per-unit influence functions, formed once
+            F = None if V is None else basis.functions(V)
+            f = basis.functions(v)[:, 0]
+        if V is not None:  # (this order keeps the bootstrap draws of the dense-only version)
+            se_egt = se_of(V, F)
+            crit = se_of.crit(V, cband_, F)
+        se = float(se_of(v, f)[0]) if np.isfinite(v).all() else np.nan
+        return AggteResult(
+            type, theta, se, None if egt is None else egt.astype(np.int64), att_egt, se_egt, crit, F, f,
+            n=n, alp=alp, coef_egt=V, coef_overall=v, basis=basis,
+            settings={"type": type, "min_e": min_e, "max_e": max_e, "balance_e": balance_e, "bstrap": bstrap, "cband": cband},
+        )
 
     if type == "simple":
         if keepers.size == 0:
             raise DesignError("aggte: no post-treatment ATT(g,t)")
         w = pg[keepers] / pg[keepers].sum()
         theta = float(np.sum(att[keepers] * w))
-        f = agg_if(keepers, w, True)
-        return AggteResult(type, theta, float(se_of(f)[0]), None, None, None, None, None, f, **common)
+        return out(theta, coef(keepers, w, True))
 
     if type == "group":
-        att_g, fs = [], []
+        att_g, vs = [], []
         for g in glist:
             wg = np.flatnonzero((group == g) & (gi <= ti) & (ti <= gi + max_e))
             att_g.append(np.mean(att[wg]) if wg.size else np.nan)
-            fs.append(psi[:, wg] @ (pg[wg] / pg[wg].sum()) if wg.size else np.full(n, np.nan))
+            vs.append(coef(wg, pg[wg] / pg[wg].sum(), False) if wg.size else np.full(k_all + cohorts.size, np.nan))
         att_g = np.array(att_g)
-        F = np.column_stack(fs)
-        se_g = se_of(F)
-        crit = se_of.crit(F, cband)
+        V = np.column_stack(vs)
         theta = float(np.sum(att_g * pg_g) / pg_g.sum())
-        f = F @ (pg_g / pg_g.sum()) + _wif_times_att(np.arange(glist.size), pg_g, glist, att_g, unit_g)
-        return AggteResult(type, theta, float(se_of(f)[0]), glist.astype(np.int64), att_g, se_g, crit, F, f, **common)
+        v = V @ (pg_g / pg_g.sum())
+        v[k_all:] += _wif_times_att(np.arange(glist.size), pg_g, glist, att_g, cohorts)
+        return out(theta, v, glist, att_g, V, cband)
 
     if type == "dynamic":
         e_all = t - group
@@ -217,25 +253,21 @@ def aggte(
         eseq = eseq[(eseq >= min_e) & (eseq <= max_e)]
         if eseq.size == 0:
             raise DesignError("aggte: no event times in the requested window (min_e/max_e/balance_e)")
-        att_e, fs = [], []
+        att_e, vs = [], []
         for e in eseq:
             we = np.flatnonzero((e_all == e) & include)
             w = pg[we] / pg[we].sum()
             att_e.append(float(np.sum(att[we] * w)))
-            fs.append(agg_if(we, w, True))
+            vs.append(coef(we, w, True))
         att_e = np.array(att_e)
-        F = np.column_stack(fs)
-        se_e = se_of(F)
-        crit = se_of.crit(F, cband)
+        V = np.column_stack(vs)
         epos = eseq >= 0
         if not epos.any():
-            theta, f = np.nan, np.full(n, np.nan)
-            se = np.nan
+            theta, v = np.nan, np.full(V.shape[0], np.nan)
         else:
             theta = float(np.mean(att_e[epos]))
-            f = F[:, epos] @ np.full(epos.sum(), 1.0 / epos.sum())
-            se = float(se_of(f)[0])
-        return AggteResult(type, theta, se, eseq.astype(np.int64), att_e, se_e, crit, F, f, **common)
+            v = V[:, epos] @ np.full(epos.sum(), 1.0 / epos.sum())
+        return out(theta, v, eseq, att_e, V, cband)
 
     # calendar
     if np.isfinite(max_e) or np.isfinite(min_e) or balance_e is not None:
@@ -245,17 +277,15 @@ def aggte(
     tl = np.array([x for x in tl if np.any((ti == x) & (gi <= ti))])
     if tl.size == 0:
         raise DesignError("aggte: no calendar period with post-treatment ATT(g,t)")
-    att_t, fs = [], []
+    att_t, vs = [], []
     for x in tl:
         wt = np.flatnonzero((ti == x) & (gi <= ti))
         w = pg[wt] / pg[wt].sum()
         att_t.append(float(np.sum(att[wt] * w)))
-        fs.append(agg_if(wt, w, True))
+        vs.append(coef(wt, w, True))
     att_t = np.array(att_t)
-    F = np.column_stack(fs)
-    se_t = se_of(F)
-    crit = se_of.crit(F, cband)
+    V = np.column_stack(vs)
     theta = float(np.mean(att_t))
-    f = F @ np.full(tl.size, 1.0 / tl.size)
-    periods = gtlist[tl.astype(int) - 1].astype(np.int64)
-    return AggteResult(type, theta, float(se_of(f)[0]), periods, att_t, se_t, crit, F, f, **common)
+    v = V @ np.full(tl.size, 1.0 / tl.size)
+    periods = gtlist[tl.astype(int) - 1]
+    return out(theta, v, periods, att_t, V, cband)

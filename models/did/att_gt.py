@@ -43,7 +43,10 @@ covariate period) and reused by all cells sharing them -- with never-treated con
 time-invariant covariates that is once per cohort.
 
 Memory. The influence-function matrix is stored dense, float64, n_units x n_cells:
-8 * n * k bytes (1M units x 100 cells = 800 MB). aggte needs it.
+8 * n * k bytes (1M units x 100 cells = 800 MB). Analytic inference in aggte needs only
+linear combinations of it and the cohort indicators (:mod:`models.did._ifbasis`); the
+unconditional estimator can therefore also run from per-cohort moments without any
+per-unit data (:mod:`models.did.cs_moments`); the multiplier bootstrap needs the dense matrix.
 """
 
 from __future__ import annotations
@@ -57,7 +60,8 @@ import pandas as pd
 from scipy import stats
 
 from ..errors import BadInputError, ConfigError, DesignError, first_keys
-from ..inference.multiplier import cluster_sums, mboot
+from ..inference.multiplier import mboot
+from ._ifbasis import DenseBasis, GramBasis
 from .drdid import ControlOLS, PScoreFit, drdid_panel, reg_did_panel, std_ipw_did_panel
 
 _EPS10 = np.sqrt(np.finfo(float).eps) * 10
@@ -71,7 +75,7 @@ class AttGtResult:
     times: np.ndarray  # period of each cell
     att: np.ndarray
     se: np.ndarray
-    inf_func: np.ndarray  # n_units x n_cells, float64
+    inf_func: np.ndarray | None  # n_units x n_cells, float64 (None: from moments)
     base_periods: np.ndarray
     n_cell: np.ndarray  # units in each 2x2 sample
     n_treated_cell: np.ndarray
@@ -87,6 +91,13 @@ class AttGtResult:
     dropped: dict[str, int]
     settings: dict[str, Any]
     notes: list[str] = field(default_factory=list)
+    # set by the sufficient-statistics path (models.did.cs_moments), which has no per-unit
+    # data: inf_func, unit_ids, unit_cohort and cluster are None there
+    cohort_labels: np.ndarray | None = None  # H cohorts (0 = never), sorted
+    cohort_n: np.ndarray | None = None  # units per cohort
+    meat: np.ndarray | None = None  # (k+H) x (k+H), see models.did._ifbasis
+    n_clusters_: int | None = None
+    _basis: Any = field(default=None, repr=False)
 
     @property
     def event_times(self) -> np.ndarray:
@@ -94,14 +105,28 @@ class AttGtResult:
 
     @property
     def cohort_sizes(self) -> dict[int, int]:
+        if self.cohort_labels is not None:
+            return {int(a): int(b) for a, b in zip(self.cohort_labels, self.cohort_n)}
         g, c = np.unique(self.unit_cohort, return_counts=True)
         return {int(a): int(b) for a, b in zip(g, c)}
+
+    def basis(self):
+        """The influence-function basis of :mod:`models.did._ifbasis` (cached): dense when
+        the per-unit influence functions are held, else the Gram matrix ``meat``."""
+        if self._basis is None:
+            if self.inf_func is None:
+                self._basis = GramBasis(self.meat, self.att.size)
+            else:
+                psi0 = np.where(np.isfinite(self.inf_func), self.inf_func, 0.0) if not np.isfinite(self.att).all() else self.inf_func
+                labels, pos = np.unique(self.unit_cohort, return_inverse=True)
+                self.cohort_labels, self.cohort_n = labels, np.bincount(pos, minlength=labels.size)
+                self._basis = DenseBasis(psi0, pos, labels.size, self.cluster)
+        return self._basis
 
     def vcov(self) -> np.ndarray:
         """Analytic covariance of the ATT(g,t) estimates, Psi'Psi/n^2 (or cluster sums);
         computed on demand (O(n k^2)). R did's ``V_analytical`` is n times this."""
-        psi0 = np.where(np.isfinite(self.inf_func), self.inf_func, 0.0)
-        V = _vcov(psi0, self.cluster, self.n) / self.n
+        V = self.basis().cells_quad(np.arange(self.att.size)) / self.n**2
         bad = ~np.isfinite(self.att)
         V[bad, :] = np.nan
         V[:, bad] = np.nan
@@ -109,6 +134,8 @@ class AttGtResult:
 
     @property
     def n_clusters(self) -> int:
+        if self.n_clusters_ is not None:
+            return self.n_clusters_
         return self.n if self.cluster is None else int(self.cluster.max()) + 1
 
     def to_frame(self) -> pd.DataFrame:
@@ -126,23 +153,49 @@ class AttGtResult:
         )
 
 
-def analytic_se(inf_func: np.ndarray, cluster: np.ndarray | None, n: int) -> np.ndarray:
-    """R did's analytic SE: sqrt(sum_i psi_i^2)/n, or sqrt(sum_c S_c^2)/n with clusters."""
-    psi = inf_func if inf_func.ndim == 2 else inf_func[:, None]
-    if cluster is None:
-        return np.sqrt(np.einsum("ij,ij->j", psi, psi)) / n
-    S = cluster_sums(psi, cluster)
-    return np.sqrt((S**2).sum(axis=0)) / n
-
-
-def _vcov(inf_func: np.ndarray, cluster: np.ndarray | None, n: int) -> np.ndarray:
-    S = cluster_sums(inf_func, cluster)
-    return S.T @ S / n
-
-
 # ---------------------------------------------------------------------------------------
 # data preparation
 # ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CohortRules:
+    """R did's sample rules as thresholds (shared with the SQL engine, pipeline.engine).
+
+    With cohorts coded ``inf`` (or 0 in the data) for never treated: a finite cohort
+    ``> late_after`` is never treated; if then no never-treated unit remains, periods
+    ``>= period_cutoff`` are dropped, cohort ``latest`` becomes never treated when
+    ``latest_as_never`` (control_group nevertreated) and is otherwise kept only as a
+    comparison (``exclude_g``, not estimated); units of a finite cohort ``<= always_upto``
+    (treated in or before the first period + anticipation) are dropped.
+    """
+
+    late_after: float
+    latest: float | None
+    period_cutoff: float | None
+    latest_as_never: bool
+    exclude_g: float | None
+    always_upto: float
+
+
+def cohort_rules(periods, cohorts, anticipation: int, control_group: str) -> CohortRules:
+    """:class:`CohortRules` from the distinct periods and distinct cohorts (0 or inf =
+    never treated) of the rows that survive the missing-value filter."""
+    periods = np.sort(np.asarray(periods, dtype=float))
+    cohorts = np.asarray(cohorts, dtype=float)
+    if periods.size == 0:
+        raise DesignError("att_gt: no rows left after dropping missing values")
+    late_after = float(periods.max() + anticipation)
+    fin = np.isfinite(cohorts) & (cohorts != 0) & (cohorts <= late_after)
+    latest = cutoff = exclude = None
+    if fin.all():  # no never-treated unit
+        latest = float(cohorts.max())
+        cutoff = latest - anticipation
+        exclude = latest
+        periods = periods[periods < cutoff]
+        if periods.size == 0:
+            raise DesignError(f"att_gt: no never-treated units and no period before {cutoff:g}; nothing to estimate")
+    return CohortRules(late_after, latest, cutoff, latest is not None and control_group == "nevertreated", exclude, float(periods[0] + anticipation))
 
 
 @dataclass
@@ -158,6 +211,7 @@ class _Panel:
     n_obs: int
     dropped: dict[str, int]
     notes: list[str]
+    exclude_g: float | None = None
 
 
 def _prepare(data, yname, tname, idname, gname, covariates, clustervar, anticipation, control_group) -> _Panel:
@@ -209,28 +263,25 @@ def _prepare(data, yname, tname, idname, gname, covariates, clustervar, anticipa
     g[g == 0] = np.inf
     t = df[tname].to_numpy(dtype=float)
     tlist = np.sort(pd.unique(t))
-    late = np.isfinite(g) & (g > tlist.max() + anticipation)
+    rules = cohort_rules(tlist, np.unique(g), anticipation, control_group)
+    late = np.isfinite(g) & (g > rules.late_after)
     if late.any():
         notes.append(f"{int(late.sum())} rows with {gname} after the last period (+anticipation) treated as never treated")
         g[late] = np.inf
-    if not np.isinf(g).any():
-        latest = g.max()
-        cutoff = latest - anticipation
+    if rules.latest is not None:
+        latest, cutoff = rules.latest, rules.period_cutoff
         keep = t < cutoff
         dropped["periods_without_comparison_group"] = int((~keep).sum())
         notes.append(
             f"no never-treated units: periods >= {cutoff:g} dropped; cohort {latest:g} "
             + ("serves as never treated" if control_group == "nevertreated" else "kept only as not-yet-treated comparison")
         )
-        if control_group == "nevertreated":
+        if rules.latest_as_never:
             g[g == latest] = np.inf
         df, g, t = df.loc[keep], g[keep], t[keep]
         tlist = np.sort(pd.unique(t))
-        exclude_g = latest
-    else:
-        exclude_g = None
-    first = tlist[0]
-    always = np.isfinite(g) & (g <= first + anticipation)
+    exclude_g = rules.exclude_g
+    always = np.isfinite(g) & (g <= rules.always_upto)
     if always.any():
         dropped["treated_in_first_period"] = int(always.sum())
         df, g, t = df.loc[~always], g[~always], t[~always]
@@ -276,12 +327,34 @@ def _prepare(data, yname, tname, idname, gname, covariates, clustervar, anticipa
         glist = glist[glist < exclude_g]
     if glist.size == 0:
         raise DesignError("att_gt: no treated cohort with a pre-treatment period in the data")
-    return _Panel(Y, X, tv, unit_g, uid, tlist, glist, cluster, int(n * T), dropped, notes)
+    return _Panel(Y, X, tv, unit_g, uid, tlist, glist, cluster, int(n * T), dropped, notes, exclude_g=exclude_g)
 
 
 # ---------------------------------------------------------------------------------------
 # estimation
 # ---------------------------------------------------------------------------------------
+
+
+def gt_cells(tlist: np.ndarray, glist: np.ndarray, base_period: str, anticipation: int) -> list[tuple[float, float, int, int]]:
+    """The (g, t, post index, base index) cells of R did's att_gt, in its order."""
+    tfac = 1 if base_period == "varying" else 0
+    cells = []
+    for g in glist:
+        idx = np.flatnonzero(tlist + anticipation < g)
+        pret_g = int(idx[-1])
+        for t in range(tlist.size - tfac):
+            post_idx = t + tfac
+            pret = t if base_period == "varying" else pret_g
+            if g <= tlist[post_idx]:
+                pret = pret_g
+            cells.append((g, tlist[post_idx], post_idx, pret))
+    return cells
+
+
+def notyet_threshold(tlist: np.ndarray, post_idx: int, pret: int, base_period: str, anticipation: int) -> float:
+    """Not-yet-treated comparison units of a cell: cohorts > this (R did's rule)."""
+    tfac = 1 if base_period == "varying" else 0
+    return tlist[max(post_idx - tfac, pret) + tfac] + anticipation
 
 
 def att_gt(
@@ -341,16 +414,7 @@ def att_gt(
     tfac = 1 if base_period == "varying" else 0
     nevertreated = control_group == "nevertreated"
 
-    cells: list[tuple[float, float, int, int]] = []  # (g, t, post_idx, base_idx or -1 for norm)
-    for g in glist:
-        idx = np.flatnonzero(tlist + anticipation < g)
-        pret_g = int(idx[-1])
-        for t in range(T - tfac):
-            post_idx = t + tfac
-            pret = t if base_period == "varying" else pret_g
-            if g <= tlist[post_idx]:
-                pret = pret_g
-            cells.append((g, tlist[post_idx], post_idx, pret))
+    cells = gt_cells(tlist, glist, base_period, anticipation)
     k = len(cells)
     att = np.full(k, np.nan)
     psi = np.zeros((n, k), order="F")
@@ -373,7 +437,7 @@ def att_gt(
             Cm = never
             thr = None
         else:
-            thr = tlist[max(post_idx - tfac, pret) + tfac] + anticipation
+            thr = notyet_threshold(tlist, post_idx, pret, base_period, anticipation)
             Cm = never | ((unit_g > thr) & ~Gm)
         ng, nc = int(Gm.sum()), int(Cm.sum())
         n_cell[j], n_tr[j] = ng + nc, ng
@@ -428,9 +492,9 @@ def att_gt(
     times = np.array([c[1] for c in cells])
     ok = np.isfinite(att)
     psi0 = np.where(np.isfinite(psi), psi, 0.0) if not ok.all() else psi
-    se = analytic_se(psi0, P.cluster, n)
-    se[~ok] = np.nan
-    se[se <= _EPS10] = np.nan
+    cohort_labels, cohort_pos = np.unique(np.where(np.isinf(unit_g), 0, unit_g), return_inverse=True)
+    basis = DenseBasis(psi0, cohort_pos, cohort_labels.size, P.cluster)
+    se, wald = cell_inference(att, basis, n, groups=np.array([c[0] for c in cells]), times=np.array([c[1] for c in cells]))
     zero_na = ~np.isfinite(se)
     crit = float(stats.norm.ppf(1 - alp / 2))
     if bstrap or cband:
@@ -444,14 +508,6 @@ def att_gt(
             crit = bout["crit_val"]
             if crit >= 7:
                 warnings.warn("simultaneous critical value >= 7: arguably too large to be reliable", stacklevel=2)
-    # Wald pre-test of all pre-treatment ATT(g,t) = 0 (R did's summary p-value)
-    pre = np.flatnonzero((groups > times) & ~zero_na)
-    wald = None
-    if pre.size:
-        preV = _vcov(psi0[:, pre], P.cluster, n)
-        if np.linalg.cond(preV) < 1 / np.finfo(float).eps:
-            W = float(n * att[pre] @ np.linalg.solve(preV, att[pre]))
-            wald = {"statistic": W, "df": int(pre.size), "p_value": float(stats.chi2.sf(W, pre.size))}
     unit_cohort = np.where(np.isinf(unit_g), 0, unit_g)
     return AttGtResult(
         groups=groups.astype(np.int64),
@@ -491,4 +547,25 @@ def att_gt(
             "covariates_time_varying": P.x_time_varying,
         },
         notes=notes,
+        cohort_labels=cohort_labels.astype(np.int64),
+        cohort_n=np.bincount(cohort_pos, minlength=cohort_labels.size),
+        _basis=basis,
     )
+
+
+def cell_inference(att: np.ndarray, basis, n: int, *, groups: np.ndarray, times: np.ndarray) -> tuple[np.ndarray, dict | None]:
+    """Analytic SEs of the cells, :math:`\\sqrt{\\sum_c S_{cj}^2}/n`, and R did's Wald
+    pre-test of all pre-treatment ATT(g,t) = 0, :math:`W = n\\,\\hat a'(S'S/n)^{-1}\\hat a`,
+    from an influence-function basis (dense or Gram; :mod:`models.did._ifbasis`)."""
+    ok = np.isfinite(att)
+    se = np.sqrt(np.maximum(basis.cells_quad_diag(), 0.0)) / n
+    se[~ok] = np.nan
+    se[se <= _EPS10] = np.nan
+    pre = np.flatnonzero((groups > times) & np.isfinite(se))
+    wald = None
+    if pre.size:
+        preV = basis.cells_quad(pre) / n
+        if np.linalg.cond(preV) < 1 / np.finfo(float).eps:
+            W = float(n * att[pre] @ np.linalg.solve(preV, att[pre]))
+            wald = {"statistic": W, "df": int(pre.size), "p_value": float(stats.chi2.sf(W, pre.size))}
+    return se, wald

@@ -123,21 +123,14 @@ def _rows(agg: AggteResult, alpha: float, level: str, *, n_treated_by, n_obs: in
 def fit(data: pd.DataFrame, spec: EstimatorSpec) -> EstimationResult:
     """Callaway & Sant'Anna (2021) through the registry; see the module docstring."""
     o = _options(spec)
-    spec.vcov.require("cs", ("iid", "hetero", "cluster"))
-    clustervar = None
-    if spec.vcov.kind == "cluster" and spec.vcov.by[0] != spec.idname:
-        clustervar = spec.vcov.by[0]
+    clustervar = _clustervar(spec)
     if spec.control_group == "nevertreated":
         g = pd.to_numeric(data[spec.gname], errors="coerce")
         last = pd.to_numeric(data[spec.tname]).max()
         if not ((g == 0) | (g > last + o["anticipation"])).any():
             # R did would silently use the last cohort as the comparison group; the pipeline
             # contract (DESIGN.md §3.5) makes this an explicit design error instead.
-            raise DesignError(
-                "cs: control_group 'nevertreated' but the panel has no never-member firms. "
-                "Set estimate.control_group: notyettreated (not-yet members as controls) or add "
-                "never-member firms to the panel."
-            )
+            raise DesignError(_NO_NEVER)
     res = att_gt(
         data,
         yname=spec.yname,
@@ -157,6 +150,59 @@ def fit(data: pd.DataFrame, spec: EstimatorSpec) -> EstimationResult:
         cband=o["cband"],
         seed=spec.seed,
     )
+    return _result(res, spec, o)
+
+
+def _clustervar(spec: EstimatorSpec) -> str | None:
+    spec.vcov.require("cs", ("iid", "hetero", "cluster"))
+    if spec.vcov.kind == "cluster" and spec.vcov.by[0] != spec.idname:
+        return spec.vcov.by[0]
+    return None
+
+
+_NO_NEVER = (
+    "cs: control_group 'nevertreated' but the panel has no never-member firms. "
+    "Set estimate.control_group: notyettreated (not-yet members as controls) or add "
+    "never-member firms to the panel."
+)
+
+
+def fit_from_moments(moments, spec: EstimatorSpec) -> EstimationResult:
+    """Unconditional CS from per-cohort sufficient statistics
+    (:class:`models.did.cs_moments.Moments`, e.g. computed by DuckDB over the Parquet panel
+    in :mod:`pipeline.engine`): the same tidy rows and meta as :func:`fit` on the same panel
+    without covariates, to rounding. ``bstrap``/``cband`` raise ConfigError (the multiplier
+    bootstrap needs per-unit influence functions: use engine pandas); so do covariates."""
+    from .cs_moments import att_gt_from_moments
+
+    o = _options(spec)
+    clustervar = _clustervar(spec)
+    problems = []
+    if spec.covariates:
+        problems.append("covariates need unit-level data; the sufficient-statistics path (engine duckdb) is unconditional only")
+    if o["allow_unbalanced_panel"]:
+        problems.append("allow_unbalanced_panel=true is not implemented; balance the panel or set it to false")
+    if o["bstrap"] or o["cband"]:
+        problems.append(
+            "bstrap/cband (multiplier bootstrap) need per-unit influence functions, which the sufficient-statistics "
+            "path of engine duckdb does not form; set engine: pandas, or bstrap: false and cband: false"
+        )
+    if problems:
+        raise ConfigError("estimate.cs (moments path):", problems=problems)
+    if spec.control_group == "nevertreated" and moments.exclude_g is not None:
+        raise DesignError(_NO_NEVER)
+    res = att_gt_from_moments(
+        moments,
+        control_group=spec.control_group,
+        base_period=o["base_period"],
+        anticipation=o["anticipation"],
+        alp=spec.alpha,
+        settings={"yname": spec.yname, "tname": spec.tname, "idname": spec.idname, "gname": spec.gname, "clustervar": clustervar},
+    )
+    return _result(res, spec, o)
+
+
+def _result(res, spec: EstimatorSpec, o: dict) -> EstimationResult:
     cohort_sizes = res.cohort_sizes
     post_cells = res.groups <= res.times
 
@@ -199,7 +245,7 @@ def fit(data: pd.DataFrame, spec: EstimatorSpec) -> EstimationResult:
         rows += _rows(aggs[ty], spec.alpha, ty, n_treated_by=n_treated_by, n_obs=res.n_obs)
 
     dyn = aggs["dynamic"]
-    V = dyn.vcov_egt(res.cluster)
+    V = dyn.vcov_egt()  # att_gt's clustering
     ev = dyn.egt.astype(int)
     vcov_dynamic = pd.DataFrame(V, index=pd.Index(ev, name="event_time"), columns=pd.Index(ev, name="event_time"))
     lead = (dyn.egt < 0) & np.isfinite(dyn.se_egt)
