@@ -37,8 +37,27 @@ def _run_stage(name: str, params_path: Path) -> None:
     note(f"stage {name}: done in {time.perf_counter() - t0:.1f}s")
 
 
+def _pin_hash_seed(argv: list[str]) -> None:
+    """Re-execute with PYTHONHASHSEED=0 unless it is already pinned.
+
+    String hashing is randomised per process by default, and a backend that iterates over a
+    set of names (pyfixest orders its fixed effects this way) then sums in a different order
+    from run to run: the last bits of an estimate changed between two identical runs. Pinning
+    the hash seed makes every run byte-identical (DESIGN.md: same data and params, same bytes).
+    """
+    import os
+
+    if os.environ.get("PYTHONHASHSEED") == "0" or os.environ.get("CLUSTER_IMPACT_NO_REEXEC") == "1":
+        return
+    os.environ["PYTHONHASHSEED"] = "0"
+    os.execv(sys.executable, [sys.executable, "-m", "pipeline", *argv])
+
+
 def main(argv: list[str] | None = None) -> int:
+    from_command_line = argv is None
     argv = list(sys.argv[1:] if argv is None else argv)
+    if from_command_line:
+        _pin_hash_seed(argv)
     if argv and argv[0] == "simulate":
         from .simulate import main as simulate_main
 

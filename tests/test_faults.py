@@ -50,4 +50,6 @@ def test_sigkill_leaves_complete_outputs_or_none(reference, tmp_path):
         partial = [k for k, v in after_kill.items() if ref.get(k) != v]
         assert partial == [], f"trial {trial} (kill after {delay:.2f}s): partial or foreign files {partial}"
         cli("run", "--params", "params.yaml", cwd=root, check=True)
-        assert _visible(output_files(root)) == ref, f"trial {trial}: rerun differs from an uninterrupted run"
+        rerun = _visible(output_files(root))
+        differing = sorted(k for k in set(rerun) | set(ref) if rerun.get(k) != ref.get(k))
+        assert differing == [], f"trial {trial}: rerun differs from an uninterrupted run in {differing}"
