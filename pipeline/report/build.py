@@ -12,8 +12,14 @@ cells blanked), then the release scan runs over all files, then the disclosure s
 Files (relative to ``reports/``): ``report.html``, ``report.pdf``, ``estimates.csv``,
 ``metrics.json``, ``plots/event_study.csv``, ``tables/<outcome>.{tex,md,csv}``,
 ``tables/groups_summary.csv``, ``tables/<outcome>-<estimator>-<table>.csv`` (balance,
-bacon), ``figures/*.png`` + ``figures/*.csv``, ``disclosure.json``, ``disclosure.md``,
-``provenance.json``. When the verdict is ``"block"`` only ``disclosure.json`` and
+bacon, leave_one_out, honest_did), ``figures/*.png`` + ``figures/*.csv`` (event studies,
+forest, love plots, ``leave_one_out-<outcome>``, ``sensitivity-<outcome>-<estimator>``),
+``disclosure.json``, ``disclosure.md``, ``provenance.json``.
+
+Rows of the credibility battery (estimator ``checks``) are released in ``estimates.csv`` but
+kept out of the headline table, forest plot, metrics and regression tables; the sections on
+credibility checks, sensitivity (HonestDiD), outcome families and the Goodman-Bacon
+decomposition are built by :mod:`pipeline.report.sections`. When the verdict is ``"block"`` only ``disclosure.json`` and
 ``disclosure.md`` are returned (they name what failed without revealing it).
 """
 
@@ -32,6 +38,7 @@ from models.result import TIDY_COLUMNS
 from .. import disclosure as sdc
 from ..io import dumps_json
 from . import figures as figs
+from . import sections as secs
 from .tables import (
     ESTIMATOR_LABELS,
     fmt,
@@ -46,7 +53,7 @@ from .tables import (
     to_csv_bytes,
 )
 
-AUX_RELEASED = ("balance", "bacon")  # auxiliary tables released as CSV (vcov etc. are not)
+AUX_RELEASED = ("balance", "bacon", "leave_one_out", "honest_did")  # auxiliary tables released as CSV (vcov etc. are not)
 PREFERRED = ("cs", "imputation", "sunab", "did2s", "event_study", "twfe", "matching", "weighting", "etwfe_poisson", "ppml")
 BLANK_ON_SUPPRESS = ("estimate", "std_error", "statistic", "p_value", "conf_low", "conf_high", "n_treated")
 
@@ -310,7 +317,12 @@ def build_report(inputs: ReportInputs, options: dict[str, Any], seed: int) -> Re
             df = inputs.tables[key][name]
             if df is None or len(df) == 0:
                 continue
-            n_tr = (metas.get(key) or {}).get("n_treated_units") if name == "balance" else None
+            n_tr = (metas.get(key) or {}).get("n_treated_units") if name in ("balance", "honest_did") else None
+            if name == "honest_did":
+                o_, _, e_ = key.partition("-")
+                dyn = rel[(rel["outcome"] == o_) & (rel["estimator"] == e_) & (rel["aggregation"] == "dynamic")]
+                if bool(dyn["suppressed"].astype(bool).any()):
+                    continue  # derived from withheld coefficients: not released (finding in sections.sensitivity)
             safe, f2 = sdc.check_table(f"{key}-{name}", df.reset_index(drop=True), profile, n_units=n_tr)
             findings += f2
             aux.setdefault(key, {})[name] = safe
@@ -330,7 +342,10 @@ def build_report(inputs: ReportInputs, options: dict[str, Any], seed: int) -> Re
 
     # ---- estimates.csv, metrics.json
     files["estimates.csv"] = to_csv_bytes(rel)
-    heads = headline_rows(rel)
+    # rows of the credibility battery are checks, not effect estimates: they are released in
+    # estimates.csv and shown in their own section, never in the headline table/forest plot
+    effects = rel[~rel["estimator"].isin(secs.NOT_EFFECTS)].reset_index(drop=True)
+    heads = headline_rows(effects)
     metrics: dict[str, dict[str, Any]] = {}
     for _, r in heads.iterrows():
         meta = metas.get(f"{r['outcome']}-{r['estimator']}", {})
@@ -347,7 +362,13 @@ def build_report(inputs: ReportInputs, options: dict[str, Any], seed: int) -> Re
     outcomes = sorted(rel["outcome"].dropna().astype(str).unique())
     es_frames = []
     for o in outcomes:
-        res = figs.event_study_figure(rel[rel["outcome"] == o], truth_et.get(o), o, labels)
+        eo = effects[effects["outcome"] == o]
+        # Poisson estimators' event-time effects are proportional, not on the outcome's scale:
+        # overlaid only when no level estimator has dynamic rows for this outcome
+        lev = eo[~eo["estimator"].isin(secs.POISSON) & (eo["aggregation"] == "dynamic")]
+        if len(lev):
+            eo = eo[~eo["estimator"].isin(secs.POISSON)]
+        res = figs.event_study_figure(eo, truth_et.get(o), o, labels)
         if res is None:
             continue
         png, data = res
@@ -379,10 +400,43 @@ def build_report(inputs: ReportInputs, options: dict[str, Any], seed: int) -> Re
                 figures.append({"kind": "love", "key": key, "file": f"figures/love-{key}.png", "png": files[f"figures/love-{key}.png"],
                                 "caption": f"Love plot: absolute standardised mean differences of covariates, {label(o, labels)} / {label(e, labels, ESTIMATOR_LABELS)}."})
 
+    # ---- credibility battery, sensitivity, bacon (content + figures)
+    lab_o_all = {o: label(o, labels) for o in outcomes}
+    alpha = float(((inputs.params or {}).get("estimate") or {}).get("alpha", 0.05))
+    cred = secs.credibility(rel, metas, aux, profile, lab_o_all)
+    for cb in cred:
+        if cb["loo"] is None:
+            continue
+        o = cb["key"].partition("-")[0]
+        res = figs.loo_figure(cb["loo"]["table"], cb["loo"]["full"], cb["loo"]["full_ci"], f"Leave one {cb['loo']['by'].replace('_', ' ')} out: {label(o, labels)}", cb["loo"]["by"])
+        if res is None:
+            cb["figure"] = None
+            continue
+        files[cb["figure"]], data = res
+        files[cb["figure"].replace(".png", ".csv")] = to_csv_bytes(data)
+        figures.append({"kind": "loo", "key": cb["key"], "file": cb["figure"], "png": files[cb["figure"]],
+                        "caption": f"Leave-one-out: the effect on {label(o, labels)} re-estimated leaving out the members of one {cb['loo']['by'].replace('_', ' ')} at a time, "
+                        "95% intervals; dashed line: full-sample estimate (shaded: its 95% interval)."})
+    sens, f4 = secs.sensitivity(rel, metas, inputs.tables or {}, profile, lab_o_all, alpha)
+    findings += f4
+    for sb in sens:
+        if sb["plot"] is None:
+            continue
+        bd = (metas.get(sb["key"]) or {}).get("sensitivity", {}).get("breakdown_mbar")
+        png = figs.sensitivity_figure(sb["plot"], f"Sensitivity: {sb['title']}", float(bd) if isnum(bd) else None)
+        if png is None:
+            sb["figure"] = None
+            continue
+        files[sb["figure"]] = png
+        files[sb["figure"].replace(".png", ".csv")] = to_csv_bytes(sb["plot"])
+        figures.append({"kind": "sensitivity", "key": sb["key"], "file": sb["figure"], "png": png,
+                        "caption": f"Sensitivity to violations of parallel trends ({sb['title']}): original 95% interval of the average post-period effect at M̄ = 0 "
+                        "and HonestDiD relative-magnitude robust 95% intervals for each M̄ (Rambachan & Roth 2023)."})
+
     # ---- regression tables
     regtabs = []
-    for o in outcomes:
-        rt = regression_table(rel, metas, o, labels)
+    for o in sorted(effects["outcome"].dropna().astype(str).unique()):
+        rt = regression_table(effects, metas, o, labels)
         regtabs.append(rt)
         files[f"tables/{o}.tex"] = rt.to_latex().encode()
         files[f"tables/{o}.md"] = rt.to_markdown().encode()
@@ -395,7 +449,14 @@ def build_report(inputs: ReportInputs, options: dict[str, Any], seed: int) -> Re
 
     # ---- content for HTML / PDF
     summary_placeholder = sdc.DisclosureSummary(profile, findings, [], len(est))
-    content = _content(title, rel, heads, metas, aux, gsum, inputs, truth_et, labels, prov, figures, regtabs, summary_placeholder, profile)
+    content = _content(title, effects, heads, metas, aux, gsum, inputs, truth_et, labels, prov, figures, regtabs, summary_placeholder, profile)
+    content["credibility"] = cred_content(cred)
+    content["sensitivity"] = [{k: v for k, v in sb.items() if k != "plot"} for sb in sens]
+    content["families"] = secs.outcome_families(effects, inputs.ingest_flow or {}, lab_o_all, PREFERRED, labels)
+    content["bacon_detail"] = secs.bacon(inputs.tables or {}, aux, lab_o_all)
+    content["check_summary"] = [cb["summary"] for cb in cred]
+    content["sens_summary"] = [f"{sb['title']}: {sb['sentences'][0]}" for sb in sens if sb["sentences"]]
+    content["missing"].update({"credibility": not cred, "sensitivity": not sens, "bacon": not content["bacon_detail"]})
 
     from .html import render_html
     from .pdf import render_pdf
@@ -422,6 +483,11 @@ def build_report(inputs: ReportInputs, options: dict[str, Any], seed: int) -> Re
 
 
 # --------------------------------------------------------------------------- content
+
+
+def cred_content(cred: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Credibility blocks without the (DataFrame) plot data."""
+    return [{"key": c["key"], "outcome": c["outcome"], "rows": c["rows"], "summary": c["summary"], "figure": c["figure"]} for c in cred]
 
 
 def _content(title, rel, heads, metas, aux, gsum, inputs: ReportInputs, truth_et, labels, prov, figures, regtabs, summary: sdc.DisclosureSummary, profile) -> dict[str, Any]:
@@ -465,9 +531,12 @@ def _content(title, rel, heads, metas, aux, gsum, inputs: ReportInputs, truth_et
         if o.startswith("log_"):
             s += f"; about {_pct_from_log(b)}"
         s += "). " + ("The effect is statistically significant at the 5% level." if sig else "The interval includes zero: no significant effect can be established.")
-        if len(h) > 1:
-            lo, hi = float(h["estimate"].min()), float(h["estimate"].max())
-            s += f" Across {len(h)} estimators the headline estimate ranges from {fmt(lo)} to {fmt(hi)}."
+        # the range only over estimators on the preferred one's scale (Poisson estimators
+        # report proportional effects, the others effects on the outcome's own scale)
+        same = h[h["estimator"].isin(secs.POISSON) == (pref in secs.POISSON)]
+        if len(same) > 1:
+            lo, hi = float(same["estimate"].min()), float(same["estimate"].max())
+            s += f" Across {len(same)} estimators on this scale the headline estimate ranges from {fmt(lo)} to {fmt(hi)}."
         tt = _true_overall(truth_et.get(o))
         if tt is not None:
             s += f" In this simulated sample the true average effect is {fmt(tt)}."

@@ -6,6 +6,8 @@ CSV (values and counts), so a reader can check every point.
   intervals, the true effect as a line when the synthetic truth is given.
 * :func:`forest_figure` — headline estimates across estimators, one panel per outcome.
 * :func:`love_figure` — standardised mean differences before/after matching.
+* :func:`loo_figure` — leave-one-cluster-out estimates with intervals and the full-sample line.
+* :func:`sensitivity_figure` — HonestDiD: original interval at M̄ = 0, robust intervals by M̄.
 
 Suppressed points (disclosure control) are not drawn; a note under the axis says how many.
 """
@@ -76,8 +78,10 @@ def event_study_figure(rows: pd.DataFrame, truth: pd.DataFrame | None, outcome: 
             hi = shown["conf_high"].to_numpy(float)
             ax.errorbar(x, y, yerr=[y - lo, hi - y], fmt="o", ms=4, lw=1.1, capsize=2, color=_color(i),
                         label=label(est, labels, ESTIMATOR_LABELS))
+        et_lo, et_hi = int(d["event_time"].min()), int(d["event_time"].max())
         if truth is not None and len(truth):
-            t = truth.sort_values("event_time")
+            # the truth line only over the estimated event-time window
+            t = truth[(truth["event_time"] >= et_lo) & (truth["event_time"] <= et_hi)].sort_values("event_time")
             ax.plot(t["event_time"].to_numpy(float), t["att"].to_numpy(float), color="#222222", lw=1.2, ls="--", label="True effect (simulation)")
         ax.axhline(0, color="#555555", lw=0.8)
         ax.axvline(-0.5, color="#999999", lw=0.8, ls=":")
@@ -172,6 +176,79 @@ def love_figure(bal: pd.DataFrame, title: str, labels: dict) -> tuple[bytes, pd.
         ax.set_yticklabels([label(v, labels) for v in b[name]])
         ax.set_xlabel("Absolute standardised mean difference (dashed: 0.1)")
         ax.set_title(title, loc="left", fontsize=9, fontweight="bold")
-        ax.legend(loc="lower right", fontsize=8)
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
         png = png_bytes(fig)
     return png, b.reset_index(drop=True)
+
+
+def loo_figure(tab: pd.DataFrame, full: float | None, full_ci: tuple, title: str, by: str) -> tuple[bytes, pd.DataFrame] | None:
+    """Estimate (95 % CI) per left-out value of ``by`` (released ``leave_one_out`` table:
+    blanked rows are not drawn) with the full-sample estimate as a line (CI band if given)."""
+    if tab is None or not len(tab) or not {"left_out", "estimate", "conf_low", "conf_high"} <= set(tab.columns):
+        return None
+    d = tab.copy()
+    d["left_out"] = d["left_out"].astype(str)
+    d = d.sort_values("left_out", kind="mergesort").reset_index(drop=True)
+    shown = d[d["estimate"].notna()]
+    with plt.rc_context(RC):
+        fig, ax = plt.subplots(figsize=(7.2, 0.28 * len(d) + 1.3), layout="constrained")
+        ys = np.arange(len(d))[::-1]
+        ypos = dict(zip(d["left_out"], ys))
+        y = shown["left_out"].map(ypos).to_numpy(float)
+        est = shown["estimate"].to_numpy(float)
+        ax.errorbar(est, y, xerr=[est - shown["conf_low"].to_numpy(float), shown["conf_high"].to_numpy(float) - est], fmt="o", ms=4, capsize=2, color=_color(0),
+                    label="Estimate without this cluster")
+        if full is not None:
+            if full_ci[0] is not None:
+                ax.axvspan(full_ci[0], full_ci[1], color=_color(0), alpha=0.08, lw=0, label="Full-sample 95% interval")
+            ax.axvline(full, color="#222222", lw=1.1, ls="--", label="Full-sample estimate")
+        ax.axvline(0, color="#555555", lw=0.8)
+        ax.set_yticks(ys)
+        ax.set_yticklabels([str(v) for v in d["left_out"]])
+        ax.set_ylabel(f"Left out ({by.replace('_', ' ')})")
+        ax.set_xlabel("Average effect on members (ATT) with 95% interval")
+        ax.set_title(title, loc="left", fontsize=9, fontweight="bold")
+        ax.grid(axis="y", visible=False)
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.28 if len(d) < 8 else -0.12), ncol=3, fontsize=7.5)
+        n_supp = int(d["estimate"].isna().sum())
+        if n_supp:
+            ax.annotate(f"{n_supp} estimate(s) withheld by disclosure control", xy=(1, 1.02), xycoords="axes fraction", ha="right", fontsize=7, color="#7a2020")
+        png = png_bytes(fig)
+    cols = [c for c in ("left_out", "estimate", "conf_low", "conf_high", "n_treated") if c in d.columns]
+    data = d[cols].copy()
+    data["full_sample_estimate"] = np.nan if full is None else float(full)
+    data["full_sample_conf_low"] = np.nan if full_ci[0] is None else float(full_ci[0])
+    data["full_sample_conf_high"] = np.nan if full_ci[1] is None else float(full_ci[1])
+    return png, data
+
+
+def sensitivity_figure(plot: pd.DataFrame, title: str, breakdown: float | None) -> bytes | None:
+    """Original CI (M̄ = 0, the average of the post-period coefficients) and HonestDiD
+    relative-magnitude robust CIs for each M̄ (Rambachan & Roth 2023, their Figure 4 style)."""
+    if plot is None or not len(plot):
+        return None
+    with plt.rc_context(RC):
+        fig, ax = plt.subplots(figsize=(7.2, 3.3), layout="constrained")
+        orig = plot[plot["kind"] == "original"]
+        rob = plot[plot["kind"] == "robust"].sort_values("mbar")
+        step = float(np.diff(rob["mbar"].to_numpy(float)).min()) if len(rob) > 1 else 0.5
+        w = 0.12 * (step if step > 0 else 0.5)
+        if len(orig):
+            r = orig.iloc[0]
+            ax.errorbar([0.0], [r["estimate"]], yerr=[[r["estimate"] - r["conf_low"]], [r["conf_high"] - r["estimate"]]], fmt="o", ms=5, capsize=4, lw=1.4,
+                        color=_color(1), label="Original 95% CI (parallel trends)")
+        for j, r in enumerate(rob.itertuples(index=False)):
+            ax.plot([r.mbar, r.mbar], [r.conf_low, r.conf_high], color=_color(0), lw=2.2, solid_capstyle="butt", label="Robust 95% CI (relative magnitudes)" if j == 0 else None)
+            ax.plot([r.mbar - w, r.mbar + w], [r.conf_low, r.conf_low], color=_color(0), lw=1.2)
+            ax.plot([r.mbar - w, r.mbar + w], [r.conf_high, r.conf_high], color=_color(0), lw=1.2)
+        if breakdown is not None and breakdown > 0:
+            ax.axvline(breakdown, color="#999999", lw=0.9, ls=":", label=f"Breakdown M̄* = {breakdown:.2f}")
+        ax.axhline(0, color="#555555", lw=0.8)
+        ticks = sorted({0.0, *rob["mbar"].astype(float).tolist()})
+        ax.set_xticks(ticks)
+        ax.set_xticklabels([f"{t:g}" for t in ticks])
+        ax.set_xlabel("M̄: post-treatment violation at most M̄ × the largest pre-treatment violation")
+        ax.set_ylabel("Average post-period effect")
+        ax.set_title(title, loc="left", fontsize=9, fontweight="bold")
+        ax.legend(loc="upper left", fontsize=7.5)
+        return png_bytes(fig)

@@ -106,9 +106,20 @@ def typst_source(c: dict[str, Any], figures: list[dict[str, Any]]) -> str:
     out.append(_bullets(c["findings"]) if c["findings"] else _absent("No estimates were available for this report."))
     out.append(_h(2, "Credibility checks"))
     if c["pretrends"]:
+        out.append(f"#strong({ts('Pre-trend tests')})\n")
         out.append(_bullets([f"{p['outcome']}, {p['estimator']}: {p['verdict']}." for p in c["pretrends"]]))
     else:
         out.append(_absent("No pre-trend test is available (no event-study estimator was run)."))
+    if c["check_summary"]:
+        out.append(f"#strong({ts('Credibility battery')})\n")
+        out.append(_bullets(c["check_summary"]))
+        for cb in c["credibility"]:
+            out.append(_bullets([f"[{r['verdict']}] {cb['outcome']}, {r['check']}: {r['sentence']}" for r in cb["rows"]]))
+    else:
+        out.append(_absent("The credibility battery (placebos, randomization inference, leave-one-out, spillovers) was not run."))
+    if c["sens_summary"]:
+        out.append(f"#strong({ts('Sensitivity to parallel-trends violations')})\n")
+        out.append(_bullets(c["sens_summary"]))
     for b in c["bacon"]:
         out.append(_par(f"Bacon decomposition ({b['outcome']}): " + "; ".join(f"{r['type']} {r['weight']}" for r in b["rows"]) + " of the TWFE weight."))
     out.append(f"#block(fill: rgb(\"#f4f6f8\"), stroke: (left: 3pt + rgb({ts(verdict_color)})), inset: 8pt, width: 100%)[#strong(\"Disclosure control: \")#{ts(d['status'])}]\n")
@@ -177,6 +188,68 @@ def typst_source(c: dict[str, Any], figures: list[dict[str, Any]]) -> str:
         out.append(_par("Joint Wald test that all pre-joining (lead) coefficients are zero."))
         out.append(_table(["Outcome", "Estimator", "Wald", "df", "p", "Verdict"], [[p["outcome"], p["estimator"], p["statistic"], p["df"], p["p"], p["verdict"]] for p in c["pretrends"]],
                           ["left", "left", "right", "right", "right", "left"], widths="(auto, auto, auto, auto, auto, 1fr)"))
+
+    out.append(_h(1, "Sensitivity to parallel-trends violations"))
+    if c["missing"]["sensitivity"]:
+        out.append(_absent("No sensitivity analysis was requested (set estimate.sensitivity in params.yaml to compute HonestDiD robust intervals and pre-test power for event studies)."))
+    else:
+        out.append(_par("How large may violations of parallel trends after joining be before the conclusion changes? The robust intervals (Rambachan & Roth 2023, relative magnitudes) "
+                        "allow the post-joining violation to be up to M̄ times the largest violation between consecutive pre-joining periods; M̄ = 0 is exact parallel trends."))
+        for sb in c["sensitivity"]:
+            out.append(_h(2, sb["title"]))
+            if sb["withheld"]:
+                out.append(_absent("Withheld by disclosure control: the event-study coefficients behind this analysis were withheld."))
+                continue
+            if sb["not_run"]:
+                out.append(_absent(f"Not run: {sb['not_run']}"))
+                continue
+            for snt in sb["sentences"]:
+                out.append(_par(snt))
+            if sb["rows"]:
+                out.append(_table(["M̄", "Lower bound", "Upper bound", "Excludes 0", "Method", "Inference", "Restriction"],
+                                  [[r["M"], r["lb"], r["ub"], r["excludes_zero"], r["method"], r["inference"], r["Delta"]] for r in sb["rows"]],
+                                  ["right", "right", "right", "left", "left", "left", "left"], size="8pt"))
+            if sb["figure"] in figs:
+                out.append(_figure(sb["figure"], figs[sb["figure"]]["caption"]))
+
+    out.append(_h(1, "Credibility checks"))
+    if c["missing"]["credibility"]:
+        out.append(_absent("The credibility battery (estimator 'checks': placebos, randomization inference, leave-one-out, spillovers) was not run for this report."))
+    else:
+        out.append(_par("Each check re-estimates the effect on a design where it should be zero (placebos), re-computes its significance without asymptotics (randomization inference), "
+                        "drops one cluster at a time, or compares controls exposed and unexposed to spillovers. These numbers are diagnostics, not effect estimates, "
+                        "and are not part of the estimates table."))
+        for cb in c["credibility"]:
+            out.append(_h(2, cb["outcome"]))
+            out.append(_par(cb["summary"]))
+            out.append(_table(["Check", "Verdict", "Finding", "Numbers"], [[r["check"], r["verdict"], r["sentence"], r["numbers"]] for r in cb["rows"]],
+                              size="7.5pt", widths="(auto, auto, 1.3fr, 1fr)"))
+            if cb["figure"] in figs:
+                out.append(_figure(cb["figure"], figs[cb["figure"]]["caption"]))
+
+    out.append(_h(1, "Outcomes and their estimands"))
+    if not c["families"]:
+        out.append(_absent("No outcomes were estimated."))
+    for fam in c["families"]:
+        out.append(_h(2, fam["outcome"]))
+        out.append(_par("Estimand: " + fam["estimand"]))
+        for n in fam["notes"]:
+            out.append(_par(n))
+        if fam["margins"]:
+            out.append(_table(["Margin", "Source", "Estimate [95% interval]"], [[m["margin"], m["source"], m["value"]] for m in fam["margins"]],
+                              ["left", "left", "right"], size="8pt", widths="(auto, 1fr, auto)"))
+
+    out.append(_h(1, "Goodman-Bacon decomposition"))
+    if c["missing"]["bacon"]:
+        out.append(_absent("The Goodman-Bacon decomposition (estimator 'bacon') was not run for this report."))
+    for b in c["bacon_detail"]:
+        out.append(_h(2, b["outcome"]))
+        out.append(_par(b["sentence"]))
+        out.append(_table(["Comparison type", "2x2 components", "Share of TWFE weight", "Weighted estimate"],
+                          [[r["type"] + (" (forbidden)" if r["forbidden"] else ""), r["n"], r["weight"], r["estimate"]] for r in b["rows"]],
+                          ["left", "right", "right", "right"]))
+        if b["released"]:
+            out.append(_absent(f"All components in {b['released']}."))
 
     out.append(_h(1, "Covariate balance"))
     if c["missing"]["balance"]:

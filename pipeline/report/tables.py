@@ -36,6 +36,7 @@ HEADLINE_ORDER = ("simple", "static", "matched")
 DEFAULT_LABELS = {
     "labour_productivity": "Labour productivity (real value added per employee)",
     "log_labour_productivity": "Labour productivity (log)",
+    "log_tfp": "Total factor productivity (log)",
     "export_status": "Exporter (share)",
     "export_intensity": "Export intensity",
     "log_exports": "Exports (log)",
