@@ -1,11 +1,31 @@
-"""Where each stage reads and writes, relative to the params file's folder (DESIGN.md §1)."""
+"""Where each stage reads and writes, relative to the params file's folder (DESIGN.md §1).
+
+Every location goes through :func:`pipeline.config.resolve_path`, so an output folder that is
+a symlink to somewhere outside the project is refused (exit 5) before anything is written,
+exactly as input paths are.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
 
-from .config import Params
+from .config import Params, resolve_path
+
+LAYOUT = {
+    # ingest
+    "interim_panel": "data/interim/panel.parquet",
+    "interim_membership": "data/interim/membership.parquet",
+    "ingest_flow": "data/interim/ingest_flow.json",
+    # build_groups
+    "processed_panel": "data/processed/panel.parquet",
+    "groups_summary": "data/processed/groups_summary.csv",
+    "groups_flow": "data/processed/groups_flow.json",
+    # estimate
+    "estimates_dir": "data/estimates",
+    # report
+    "reports_dir": "reports",
+}
 
 
 @dataclass(frozen=True)
@@ -16,38 +36,7 @@ class Paths:
     def of(cls, params: Params) -> "Paths":
         return cls(params.root)
 
-    # ingest
-    @property
-    def interim_panel(self) -> Path:
-        return self.root / "data/interim/panel.parquet"
-
-    @property
-    def interim_membership(self) -> Path:
-        return self.root / "data/interim/membership.parquet"
-
-    @property
-    def ingest_flow(self) -> Path:
-        return self.root / "data/interim/ingest_flow.json"
-
-    # build_groups
-    @property
-    def processed_panel(self) -> Path:
-        return self.root / "data/processed/panel.parquet"
-
-    @property
-    def groups_summary(self) -> Path:
-        return self.root / "data/processed/groups_summary.csv"
-
-    @property
-    def groups_flow(self) -> Path:
-        return self.root / "data/processed/groups_flow.json"
-
-    # estimate
-    @property
-    def estimates_dir(self) -> Path:
-        return self.root / "data/estimates"
-
-    # report
-    @property
-    def reports_dir(self) -> Path:
-        return self.root / "reports"
+    def __getattr__(self, name: str) -> Path:
+        if name not in LAYOUT:
+            raise AttributeError(name)
+        return resolve_path(self.root, LAYOUT[name])

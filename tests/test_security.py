@@ -105,8 +105,6 @@ def test_symlinked_data_dir_pointing_outside_is_refused(sample, tmp_path):
     assert output_files(root) == {}
 
 
-@pytest.mark.xfail(strict=True, reason="outputs written through a symlinked data/interim land outside the project "
-                   "(ingest exit 0, files in the symlink target); reported to the lead")
 @pytest.mark.slow  # full run / several subprocesses
 def test_symlinked_output_dir_pointing_outside_is_refused(sample, tmp_path):
     outside = tmp_path / "outside_interim"
