@@ -113,3 +113,33 @@ def test_dvc_repro_twice_second_does_nothing(tmp_path):
     assert "Running stage" not in second.stdout, second.stdout
     metrics = subprocess.run([*env_cmd, "metrics", "show", "--json"], cwd=tmp_path, capture_output=True, text=True)
     assert metrics.returncode == 0 and "log_labour_productivity" in metrics.stdout
+
+
+def _readme_pattern(rel: str, outcomes: list[str]) -> str:
+    from models.registry import REGISTRY
+
+    for o in sorted(outcomes, key=len, reverse=True):
+        rel = rel.replace(o, "<outcome>")
+    for key in sorted(REGISTRY, key=len, reverse=True):
+        rel = rel.replace(f"<outcome>-{key}-", "<outcome>-<estimator>-")
+    if "<estimator>" not in rel:
+        for key in sorted(REGISTRY, key=len, reverse=True):
+            rel = rel.replace(f"<outcome>-{key}.", "<outcome>-<estimator>.")
+    return rel
+
+
+def test_readme_lists_every_released_file(run_once):
+    """The README's 'List of tables and figures' names every file the report releases."""
+    text = (REPO / "README.md").read_text()
+    section = text.split("## List of tables and figures", 1)[1].split("\n## ", 1)[0]
+    rows = [line for line in section.splitlines() if line.startswith("| `reports/")]
+    outcomes = project_params(full=True)["estimate"]["outcomes"]
+    missing = []
+    for f in sorted((run_once / "reports").rglob("*")):
+        if not f.is_file():
+            continue
+        pattern = _readme_pattern(str(f.relative_to(run_once)), outcomes)
+        stem, ext = pattern.rsplit(".", 1)
+        if not any(f"`{stem}." in row and f".{ext}`" in row for row in rows):
+            missing.append(pattern)
+    assert sorted(set(missing)) == []
