@@ -72,14 +72,14 @@ DEFAULTS: dict[str, Any] = {
     },
     "estimate": {
         "outcomes": ["log_labour_productivity"],
-        "estimators": ["twfe", "event_study"],
+        "estimators": ["cs", "sunab", "imputation", "event_study", "twfe"],  # heterogeneity-robust first
         "covariates": [],
         "control_group": "nevertreated",
         "vcov": {"kind": "cluster", "by": ["firm_id"]},
         "alpha": 0.05,
-        "outcome_estimators": {},
+        "outcome_estimators": {},  # outcome: [keys] replacing `estimators` for that outcome (e.g. Poisson for counts)
         # HonestDiD + pre-test power for event studies (models.inference.sensitivity)
-        "sensitivity": {"estimators": ["event_study", "sunab", "imputation"], "outcomes": None, "mbar": [0.5, 1.0, 1.5, 2.0], "window": [-5, 5]},  # outcome: [keys] replacing `estimators` for that outcome (e.g. Poisson for counts)
+        "sensitivity": {"estimators": ["event_study"], "outcomes": None, "mbar": [0.5, 1.0, 1.5, 2.0], "window": [-5, 5]},
         "on_error": "fail",  # fail | skip : a design that cannot be estimated stops the stage (exit 4) or is listed and skipped
     },
     "report": {
