@@ -76,3 +76,18 @@ def test_parquet_bytes_are_deterministic(tmp_path):
         with StageOutputs() as out:
             out.parquet(tmp_path / name, df)
     assert (tmp_path / "1.parquet").read_bytes() == (tmp_path / "2.parquet").read_bytes()
+
+
+def test_readme_documents_every_estimator_option():
+    """README's 'Estimator options' table lists every OPTIONS key of every registry module."""
+    from models import registry
+
+    text = (REPO / "README.md").read_text()
+    section = text.split("### Estimator options", 1)[1].split("\n### ", 1)[0]
+    missing = []
+    for key in registry.REGISTRY:
+        row = next((line for line in section.splitlines() if line.startswith(f"| `estimate.{key}` |")), "")
+        missing += [f"{key}.{opt}" for opt in registry.get(key).OPTIONS if f"`{opt}:" not in row]
+        if not row:
+            missing.append(key)
+    assert missing == []

@@ -62,7 +62,7 @@ from scipy import stats
 from ..errors import BadInputError, ConfigError, DesignError, first_keys
 from ..inference.multiplier import mboot
 from ._ifbasis import DenseBasis, GramBasis
-from .drdid import ControlOLS, PScoreFit, drdid_panel, reg_did_panel, std_ipw_did_panel
+from .drdid import ControlOLS, PScoreFit, drdid_imp_panel, drdid_panel, reg_did_panel, std_ipw_did_panel
 
 _EPS10 = np.sqrt(np.finfo(float).eps) * 10
 
@@ -388,8 +388,8 @@ def att_gt(
     problems = []
     if control_group not in ("nevertreated", "notyettreated"):
         problems.append(f"control_group={control_group!r}; use 'nevertreated' or 'notyettreated'")
-    if est_method not in ("dr", "ipw", "reg", "unconditional"):
-        problems.append(f"est_method={est_method!r}; use 'dr', 'ipw', 'reg' or 'unconditional'")
+    if est_method not in ("dr", "dr_imp", "ipw", "reg", "unconditional"):
+        problems.append(f"est_method={est_method!r}; use 'dr', 'dr_imp', 'ipw', 'reg' or 'unconditional'")
     if base_period not in ("varying", "universal"):
         problems.append(f"base_period={base_period!r}; use 'varying' or 'universal'")
     if not (isinstance(anticipation, (int, np.integer)) and anticipation >= 0):
@@ -481,6 +481,10 @@ def att_gt(
         y1, y0 = Y[s, post_idx], Y[s, pret]
         if method == "dr":
             r = drdid_panel(y1, y0, entry["D"], entry["X"], ps=entry["ps"], ols=entry["ols"])
+        elif method == "dr_imp":
+            # Sant'Anna & Zhao (2020) improved DR: inverse-probability-tilting score and
+            # weighted outcome regression, fitted inside drdid_imp_panel for each cell
+            r = drdid_imp_panel(y1, y0, entry["D"], entry["X"])
         elif method == "ipw":
             r = std_ipw_did_panel(y1, y0, entry["D"], entry["X"], ps=entry["ps"])
         else:

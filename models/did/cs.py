@@ -39,7 +39,7 @@ from .aggte import AggteResult, aggte
 from .att_gt import att_gt
 
 OPTIONS: dict = {
-    "est_method": "dr",  # dr | ipw | reg (no covariates: all equal the unconditional estimator)
+    "est_method": "dr",  # dr | dr_imp | ipw | reg (no covariates: all equal the unconditional estimator)
     "base_period": "varying",  # varying | universal
     "anticipation": 0,
     "bstrap": False,  # multiplier-bootstrap SEs instead of analytic ones
@@ -58,8 +58,8 @@ def _options(spec: EstimatorSpec) -> dict:
     if unknown:
         raise ConfigError(f"estimate.cs: unknown option(s) {sorted(unknown)}; allowed: {', '.join(OPTIONS)}")
     problems = []
-    if o["est_method"] not in ("dr", "ipw", "reg"):
-        problems.append(f"estimate.cs.est_method={o['est_method']!r}; use dr, ipw or reg")
+    if o["est_method"] not in ("dr", "dr_imp", "ipw", "reg"):
+        problems.append(f"estimate.cs.est_method={o['est_method']!r}; use dr, dr_imp, ipw or reg")
     if o["base_period"] not in ("varying", "universal"):
         problems.append(f"estimate.cs.base_period={o['base_period']!r}; use varying or universal")
     for key in ("anticipation", "biters"):
