@@ -113,6 +113,11 @@ def test_dvc_repro_twice_second_does_nothing(tmp_path):
     assert "Running stage" not in second.stdout, second.stdout
     metrics = subprocess.run([*env_cmd, "metrics", "show", "--json"], cwd=tmp_path, capture_output=True, text=True)
     assert metrics.returncode == 0 and "log_labour_productivity" in metrics.stdout
+    # `dvc plots show` renders offline: the page template inlines vega (no <script src=...>)
+    plots = subprocess.run([*env_cmd, "plots", "show", "-o", "plots_out"], cwd=tmp_path, capture_output=True, text=True)
+    assert plots.returncode == 0, plots.stderr
+    page = (tmp_path / "plots_out" / "index.html").read_text()
+    assert "vegaEmbed(" in page and "<script src=" not in page and "cdn.jsdelivr" not in page
 
 
 def _readme_pattern(rel: str, outcomes: list[str]) -> str:
