@@ -4,7 +4,9 @@ Each estimator module exposes
 
 * ``OPTIONS: dict`` — the keys accepted under ``estimate.<key>`` in params.yaml with their
   defaults (unknown keys are a ConfigError), and
-* ``fit(data: pd.DataFrame, spec: EstimatorSpec) -> EstimationResult``.
+* ``fit(data: pd.DataFrame, spec: EstimatorSpec) -> EstimationResult``, and optionally
+* ``COLUMNS: tuple`` — panel columns it reads beyond the spec's (the estimate stage loads
+  only the columns in use).
 
 Modules are imported lazily so that an estimator's heavy dependencies load only when used.
 """
@@ -29,6 +31,7 @@ REGISTRY: dict[str, str] = {
     "ppml": "models.counts.ppml",
     "etwfe_poisson": "models.counts.etwfe_poisson",
     "checks": "models.credibility.battery",
+    "heterogeneity": "models.heterogeneity.subgroups",
 }
 
 

@@ -122,6 +122,7 @@ def estimate_all(panel_path: Path, params: Params) -> EstimateRun:
                 note(f"{outcome} x {key}: covariates need unit-level data; engine {engine} falls back to loading the panel")
             needed = set(BASE_COLUMNS) | set(CONTEXT_COLUMNS) | {outcome} | set(spec.covariates)
             needed |= set(spec.vcov.by) | _option_columns(spec.options, schema)
+            needed |= set(getattr(registry.get(key), "COLUMNS", ()))  # extra columns a module declares
             data = load_columns(panel_path, needed)
             required = [outcome, *spec.covariates]
             missing = data[required].isna().any(axis=1)

@@ -454,6 +454,7 @@ def build_report(inputs: ReportInputs, options: dict[str, Any], seed: int) -> Re
     content["sensitivity"] = [{k: v for k, v in sb.items() if k != "plot"} for sb in sens]
     content["families"] = secs.outcome_families(effects, inputs.ingest_flow or {}, lab_o_all, PREFERRED, labels)
     content["bacon_detail"] = secs.bacon(inputs.tables or {}, aux, lab_o_all)
+    content["heterogeneity"] = secs.heterogeneity(rel, metas, lab_o_all)
     content["check_summary"] = [cb["summary"] for cb in cred]
     content["sens_summary"] = [f"{sb['title']}: {sb['sentences'][0]}" for sb in sens if sb["sentences"]]
     content["missing"].update({"credibility": not cred, "sensitivity": not sens, "bacon": not content["bacon_detail"]})

@@ -251,6 +251,18 @@ def typst_source(c: dict[str, Any], figures: list[dict[str, Any]]) -> str:
         if b["released"]:
             out.append(_absent(f"All components in {b['released']}."))
 
+    out.append(_h(1, "Effect heterogeneity"))
+    if not c.get("heterogeneity"):
+        out.append(_absent("Subgroup effects (estimator 'heterogeneity') were not estimated for this report."))
+    for h in c.get("heterogeneity") or []:
+        out.append(_h(2, h["outcome"]))
+        for dim in h["dims"]:
+            out.append(_par(f"By {dim['dimension']}. {dim['sentence']}"))
+            out.append(_table(["Subgroup", "ATT [95% interval]", "Member firms"], [[r["level"], r["value"], r["n"]] for r in dim["rows"]],
+                              ["left", "right", "right"]))
+        if h["skipped"]:
+            out.append(_absent(h["skipped"]))
+
     out.append(_h(1, "Covariate balance"))
     if c["missing"]["balance"]:
         out.append(_absent("No matching or weighting estimator was run, so there is no balance table."))

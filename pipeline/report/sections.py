@@ -27,7 +27,8 @@ from .. import disclosure as sdc
 from .tables import ESTIMATOR_LABELS, fmt, fmt_fixed, fmt_int, fmt_p, isnum, label
 
 CHECKS = "checks"  # registry key of the credibility battery: its rows are not effect estimates
-NOT_EFFECTS = (CHECKS,)
+HETEROGENEITY = "heterogeneity"  # subgroup effects: shown in their own section, not as headline effects
+NOT_EFFECTS = (CHECKS, HETEROGENEITY)
 POISSON = ("ppml", "etwfe_poisson")
 WITHHELD = "withheld by disclosure control"
 
@@ -370,4 +371,42 @@ def bacon(tables: dict[str, dict[str, pd.DataFrame]], aux: dict[str, dict[str, p
                        if forb >= 0.05 else "this is small, so the TWFE estimate is little affected by them (Goodman-Bacon 2021)."))
         out.append({"key": key, "outcome": lab_o.get(o, o), "rows": rows, "forbidden_share": forb, "sentence": sentence,
                     "released": f"tables/{key}-bacon.csv" if key in aux and "bacon" in aux[key] else ""})
+    return out
+
+
+# --------------------------------------------------------------------------- heterogeneity
+
+
+def heterogeneity(rel: pd.DataFrame, metas: dict[str, dict], lab_o: dict[str, str]) -> list[dict[str, Any]]:
+    """Per outcome: subgroup ATTs (Callaway-Sant'Anna) by dimension with the Wald test of
+    equality, from the *released* rows (suppressed subgroups show as withheld)."""
+    from .tables import fmt_p
+
+    out = []
+    part_all = rel[rel["estimator"] == HETEROGENEITY]
+    for o in sorted(part_all["outcome"].dropna().unique()):
+        part = part_all[part_all["outcome"] == o]
+        meta = metas.get(f"{o}-{HETEROGENEITY}", {})
+        dims = []
+        for dim in ("size_class", "sector", "region", "cluster_id"):
+            rows_d = part[part["term"].astype(str).str.startswith(dim + ":")]
+            if not len(rows_d):
+                continue
+            rows, test = [], None
+            for _, r in rows_d.iterrows():
+                level = str(r["term"]).split(":", 1)[1]
+                if level == "equality":
+                    test = r
+                    continue
+                value = "withheld" if pd.isna(r["estimate"]) else f"{fmt(r['estimate'], 4)} [{fmt(r['conf_low'], 4)}, {fmt(r['conf_high'], 4)}]"
+                rows.append({"level": level, "value": value, "n": "" if pd.isna(r["n_treated"]) else str(int(r["n_treated"]))})
+            sentence = ""
+            if test is not None and not pd.isna(test["p_value"]):
+                p = float(test["p_value"])
+                sentence = (f"Test of equal effects across {dim.replace('_', ' ')} groups: Wald chi2 = {fmt(test['statistic'], 2)}, p = {fmt_p(p)}; "
+                            + ("the effects differ significantly." if p < 0.05 else "no evidence that the effects differ."))
+            dims.append({"dimension": dim.replace("_", " "), "rows": rows, "sentence": sentence})
+        skipped = meta.get("skipped_subgroups") or {}
+        out.append({"outcome": lab_o.get(o, o), "dims": dims,
+                    "skipped": f"{len(skipped)} subgroup(s) too small to estimate (fewer than the minimum of member firms)." if skipped else ""})
     return out

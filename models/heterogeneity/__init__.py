@@ -1,0 +1,1 @@
+"""Effect heterogeneity across pre-determined subgroups (see :mod:`.subgroups`)."""
