@@ -36,10 +36,10 @@ import numpy as np
 import pandas as pd
 
 from models.errors import DesignError, first_keys
-from models.result import EstimationResult, normal_inference
+from models.result import EstimationResult
 
 from . import _panel
-from ._pyfixest import feols_fe
+from .twfe import static_row
 
 OPTIONS: dict = {}
 NAME = "bacon"
@@ -133,23 +133,8 @@ def fit(data: pd.DataFrame, spec) -> EstimationResult:
         df["_y"].to_numpy(float), df["_unit"].to_numpy(), df["_time"].to_numpy(), df["_g"].to_numpy(), years
     )
     why = "The treatment dummy has no variation after the firm and year fixed effects."
-    _panel.check_not_collinear(panel, ["_D"], NAME, why)
-    res = feols_fe(df, "_y", ["_D"], panel.vcov_spec(spec.vcov), NAME, why_collinear=why)
-    est, se = float(res.beta[0]), float(np.sqrt(res.vcov[0, 0]))
-    stat, p, lo, hi = normal_inference(est, se, alpha=spec.alpha)
-    counts = panel.counts()
-    row = {
-        "aggregation": "static",
-        "term": "post",
-        "estimate": est,
-        "std_error": se,
-        "statistic": float(stat),
-        "p_value": float(p),
-        "conf_low": float(lo),
-        "conf_high": float(hi),
-        "n_obs": counts["n_obs"],
-        "n_treated": counts["n_treated_units"],
-    }
+    row, _ = static_row(panel, spec, NAME, why)
+    est = row["estimate"]
     bsum = float((comp["weight"] * comp["estimate"]).sum())
     by_type = (
         comp.assign(we=comp["weight"] * comp["estimate"])

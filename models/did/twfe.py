@@ -41,8 +41,23 @@ def fit(data: pd.DataFrame, spec) -> EstimationResult:
         "year fixed effects are absorbed (e.g. every unit treated in the same period with no "
         "never/not-yet-treated comparison, or treatment only in the first period)."
     )
-    _panel.check_not_collinear(panel, ["_D"], NAME, why)
-    res = feols_fe(df, "_y", ["_D", *panel.covariates], panel.vcov_spec(spec.vcov), NAME, why_collinear=why)
+    row, res = static_row(panel, spec, NAME, why, covariates=tuple(panel.covariates))
+    meta = _panel.base_meta(
+        panel,
+        spec,
+        formula="y ~ post" + "".join(f" + {c}" for c in spec.covariates) + f" | {spec.idname} + {spec.tname}",
+        covariate_coefficients={c: float(b) for c, b in zip(spec.covariates, res.beta[1:])},
+        inference="normal",
+    )
+    return EstimationResult(estimator=NAME, outcome=spec.yname, tidy=pd.DataFrame([row]), meta=meta)
+
+
+def static_row(panel, spec, name: str, why: str, covariates: tuple[str, ...] = ()):
+    """The static TWFE coefficient on ``post`` (absorbing unit and period effects) as a tidy
+    row, plus the backend-free fit; shared by :mod:`twfe` and :mod:`bacon` (whose
+    decomposition sums to exactly this coefficient)."""
+    _panel.check_not_collinear(panel, ["_D"], name, why)
+    res = feols_fe(panel.df, "_y", ["_D", *covariates], panel.vcov_spec(spec.vcov), name, why_collinear=why)
     est, se = float(res.beta[0]), float(np.sqrt(res.vcov[0, 0]))
     stat, p, lo, hi = normal_inference(est, se, alpha=spec.alpha)
     counts = panel.counts()
@@ -58,11 +73,4 @@ def fit(data: pd.DataFrame, spec) -> EstimationResult:
         "n_obs": counts["n_obs"],
         "n_treated": counts["n_treated_units"],
     }
-    meta = _panel.base_meta(
-        panel,
-        spec,
-        formula="y ~ post" + "".join(f" + {c}" for c in spec.covariates) + f" | {spec.idname} + {spec.tname}",
-        covariate_coefficients={c: float(b) for c, b in zip(spec.covariates, res.beta[1:])},
-        inference="normal",
-    )
-    return EstimationResult(estimator=NAME, outcome=spec.yname, tidy=pd.DataFrame([row]), meta=meta)
+    return row, res
