@@ -266,3 +266,22 @@ def test_hostile_check_text_escaped():
     assert "<script>alert(1)" not in h and "&lt;script&gt;alert(1)" in h
     assert out.files["report.pdf"].startswith(b"%PDF")
     assert b"'=HYPERLINK(1)" in out.files[f"figures/leave_one_out-{O}.csv"]
+
+
+def test_holm_across_outcomes_matches_statsmodels():
+    """The report's Holm adjustment of headline p-values equals statsmodels' multipletests."""
+    import pandas as pd
+    from statsmodels.stats.multitest import multipletests
+
+    from pipeline.report import sections
+
+    ps = {"a": 0.01, "b": 0.04, "c": 0.03}
+    rel = pd.DataFrame([
+        {"outcome": o, "estimator": "cs", "aggregation": "simple", "term": "ATT", "estimate": 1.0, "std_error": 0.1,
+         "p_value": p, "conf_low": 0.8, "conf_high": 1.2, "suppressed": False}
+        for o, p in ps.items()
+    ])
+    notes = sections._holm_across_outcomes(rel, sorted(ps), ("cs",))
+    expected = multipletests([ps[k] for k in sorted(ps)], method="holm")[1]
+    for o, e in zip(sorted(ps), expected):
+        assert f"Holm-adjusted across the 3 outcomes: p = {e:.3f}" in notes[o], notes[o]

@@ -279,10 +279,34 @@ def _ci(r: pd.Series, scale: float = 1.0, d: int = 3) -> str:
     return f"{fmt_fixed(float(r['estimate']) * scale, d)} [{fmt_fixed(float(r['conf_low']) * scale, d)}, {fmt_fixed(float(r['conf_high']) * scale, d)}]"
 
 
+def _holm_across_outcomes(rel: pd.DataFrame, outcomes: list[str], prefer: tuple[str, ...]) -> dict[str, str]:
+    """Holm (1979) step-down adjustment of the headline p-values across outcomes, so a
+    ministry reading several outcomes is not misled by one lucky p-value."""
+    from models.inference.multiple_testing import holm
+
+    rows = {o: _pref_row(rel, o, prefer) for o in outcomes}
+    rows = {o: r for o, r in rows.items() if r is not None and isnum(r.get("p_value"))}
+    if len(rows) < 2:
+        return {}
+    keys = sorted(rows)
+    adj = holm([float(rows[o]["p_value"]) for o in keys])
+    adj = adj[0] if isinstance(adj, tuple) else adj
+    def p_text(x: float) -> str:
+        f = fmt_p(x)
+        return f"p {f}" if f.startswith("<") else f"p = {f}"
+
+    return {
+        o: (f"Multiple testing: headline {p_text(float(rows[o]['p_value']))} "
+            f"({label(rows[o]['estimator'], {}, ESTIMATOR_LABELS)}); Holm-adjusted across the {len(keys)} outcomes: {p_text(float(a))}.")
+        for o, a in zip(keys, adj)
+    }
+
+
 def outcome_families(rel: pd.DataFrame, ingest_flow: dict[str, Any], lab_o: dict[str, str], prefer: tuple[str, ...], labels: dict[str, str]) -> list[dict[str, Any]]:
     """Per outcome: the estimand in words, notes (TFP production function, zeros), and for
     exports / patents the margin split from whatever was estimated."""
     outcomes = sorted(rel["outcome"].dropna().astype(str).unique())
+    mt = _holm_across_outcomes(rel, outcomes, prefer)
     out = []
     for o in outcomes:
         notes = []
@@ -330,6 +354,8 @@ def outcome_families(rel: pd.DataFrame, ingest_flow: dict[str, Any], lab_o: dict
                         r = s.iloc[0]
                         margins.append({"margin": "Proportional (Poisson), heterogeneous cohort-time effects", "source": f"{label(e, {}, ESTIMATOR_LABELS)} ({r['term']})",
                                         "value": _ci(r, 1.0, 3) + " (scale as estimated)"})
+        if o in mt:
+            notes.append(mt[o])
         out.append({"outcome": lab_o.get(o, o), "key": o, "estimand": ESTIMANDS.get(o, "Change in the outcome on its own scale."), "notes": notes, "margins": margins})
     return out
 
