@@ -108,7 +108,7 @@ def machine_line() -> str:
     return f"{platform.machine()}, {os.cpu_count()} cores, {mem:.0f} GiB RAM, Python {platform.python_version()}, {platform.system()}"
 
 
-def render(results: dict, years: int) -> str:
+def render(results: dict, years: int, timeout: float | None = None, mem_gib: float | None = None) -> str:
     lines = [
         "# Benchmarks",
         "",
@@ -117,6 +117,9 @@ def render(results: dict, years: int) -> str:
         "time = the estimator call (panel already loaded); memory = peak resident set of the process,",
         "loading included (tasks marked duckdb read the Parquet file themselves and never load the panel).",
         "Ratio = task time / the family's first row (ours, in memory); > 1 means the first row is faster.",
+        f"Each task ran under a {timeout:g} s time limit and a {mem_gib:g} GiB address-space limit (RLIMIT_AS, so a peer can fail"
+        " to allocate before its resident memory reaches the limit); a failed or timed-out peer means its time is more than"
+        " the limit or its memory more than the machine gives it." if timeout and mem_gib else "",
         "",
     ]
     for size, fams in results.items():
@@ -144,8 +147,13 @@ def main(argv=None) -> int:
     ap.add_argument("--timeout", type=float, default=900.0, help="seconds per task")
     ap.add_argument("--mem-gib", type=float, default=22.0, help="address-space limit per task")
     ap.add_argument("--only", nargs="*", help="families to run (substring match)")
+    ap.add_argument("--render-only", action="store_true", help="rewrite BENCHMARKS.md from benchmarks/out/results.json")
     ap.add_argument("--skip-peers-above", type=int, default=None, help="skip peers on sizes above this (they may need hours)")
     args = ap.parse_args(argv)
+    if args.render_only:
+        results = json.loads((OUT / "results.json").read_text())
+        (ROOT / "BENCHMARKS.md").write_text(render(results, args.years, args.timeout, args.mem_gib))
+        return 0
     results: dict = {}
     for n in args.sizes:
         panel = make_panel(n, args.years, args.seed)
@@ -162,7 +170,7 @@ def main(argv=None) -> int:
             results[n][fam] = rows
         OUT.mkdir(parents=True, exist_ok=True)
         (OUT / "results.json").write_text(json.dumps(results, indent=2, default=str))
-        (ROOT / "BENCHMARKS.md").write_text(render(results, args.years))
+        (ROOT / "BENCHMARKS.md").write_text(render(results, args.years, args.timeout, args.mem_gib))
     return 0
 
 
