@@ -28,6 +28,7 @@ import pandas as pd
 
 from models.errors import BadInputError, ConfigError, DesignError, first_keys
 from models.inference.wald import SingularVcovError, wald_test
+from models.result import normal_inference
 from models.spec import EstimatorSpec
 from models.vcov import VcovSpec
 
@@ -315,3 +316,24 @@ def check_not_collinear(panel: Panel, cols: list[str], estimator: str, why: str)
     bad = [c for c, s, t in zip(cols, ss, tot) if s <= 1e-10 * max(t, 1.0)]
     if bad:
         raise DesignError(f"{estimator}: {bad} collinear with the unit and period fixed effects: {why}")
+
+
+def tidy_rows(aggregation, terms, beta, V, alpha, extra):
+    """Tidy rows for coefficients ``beta`` with covariance ``V`` (normal inference);
+    ``extra[j]`` adds fields such as event_time, n_obs, n_treated to row j."""
+    se = np.sqrt(np.clip(np.diag(V), 0, None))
+    stat, p, lo, hi = normal_inference(beta, se, alpha=alpha)
+    return [
+        {
+            "aggregation": aggregation,
+            "term": terms[j],
+            "estimate": float(beta[j]),
+            "std_error": float(se[j]),
+            "statistic": float(stat[j]),
+            "p_value": float(p[j]),
+            "conf_low": float(lo[j]),
+            "conf_high": float(hi[j]),
+            **extra[j],
+        }
+        for j in range(len(terms))
+    ]

@@ -41,7 +41,7 @@ import numpy as np
 import pandas as pd
 
 from models.errors import ConfigError, DesignError
-from models.result import EstimationResult, normal_inference
+from models.result import EstimationResult
 
 from . import _panel
 from ._pyfixest import feols_fe
@@ -51,23 +51,7 @@ NAME = "sunab"
 REF = -1
 
 
-def _rows(agg, terms, beta, V, alpha, extra):
-    se = np.sqrt(np.clip(np.diag(V), 0, None))
-    stat, p, lo, hi = normal_inference(beta, se, alpha=alpha)
-    return [
-        {
-            "aggregation": agg,
-            "term": terms[j],
-            "estimate": float(beta[j]),
-            "std_error": float(se[j]),
-            "statistic": float(stat[j]),
-            "p_value": float(p[j]),
-            "conf_low": float(lo[j]),
-            "conf_high": float(hi[j]),
-            **extra[j],
-        }
-        for j in range(len(terms))
-    ]
+_rows = _panel.tidy_rows
 
 
 def _fit_cells_exact(df, cell_idx, cells, panel, spec):
