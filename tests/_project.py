@@ -65,3 +65,12 @@ def output_files(root: Path) -> dict[str, bytes]:
                 if f.is_file():
                     out[str(f.relative_to(root))] = f.read_bytes()
     return out
+
+
+def copy_project(sample: Path, dst: Path) -> Path:
+    """A fresh project folder with ``sample``'s raw data and params.yaml."""
+    import shutil
+
+    shutil.copytree(sample / "data" / "raw", dst / "data" / "raw")
+    shutil.copy(sample / "params.yaml", dst / "params.yaml")
+    return dst

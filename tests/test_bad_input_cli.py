@@ -18,7 +18,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from tests._project import cli, make_project, output_files
+from tests._project import copy_project, cli, make_project, output_files
 
 STAGE_DIRS = {"ingest": "data/interim", "build_groups": "data/processed"}
 
@@ -30,10 +30,7 @@ def sample(tmp_path_factory):
     return root
 
 
-def _copy(sample: Path, dst: Path) -> Path:
-    shutil.copytree(sample / "data" / "raw", dst / "data" / "raw")
-    shutil.copy(sample / "params.yaml", dst / "params.yaml")
-    return dst
+_copy = copy_project
 
 
 def _params(root: Path, mutate) -> None:

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from tests._project import REPO, cli, make_project, output_files
+from tests._project import copy_project, REPO, cli, make_project, output_files
 
 HOSTILE = '=HYPERLINK("http://x")<script>alert(1)</script>'
 CANARY_CODE = "I(__import__('os').system('touch CANARY'))"
@@ -25,10 +25,7 @@ def sample(tmp_path_factory):
     return root
 
 
-def _copy(sample: Path, dst: Path) -> Path:
-    shutil.copytree(sample / "data" / "raw", dst / "data" / "raw")
-    shutil.copy(sample / "params.yaml", dst / "params.yaml")
-    return dst
+_copy = copy_project
 
 
 def test_python_yaml_tag_nested_does_not_run(sample, tmp_path):

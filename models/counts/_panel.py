@@ -18,25 +18,15 @@ import numpy as np
 import pandas as pd
 
 from models.errors import BadInputError, ConfigError, first_keys
+from models.did._panel import RowLedger
 from models.spec import EstimatorSpec
 
 
 @dataclass
-class CountPanel:
+class CountPanel(RowLedger):
     df: pd.DataFrame
     cluster_cols: list[str]
     dropped: dict[str, int] = field(default_factory=dict)
-
-    def drop(self, keep, reason: str) -> None:
-        keep = np.asarray(keep, dtype=bool)
-        n = int((~keep).sum())
-        if n:
-            self.dropped[reason] = self.dropped.get(reason, 0) + n
-            self.df = self.df.loc[keep].reset_index(drop=True)
-
-    def recode(self) -> None:
-        self.df["_unit"] = pd.factorize(self.df["_id"], sort=True)[0].astype(np.int64)
-        self.df["_time"] = pd.factorize(self.df["_t"], sort=True)[0].astype(np.int64)
 
     def counts(self) -> dict:
         df = self.df

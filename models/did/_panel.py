@@ -35,14 +35,9 @@ from models.vcov import VcovSpec
 CONTROL_GROUPS = ("nevertreated", "notyettreated")
 
 
-@dataclass
-class Panel:
-    """The estimation sample under internal names plus its bookkeeping."""
-
-    df: pd.DataFrame
-    covariates: list[str]  # internal names _x0.. in the order of spec.covariates
-    cluster_cols: list[str]  # internal names _cl0.. in the order of spec.vcov.by
-    dropped: dict[str, int] = field(default_factory=dict)
+class RowLedger:
+    """Row drops counted by reason, shared by the estimation-sample classes here and in
+    models/counts: needs attributes ``df`` (with ``_id``, ``_t``) and ``dropped``."""
 
     def drop(self, keep: np.ndarray, reason: str) -> None:
         """Keep rows where ``keep`` is True; count the others under ``reason``."""
@@ -56,6 +51,17 @@ class Panel:
         """(Re)build dense integer codes for units and periods after row drops."""
         self.df["_unit"] = pd.factorize(self.df["_id"], sort=True)[0].astype(np.int64)
         self.df["_time"] = pd.factorize(self.df["_t"], sort=True)[0].astype(np.int64)
+
+
+@dataclass
+class Panel(RowLedger):
+    """The estimation sample under internal names plus its bookkeeping."""
+
+    df: pd.DataFrame
+    covariates: list[str]  # internal names _x0.. in the order of spec.covariates
+    cluster_cols: list[str]  # internal names _cl0.. in the order of spec.vcov.by
+    dropped: dict[str, int] = field(default_factory=dict)
+
 
     @property
     def years(self) -> np.ndarray:
