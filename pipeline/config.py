@@ -78,6 +78,9 @@ DEFAULTS: dict[str, Any] = {
         "vcov": {"kind": "cluster", "by": ["firm_id"]},
         "alpha": 0.05,
         "outcome_estimators": {},  # outcome: [keys] replacing `estimators` for that outcome (e.g. Poisson for counts)
+        # named variants of a registry estimator with their own options, covariates or control
+        # group, usable as estimator keys: {cs_dr: {estimator: cs, covariates: [...], est_method: dr}}
+        "variants": {},
         # HonestDiD + pre-test power for event studies (models.inference.sensitivity)
         "sensitivity": {"estimators": ["event_study"], "outcomes": None, "mbar": [0.5, 1.0, 1.5, 2.0], "window": [-5, 5]},
         "on_error": "fail",  # fail | skip : a design that cannot be estimated stops the stage (exit 4) or is listed and skipped
@@ -255,10 +258,12 @@ def validate(raw: dict[str, Any], problems: list[str]) -> dict[str, Any]:
             problems.append(f"estimate.outcome_estimators.{o}: not one of estimate.outcomes")
         if not isinstance(keys, list):
             problems.append(f"estimate.outcome_estimators.{o}: give a list of estimators")
+    variants = _check_variants(est, problems)
+    known = sorted(set(registry.REGISTRY) | set(variants))
     all_keys = list(est["estimators"] or []) + [k for keys in oe.values() if isinstance(keys, list) for k in keys]
     for key in dict.fromkeys(all_keys):
-        if key not in registry.REGISTRY:
-            problems.append(f"estimate.estimators: unknown estimator {key!r} (known: {', '.join(sorted(registry.REGISTRY))})")
+        if key not in registry.REGISTRY and key not in variants:
+            problems.append(f"estimate.estimators: unknown estimator {key!r} (known: {', '.join(known)})")
     for key in sorted(set(est) - base_keys):
         if key not in registry.REGISTRY:
             problems.append(f"estimate.{key}: unknown key (estimator options go under a registry key: {', '.join(sorted(registry.REGISTRY))})")
@@ -288,6 +293,56 @@ def validate(raw: dict[str, Any], problems: list[str]) -> dict[str, Any]:
     return merged
 
 
+VARIANT_KEYS = {"estimator", "covariates", "control_group"}  # the rest are the base estimator's options
+
+
+def _check_variants(est: dict[str, Any], problems: list[str]) -> dict[str, dict[str, Any]]:
+    """Validate ``estimate.variants``; return the usable ones."""
+    raw = est.get("variants") or {}
+    if not isinstance(raw, dict):
+        problems.append("estimate.variants: give a mapping name: {estimator: <registry key>, <options>}")
+        return {}
+    good: dict[str, dict[str, Any]] = {}
+    for name, v in raw.items():
+        where = f"estimate.variants.{name}"
+        check_name(name, where, problems)
+        if name in registry.REGISTRY:
+            problems.append(f"{where}: the name is a registry estimator; choose another name (e.g. {name}_2)")
+            continue
+        if not isinstance(v, dict) or v.get("estimator") not in registry.REGISTRY:
+            problems.append(f"{where}: give {{estimator: <one of {', '.join(sorted(registry.REGISTRY))}>, ...options}}")
+            continue
+        try:
+            opts = getattr(registry.get(v["estimator"]), "OPTIONS", {})
+        except ConfigError as exc:
+            problems.append(str(exc))
+            continue
+        for k in sorted(set(v) - VARIANT_KEYS - set(opts)):
+            problems.append(f"{where}.{k}: unknown option of {v['estimator']} (allowed: {', '.join(sorted(VARIANT_KEYS | set(opts)))})")
+        covs = v.get("covariates", [])
+        if not isinstance(covs, list):
+            problems.append(f"{where}.covariates: give a list of column names")
+        else:
+            for i, c in enumerate(covs):
+                check_name(c, f"{where}.covariates[{i}]", problems)
+        if v.get("control_group", "nevertreated") not in ("nevertreated", "notyettreated"):
+            problems.append(f"{where}.control_group: {v['control_group']!r}; allowed: nevertreated, notyettreated")
+        good[name] = v
+    return good
+
+
+def estimator_base(params: Params, key: str) -> str:
+    """The registry key behind estimator ``key`` (itself, or a variant's ``estimator``)."""
+    v = (params.raw["estimate"].get("variants") or {}).get(key)
+    return v["estimator"] if v else key
+
+
+def variant_overrides(params: Params, key: str) -> dict[str, Any]:
+    """``covariates`` / ``control_group`` a variant sets (empty for a registry key)."""
+    v = (params.raw["estimate"].get("variants") or {}).get(key) or {}
+    return {k: v[k] for k in ("covariates", "control_group") if k in v}
+
+
 def estimators_for(params: Params, outcome: str) -> list[str]:
     """The estimators run on ``outcome``: ``estimate.outcome_estimators[outcome]`` if given,
     else ``estimate.estimators``."""
@@ -296,10 +351,15 @@ def estimators_for(params: Params, outcome: str) -> list[str]:
 
 
 def estimator_options(params: Params, key: str) -> dict[str, Any]:
-    """Defaults of estimator ``key`` overlaid with ``estimate.<key>`` from params."""
-    mod = registry.get(key)
+    """Defaults of estimator ``key`` overlaid with ``estimate.<key>`` from params; for a
+    variant, its base estimator's options overlaid with the variant's own."""
+    base = estimator_base(params, key)
+    mod = registry.get(base)
     opts = copy.deepcopy(getattr(mod, "OPTIONS", {}))
-    opts.update(params.raw["estimate"].get(key) or {})
+    opts.update(params.raw["estimate"].get(base) or {})
+    if base != key:
+        v = params.raw["estimate"]["variants"][key]
+        opts.update({k: copy.deepcopy(x) for k, x in v.items() if k not in VARIANT_KEYS})
     return opts
 
 

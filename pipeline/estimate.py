@@ -28,7 +28,7 @@ from models.result import EstimationResult
 from models.spec import EstimatorSpec
 from models.vcov import VcovSpec
 
-from .config import Params, estimator_options, estimators_for
+from .config import Params, estimator_base, estimator_options, estimators_for, variant_overrides
 from .progress import note, step
 
 BASE_COLUMNS = ("firm_id", "year", "first_treat", "rel_time", "post", "cluster_id")
@@ -64,10 +64,11 @@ def _option_columns(options: dict[str, Any], schema: set[str]) -> set[str]:
 
 def build_spec(params: Params, outcome: str, key: str) -> EstimatorSpec:
     est = params["estimate"]
+    over = variant_overrides(params, key)
     return EstimatorSpec(
         yname=outcome,
-        covariates=tuple(est["covariates"] or ()),
-        control_group=est["control_group"],
+        covariates=tuple(over.get("covariates", est["covariates"]) or ()),
+        control_group=over.get("control_group", est["control_group"]),
         vcov=VcovSpec.from_params(est["vcov"]),
         alpha=float(est["alpha"]),
         seed=params.seed,
@@ -92,6 +93,10 @@ def estimate_all(panel_path: Path, params: Params) -> EstimateRun:
     for c in est["covariates"] or []:
         if c not in schema:
             problems.append(f"estimate.covariates: {c!r} is not a column of {panel_path.name}")
+    for name, v in (est.get("variants") or {}).items():
+        for c in v.get("covariates") or []:
+            if c not in schema:
+                problems.append(f"estimate.variants.{name}.covariates: {c!r} is not a column of {panel_path.name}")
     for c in VcovSpec.from_params(est["vcov"]).by:
         if c not in schema:
             problems.append(f"estimate.vcov.by: {c!r} is not a column of {panel_path.name}")
@@ -108,11 +113,13 @@ def estimate_all(panel_path: Path, params: Params) -> EstimateRun:
     for outcome in est["outcomes"]:
         for key in estimators_for(params, outcome):
             spec = build_spec(params, outcome, key)
-            module = registry.get(key)
+            base = estimator_base(params, key)
+            module = registry.get(base)
             if engine != "pandas" and hasattr(module, "fit_from_moments"):
                 if not spec.covariates:  # sufficient statistics; the panel is never loaded
                     result = _fit_engine(panel_path, spec, module, engine, key, on_error, run)
                     if result is not None:  # None: skipped under on_error: skip
+                        _name_variant(result, key, base)
                         result.meta.setdefault("spec", spec.to_dict())
                         result.meta["seed"] = params.seed
                         result.meta["package_versions"] = versions
@@ -122,7 +129,7 @@ def estimate_all(panel_path: Path, params: Params) -> EstimateRun:
                 note(f"{outcome} x {key}: covariates need unit-level data; engine {engine} falls back to loading the panel")
             needed = set(BASE_COLUMNS) | set(CONTEXT_COLUMNS) | {outcome} | set(spec.covariates)
             needed |= set(spec.vcov.by) | _option_columns(spec.options, schema)
-            needed |= set(getattr(registry.get(key), "COLUMNS", ()))  # extra columns a module declares
+            needed |= set(getattr(module, "COLUMNS", ()))  # extra columns a module declares
             data = load_columns(panel_path, needed)
             required = [outcome, *spec.covariates]
             missing = data[required].isna().any(axis=1)
@@ -138,6 +145,7 @@ def estimate_all(panel_path: Path, params: Params) -> EstimateRun:
                     run.skipped.append({"outcome": outcome, "estimator": key, "reason": str(exc)})
                     continue
                 raise
+            _name_variant(result, key, base)
             dropped = dict(result.meta.get("dropped") or {})
             if n_missing:
                 dropped["missing_outcome_or_covariate"] = dropped.get("missing_outcome_or_covariate", 0) + n_missing
@@ -149,6 +157,16 @@ def estimate_all(panel_path: Path, params: Params) -> EstimateRun:
             _attach_sensitivity(result, params)
             run.results.append(result)
     return run
+
+
+def _name_variant(result: EstimationResult, key: str, base: str) -> None:
+    """A variant's result carries the variant's key (its files, rows and report label)."""
+    if key == base:
+        return
+    result.estimator = key
+    result.tidy["estimator"] = key
+    result.meta["estimator"] = key
+    result.meta["base_estimator"] = base
 
 
 def _fit_engine(panel_path: Path, spec: EstimatorSpec, module, engine: str, key: str, on_error: str, run: EstimateRun):

@@ -288,6 +288,10 @@ def build_report(inputs: ReportInputs, options: dict[str, Any], seed: int) -> Re
 
     est = _normalise_estimates(inputs.estimates if inputs.estimates is not None else pd.DataFrame(columns=TIDY_COLUMNS))
     metas = {str(k): dict(v or {}) for k, v in sorted((inputs.metas or {}).items())}
+    for m in metas.values():  # a named variant (estimate.variants) reads "<base label> (<name>)"
+        key, base = m.get("estimator"), m.get("base_estimator")
+        if base and key and str(key) not in labels:
+            labels[str(key)] = f"{ESTIMATOR_LABELS.get(str(base), str(base))} ({key})"
 
     # ---- disclosure: estimates
     flags, findings = sdc.check_estimates(est, metas, inputs.contributors, profile)
