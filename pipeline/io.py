@@ -62,6 +62,54 @@ def parquet_bytes_writer(df: pd.DataFrame) -> Callable[[Path], None]:
     return write
 
 
+ROW_GROUP_ROWS = 1024 * 1024  # pyarrow's default row group: streamed files equal write_table's bytes
+
+
+def extended_parquet_writer(
+    source: Path, keep: np.ndarray, new: pd.DataFrame, batch_rows: int = 262_144
+) -> Callable[[Path], None]:
+    """A writer of ``source``'s rows where ``keep`` (in file order), with the columns of ``new``
+    (one row per kept row, same order) appended — streamed batch by batch, so the panel is never
+    held whole in memory. The bytes equal :func:`parquet_bytes_writer` of the same frame (same
+    schema, compression and row groups)."""
+    source = Path(source)
+    keep = np.asarray(keep, dtype=bool)
+    new = new.reset_index(drop=True)
+    if int(keep.sum()) != len(new):
+        raise ValueError(f"extended_parquet_writer: {int(keep.sum())} kept rows but {len(new)} new rows")
+
+    def write(path: Path) -> None:
+        pf = pq.ParquetFile(source)
+        if pf.metadata.num_rows != len(keep):
+            raise ValueError(f"{source}: {pf.metadata.num_rows} rows but a mask of {len(keep)}")
+        head = pd.concat([pf.schema_arrow.empty_table().to_pandas(), new.head(0)], axis=1)
+        schema = pa.Schema.from_pandas(head, preserve_index=False).remove_metadata()
+        buf: list[pa.Table] = []
+        n_buf = 0
+        pos = kpos = 0
+        with pq.ParquetWriter(path, schema, compression="zstd", write_statistics=True, use_dictionary=True) as w:
+            for batch in pf.iter_batches(batch_size=batch_rows):
+                k = keep[pos : pos + batch.num_rows]
+                pos += batch.num_rows
+                t = pa.Table.from_batches([batch]).filter(pa.array(k))
+                m = int(k.sum())
+                extra = pa.Table.from_pandas(new.iloc[kpos : kpos + m].reset_index(drop=True), preserve_index=False)
+                kpos += m
+                for name in extra.column_names:
+                    t = t.append_column(name, extra.column(name))
+                buf.append(t.replace_schema_metadata(None).cast(schema))
+                n_buf += t.num_rows
+                while n_buf >= ROW_GROUP_ROWS:
+                    whole = pa.concat_tables(buf)
+                    w.write_table(whole.slice(0, ROW_GROUP_ROWS), row_group_size=ROW_GROUP_ROWS)
+                    rest = whole.slice(ROW_GROUP_ROWS)
+                    buf, n_buf = [rest], rest.num_rows
+            if n_buf or not pos:
+                w.write_table(pa.concat_tables(buf) if buf else schema.empty_table(), row_group_size=ROW_GROUP_ROWS)
+
+    return write
+
+
 class StageOutputs:
     """Collect a stage's outputs and commit them all at the end.
 
@@ -104,6 +152,10 @@ class StageOutputs:
 
     def parquet(self, target: Path, df: pd.DataFrame) -> None:
         self.write(target, parquet_bytes_writer(df))
+
+    def parquet_extended(self, target: Path, source: Path, keep: np.ndarray, new: pd.DataFrame) -> None:
+        """``source``'s kept rows plus the columns of ``new``, streamed (see extended_parquet_writer)."""
+        self.write(target, extended_parquet_writer(source, keep, new))
 
     def csv(self, target: Path, df: pd.DataFrame) -> None:
         self.write(target, lambda p: df.to_csv(p, index=False, lineterminator="\n", float_format="%.10g"))
