@@ -74,6 +74,28 @@ def ours_cs_duckdb(path):
     return {"simple_att": float(row["estimate"]), "simple_se": float(row["std_error"])}
 
 
+@path_task("ours_twfe_duckdb")
+def ours_twfe_duckdb(path):
+    """Static TWFE from DuckDB sufficient statistics (compressed regression, exact on a balanced panel)."""
+    from models.did import twfe
+    from pipeline.engine import fit_from_parquet
+
+    r = fit_from_parquet(path, _spec(), twfe, engine="duckdb")
+    row = r.headline()
+    return {"att": float(row["estimate"]), "se": float(row["std_error"])}
+
+
+@path_task("ours_event_study_duckdb")
+def ours_event_study_duckdb(path):
+    """Binned event study from DuckDB sufficient statistics (compressed regression)."""
+    from models.did import event_study
+    from pipeline.engine import fit_from_parquet
+
+    r = fit_from_parquet(path, _spec(options=dict(event_study.OPTIONS)), event_study, engine="duckdb")
+    t = r.tidy[r.tidy["event_time"] == 0].iloc[0]
+    return {"e0": float(t["estimate"]), "e0_se": float(t["std_error"])}
+
+
 # --- Callaway-Sant'Anna ------------------------------------------------------------------
 def _ours_cs(df, covariates=(), est_method="dr"):
     from models.did.aggte import aggte

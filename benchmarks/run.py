@@ -33,8 +33,8 @@ FAMILIES = [
     ("group-by floor", "floor_groupby", ["floor_duckdb"]),
     ("CS unconditional", "ours_cs", ["ours_cs_duckdb", "moderndid_cs", "csdid_cs", "differences_cs"]),
     ("CS doubly robust, 1 covariate", "ours_cs_dr", ["moderndid_cs_dr", "csdid_cs_dr", "differences_cs_dr"]),
-    ("TWFE", "ours_twfe", ["pyfixest_twfe"]),
-    ("event study", "ours_event_study", ["pyfixest_event_study"]),
+    ("TWFE", "ours_twfe", ["ours_twfe_duckdb", "pyfixest_twfe"]),
+    ("event study", "ours_event_study", ["ours_event_study_duckdb", "pyfixest_event_study"]),
     ("Poisson FE", "ours_ppml", ["pyfixest_fepois"]),
     ("NN matching 1:1 (firms)", "ours_matching", ["r_matchit"]),
 ]

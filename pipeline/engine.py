@@ -281,6 +281,10 @@ def cohort_period_means(panel_path: Path | str, yname: str, tname: str, gname: s
         con.close()
 
 
+class EngineFallback(Exception):
+    """The sufficient-statistics path is not exact for this sample; load the panel instead."""
+
+
 def fit_from_parquet(panel_path: Path | str, spec, module, engine: str = "duckdb"):
     """Fit a registry estimator that exposes ``fit_from_moments`` (``models.did.cs``) from
     sufficient statistics computed by ``engine`` over the Parquet panel; the result carries
@@ -296,14 +300,20 @@ def fit_from_parquet(panel_path: Path | str, spec, module, engine: str = "duckdb
         raise ConfigError("engine: spark is not implemented (pyspark is not a dependency); use duckdb or pandas")
     o = {**module.OPTIONS, **(spec.options or {})}
     cluster = spec.vcov.by[0] if spec.vcov.kind == "cluster" and spec.vcov.by else None
+    cs_rules = getattr(module, "MOMENTS_SAMPLE", "cs") == "cs"
     m = cs_moments(
         panel_path, spec.yname, spec.tname, spec.idname, spec.gname, cluster=cluster, engine=engine,
-        anticipation=int(o.get("anticipation") or 0), control_group=spec.control_group,
+        anticipation=int(o.get("anticipation") or 0) if cs_rules else 0,
+        control_group=spec.control_group if cs_rules else "notyettreated",
     )
+    if not cs_rules and m.dropped.get("missing_outcome"):
+        raise EngineFallback(f"{m.dropped['missing_outcome']} rows with a missing {spec.yname} make the panel unbalanced")
     d = dict(m.dropped)
     n_missing = d.pop("missing_outcome", 0)
     m.dropped = d
     result = module.fit_from_moments(m, spec)
+    if result is None:  # not exact on this sample (e.g. an unbalanced panel): the caller loads it
+        raise EngineFallback("the compressed regression is exact only on a balanced panel with never-treated units and no dropped rows")
     if n_missing:
         result.meta["dropped"] = {**result.meta["dropped"], "missing_outcome_or_covariate": n_missing}
     result.meta["rows_in"] = int(pq.read_metadata(panel_path).num_rows)

@@ -29,6 +29,7 @@ from models.spec import EstimatorSpec
 from models.vcov import VcovSpec
 
 from .config import Params, estimator_base, estimator_options, estimators_for, variant_overrides
+from .engine import EngineFallback
 from .progress import note, step
 
 BASE_COLUMNS = ("firm_id", "year", "first_treat", "rel_time", "post", "cluster_id")
@@ -117,16 +118,21 @@ def estimate_all(panel_path: Path, params: Params) -> EstimateRun:
             module = registry.get(base)
             if engine != "pandas" and hasattr(module, "fit_from_moments"):
                 if not spec.covariates:  # sufficient statistics; the panel is never loaded
-                    result = _fit_engine(panel_path, spec, module, engine, key, on_error, run)
-                    if result is not None:  # None: skipped under on_error: skip
-                        _name_variant(result, key, base)
-                        result.meta.setdefault("spec", spec.to_dict())
-                        result.meta["seed"] = params.seed
-                        result.meta["package_versions"] = versions
-                        _attach_sensitivity(result, params)
-                        run.results.append(result)
-                    continue
-                note(f"{outcome} x {key}: covariates need unit-level data; engine {engine} falls back to loading the panel")
+                    try:
+                        result = _fit_engine(panel_path, spec, module, engine, key, on_error, run)
+                    except EngineFallback as why:
+                        note(f"{outcome} x {key}: {why}; engine {engine} falls back to loading the panel")
+                    else:
+                        if result is not None:  # None: skipped under on_error: skip
+                            _name_variant(result, key, base)
+                            result.meta.setdefault("spec", spec.to_dict())
+                            result.meta["seed"] = params.seed
+                            result.meta["package_versions"] = versions
+                            _attach_sensitivity(result, params)
+                            run.results.append(result)
+                        continue
+                else:
+                    note(f"{outcome} x {key}: covariates need unit-level data; engine {engine} falls back to loading the panel")
             needed = set(BASE_COLUMNS) | set(CONTEXT_COLUMNS) | {outcome} | set(spec.covariates)
             needed |= set(spec.vcov.by) | _option_columns(spec.options, schema)
             needed |= set(getattr(module, "COLUMNS", ()))  # extra columns a module declares

@@ -44,6 +44,18 @@ from ._pyfixest import feols_fe
 OPTIONS: dict = {"event_window": [-5, 5], "endpoints": "bin"}
 NAME = "event_study"
 REF = -1
+MOMENTS_SAMPLE = "all"  # engine duckdb/spark: compressed regression on the whole balanced panel
+
+
+def fit_from_moments(moments, spec) -> EstimationResult | None:
+    """The same result from per-cohort sufficient statistics (:mod:`.es_moments`, binned
+    endpoints); None where that is not exact (the caller then loads the panel)."""
+    from .es_moments import fit_event_study_from_moments
+
+    opts = {**OPTIONS, **(spec.options or {})}
+    if set(opts) - set(OPTIONS):
+        return None  # fit() raises the ConfigError
+    return fit_event_study_from_moments(moments, spec, opts, ref=REF)
 
 
 def _col(k: int) -> str:

@@ -29,6 +29,15 @@ from ._pyfixest import feols_fe
 
 OPTIONS: dict = {}
 NAME = "twfe"
+MOMENTS_SAMPLE = "all"  # engine duckdb/spark: compressed regression on the whole balanced panel
+
+
+def fit_from_moments(moments, spec) -> EstimationResult | None:
+    """The same result from per-cohort sufficient statistics (:mod:`.es_moments`); None
+    where that is not exact (the caller then loads the panel)."""
+    from .es_moments import fit_twfe_from_moments
+
+    return fit_twfe_from_moments(moments, spec)
 
 
 def fit(data: pd.DataFrame, spec) -> EstimationResult:
