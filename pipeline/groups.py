@@ -57,9 +57,16 @@ NEW_COLUMNS = ("first_treat", "ever_member", "post", "rel_time", "cluster_id", "
 
 @dataclass
 class GroupsOutput:
-    panel: pd.DataFrame
+    panel: pd.DataFrame  # the input's kept rows with NEW_COLUMNS appended
     summary: pd.DataFrame
     flow: dict[str, Any]
+    keep: np.ndarray | None = None  # input rows kept (input order)
+    new: pd.DataFrame | None = None  # NEW_COLUMNS for the kept rows (same order)
+
+
+# the interim columns build_groups reads; the stage streams the others through (a register
+# of a million firms x 20 years is never held whole in memory)
+INPUT_COLUMNS = ("firm_id", "year", "sector", "region")
 
 
 def _options(options: dict[str, Any] | None) -> dict[str, Any]:
@@ -285,7 +292,7 @@ def build_groups(
     }
     assert flow["rows_in"] == flow["rows_kept"] + sum(excluded.values())
     assert flow["firms_in"] == flow["firms_kept"] + sum(firms_excluded.values())
-    return GroupsOutput(panel=out, summary=summary, flow=flow)
+    return GroupsOutput(panel=out, summary=summary, flow=flow, keep=keep, new=new)
 
 
 def _first_rows(codes: np.ndarray, year: np.ndarray, n_f: int) -> np.ndarray:
