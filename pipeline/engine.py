@@ -16,14 +16,18 @@ units dropped (``treated_in_first_period``) and units not observed in every peri
 (``unbalanced_panel``), all counted in rows. Duplicate (unit, period) rows, a cohort or a
 cluster varying within a unit raise BadInputError, as att_gt.
 
-Spark: not implemented (pyspark is not a dependency). The same three SQL statements run
-unchanged in Spark SQL over ``spark.read.parquet`` (``FILTER (WHERE ...)`` becomes
-``sum(CASE WHEN ...)``); the results are small (cohorts x periods^2 and clusters x cohorts
-x periods) and feed the same :func:`models.did.cs_moments.att_gt_from_moments`.
+Engines: ``duckdb`` (embedded, 2 threads, spills to disk) and ``spark`` (PySpark; local mode
+or a cluster, see :mod:`pipeline.spark`) run the same SQL (:func:`_sql_moments`): each
+engine class supplies only quoting, temporary views, a materialised table and one aggregate
+(distinct periods per unit) that differ between them. The results are small (cohorts x
+periods^2 and clusters x cohorts x periods) and feed :func:`models.did.cs_moments.att_gt_from_moments`
+and the compressed TWFE/event study of :mod:`models.did.es_moments`. Ibis was considered for
+the shared path; plain SQL in the common subset of both dialects needed no translation layer.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import tempfile
 from pathlib import Path
 
@@ -71,11 +75,18 @@ def cs_moments(
     """
     if cluster == idname:
         cluster = None
+    path = Path(panel_path)
     if engine == "pandas":
-        return _pandas(Path(panel_path), yname, tname, idname, gname, periods, cluster, anticipation, control_group)
-    if engine != "duckdb":
-        raise ConfigError(f"engine={engine!r}: the moments path runs on duckdb or pandas (spark is not implemented)")
-    return _duckdb(Path(panel_path), yname, tname, idname, gname, periods, cluster, anticipation, control_group, threads, memory_limit)
+        return _pandas(path, yname, tname, idname, gname, periods, cluster, anticipation, control_group)
+    if engine not in ("duckdb", "spark"):
+        raise ConfigError(f"engine={engine!r}: the moments path runs on duckdb, spark or pandas")
+    if not path.exists():
+        raise BadInputError(f"engine {engine}: panel {path} does not exist")
+    db = _DuckDB(path, threads, memory_limit) if engine == "duckdb" else _Spark(path)
+    try:
+        return _sql_moments(db, path, yname, tname, idname, gname, periods, cluster, anticipation, control_group)
+    finally:
+        db.close()
 
 
 def _pandas(path, yname, tname, idname, gname, periods, cluster, anticipation, control_group) -> Moments:
@@ -93,48 +104,126 @@ def _pandas(path, yname, tname, idname, gname, periods, cluster, anticipation, c
     return m
 
 
-def _duckdb(path, yname, tname, idname, gname, periods, cluster, anticipation, control_group, threads, memory_limit) -> Moments:
-    import duckdb
+class _DuckDB:
+    """DuckDB: the embedded engine (2 threads, spills to a temporary folder above ``memory_limit``)."""
 
-    if not path.exists():
-        raise BadInputError(f"engine duckdb: panel {path} does not exist")
-    tmp = tempfile.mkdtemp(prefix="cs-duckdb-")
-    con = duckdb.connect(
-        config={"threads": int(threads), "memory_limit": memory_limit, "temp_directory": tmp, "preserve_insertion_order": False}
-    )
-    try:
-        return _duckdb_run(con, path, yname, tname, idname, gname, periods, cluster, anticipation, control_group)
-    finally:
-        con.close()
+    name = "duckdb"
+
+    def __init__(self, path: Path, threads: int, memory_limit: str):
+        import duckdb
+
+        self._tmp = tempfile.mkdtemp(prefix="cs-duckdb-")
+        self.con = duckdb.connect(
+            config={"threads": int(threads), "memory_limit": memory_limit, "temp_directory": self._tmp, "preserve_insertion_order": False}
+        )
+        self.con.execute(f"CREATE TEMPORARY VIEW src AS SELECT * FROM read_parquet({_lit_path(path)})")
+
+    def q(self, name: str) -> str:
+        return '"' + str(name).replace('"', '""') + '"'
+
+    def columns(self) -> list[str]:
+        return [r[0] for r in self.con.execute("DESCRIBE SELECT * FROM src").fetchall()]
+
+    def view(self, name: str, sql: str) -> None:
+        self.con.execute(f"CREATE TEMPORARY VIEW {name} AS {sql}")
+
+    def table(self, name: str, sql: str) -> None:
+        self.con.execute(f"CREATE TEMPORARY TABLE {name} AS {sql}")
+
+    def frame(self, sql: str) -> pd.DataFrame:
+        return self.con.execute(sql).fetchdf()
+
+    def n_distinct_periods(self, periods: np.ndarray) -> str:
+        # distinct periods per unit as a bit set: count(DISTINCT) is ~5x slower in DuckDB
+        if periods.size > 120:
+            return "count(DISTINCT t)"
+        lst = "[" + ", ".join(_lit(p) for p in periods) + "]"
+        return f"bit_count(bit_or(1::HUGEINT << (list_position({lst}, t) - 1)::INTEGER))"
+
+    def close(self) -> None:
         import shutil
 
-        shutil.rmtree(tmp, ignore_errors=True)
+        self.con.close()
+        shutil.rmtree(self._tmp, ignore_errors=True)
 
 
-def _duckdb_run(con, path, yname, tname, idname, gname, periods, cluster, anticipation, control_group) -> Moments:
-    schema = con.execute(f"DESCRIBE SELECT * FROM read_parquet({_lit_path(path)})").fetchdf()
-    have = set(schema["column_name"])
+class _Spark:
+    """Apache Spark through PySpark (session from :func:`pipeline.spark.session`): the same
+    SQL, with temporary views and a cached table."""
+
+    name = "spark"
+
+    def __init__(self, path: Path):
+        from .spark import session
+
+        self.spark = session()
+        self._views: list[str] = []
+        self.spark.read.parquet(str(path)).createOrReplaceTempView("src")
+        self._views.append("src")
+
+    def q(self, name: str) -> str:
+        return "`" + str(name).replace("`", "``") + "`"
+
+    def columns(self) -> list[str]:
+        return list(self.spark.table("src").columns)
+
+    def view(self, name: str, sql: str) -> None:
+        self.spark.sql(sql).createOrReplaceTempView(name)
+        self._views.append(name)
+
+    def table(self, name: str, sql: str) -> None:
+        self.spark.sql(f"CACHE TABLE {name} AS {sql}")
+        self._views.append(name)
+
+    def frame(self, sql: str) -> pd.DataFrame:
+        return self.spark.sql(sql).toArrow().to_pandas()
+
+    def n_distinct_periods(self, periods: np.ndarray) -> str:
+        return "count(DISTINCT t)"
+
+    def close(self) -> None:
+        for v in reversed(self._views):
+            self.spark.sql(f"UNCACHE TABLE IF EXISTS {v}")
+            self.spark.catalog.dropTempView(v)
+
+
+def _finite(col: str) -> str:
+    """Finite and not null, in SQL both engines read alike (NaN sorts above every number in
+    DuckDB and Spark, so the comparison is false for NaN, +-inf and NULL)."""
+    return f"abs({col}) < 1e308"
+
+
+def _count_if(cond: str) -> str:
+    return f"sum(CASE WHEN {cond} THEN 1 ELSE 0 END)"
+
+
+def _sql_moments(db, path, yname, tname, idname, gname, periods, cluster, anticipation, control_group) -> Moments:
+    """The moments in three passes of SQL that DuckDB and Spark run alike (``db`` supplies
+    quoting, views, a materialised table and the one aggregate that differs)."""
+    q = db.q
+    have = set(db.columns())
     need = [idname, tname, yname, gname] + ([cluster] if cluster else [])
     lack = [c for c in dict.fromkeys(need) if c not in have]
     if lack:
-        raise BadInputError(f"engine duckdb: {path.name} lacks column(s) {lack} (available: {', '.join(sorted(have))})")
-    cl_sel = f", {_q(cluster)} AS cl" if cluster else ""
-    where_p = f" WHERE {_q(tname)} IN ({', '.join(_lit(p) for p in periods)})" if periods is not None else ""
-    con.execute(
-        f"CREATE TEMP VIEW raw AS SELECT {_q(idname)} AS id, {_q(tname)}::DOUBLE AS t, {_q(yname)}::DOUBLE AS y, "
-        f"{_q(gname)}::DOUBLE AS g{cl_sel} FROM read_parquet({_lit_path(path)}){where_p}"
+        raise BadInputError(f"engine {db.name}: {path.name} lacks column(s) {lack} (available: {', '.join(sorted(have))})")
+    cl_sel = f", {q(cluster)} AS cl" if cluster else ""
+    where_p = f" WHERE {q(tname)} IN ({', '.join(_lit(p) for p in periods)})" if periods is not None else ""
+    db.view(
+        "raw",
+        f"SELECT {q(idname)} AS id, CAST({q(tname)} AS DOUBLE) AS t, CAST({q(yname)} AS DOUBLE) AS y, "
+        f"CAST({q(gname)} AS DOUBLE) AS g{cl_sel} FROM src{where_p}",
     )
-    ok_cond = "id IS NOT NULL AND t IS NOT NULL AND isfinite(t) AND g IS NOT NULL AND isfinite(g) AND y IS NOT NULL AND isfinite(y)"
+    ok_cond = f"id IS NOT NULL AND {_finite('t')} AND {_finite('g')} AND {_finite('y')}"
     if cluster:
         ok_cond += " AND cl IS NOT NULL"
     dropped: dict[str, int] = {}
     notes: list[str] = []
     # pass 1: (period, cohort) row counts -> periods, cohorts, missing rows, rules
-    with step(f"duckdb: period x cohort counts of {yname}"):
-        tg = con.execute(
-            f"SELECT t, g, count(*) AS n, count(*) FILTER (WHERE ({ok_cond})) AS n_ok, "
-            f"count(*) FILTER (WHERE y IS NULL OR isnan(y)) AS n_ymiss FROM raw GROUP BY ALL"
-        ).fetchdf()
+    with step(f"{db.name}: period x cohort counts of {yname}"):
+        tg = db.frame(
+            f"SELECT t, g, count(*) AS n, {_count_if(ok_cond)} AS n_ok, "
+            f"{_count_if('y IS NULL OR isnan(y)')} AS n_ymiss FROM raw GROUP BY t, g"
+        )
     n_ymiss = int(tg["n_ymiss"].sum())
     n_other = int((tg["n"] - tg["n_ok"]).sum()) - n_ymiss
     if n_ymiss:
@@ -151,52 +240,47 @@ def _duckdb_run(con, path, yname, tname, idname, gname, periods, cluster, antici
     tkeep = np.unique(tg["t"])
     if rules.period_cutoff is not None:
         tkeep = tkeep[tkeep < rules.period_cutoff]
-    # pass 2: one row per unit with its T outcomes; checks
-    # (sum of the one matching row: duplicates are rejected below; sum(CASE) is the
-    # fastest pivot in DuckDB 1.x-2.0 measured here)
+    # pass 2: one row per unit with its T outcomes; checks (sum of the one matching row:
+    # duplicates are rejected below)
     piv = ", ".join(f"sum(CASE WHEN t = {_lit(p)} THEN y END) AS y{k}" for k, p in enumerate(tkeep))
-    tall = np.unique(tg["t"])
-    if tall.size <= 120:  # distinct periods per unit as a bit set (count(DISTINCT) is ~5x slower)
-        lst = "[" + ", ".join(_lit(p) for p in tall) + "]"
-        nt = f"bit_count(bit_or(1::HUGEINT << (list_position({lst}, t) - 1)::INTEGER))"
-    else:
-        nt = "count(DISTINCT t)"
+    nt = db.n_distinct_periods(np.unique(tg["t"]))
     cl_agg = ", min(cl) AS cl, count(DISTINCT cl) AS ncl" if cluster else ""
     cut = f"t < {_lit(rules.period_cutoff)}" if rules.period_cutoff is not None else "TRUE"
     geff = f"CASE WHEN g = 0 OR g > {_lit(rules.late_after)} THEN 0 " + (
         f"WHEN g = {_lit(rules.latest)} THEN 0 " if rules.latest_as_never else ""
     ) + "ELSE g END"
-    with step(f"duckdb: pivot units x {tkeep.size} periods"):
-        con.execute(
-            f"CREATE TEMP TABLE units AS SELECT id, count(*) AS nrows, {nt} AS nt, min(g) AS g, max(g) AS gmax, "
-            f"count(*) FILTER (WHERE {cut}) AS nkeep{cl_agg}, {piv} FROM raw WHERE {ok_cond} GROUP BY id"
+    with step(f"{db.name}: pivot units x {tkeep.size} periods"):
+        db.table(
+            "units",
+            f"SELECT id, count(*) AS nrows, {nt} AS nt, min(g) AS g, max(g) AS gmax, "
+            f"{_count_if(cut)} AS nkeep{cl_agg}, {piv} FROM raw WHERE {ok_cond} GROUP BY id",
         )
     problems = []
-    dup = con.execute("SELECT id, nrows - nt AS extra FROM units WHERE nrows > nt ORDER BY id LIMIT 5").fetchdf()
+    dup = db.frame("SELECT id, nrows - nt AS extra FROM units WHERE nrows > nt ORDER BY id LIMIT 5")
     if len(dup):
-        n_dup = con.execute("SELECT count(*) FROM units WHERE nrows > nt").fetchone()[0]
+        n_dup = int(db.frame("SELECT count(*) AS n FROM units WHERE nrows > nt")["n"].iloc[0])
         raise BadInputError(
-            f"engine duckdb: {n_dup} unit(s) have more than one row for a ({idname}, {tname}) pair; the panel needs one row per unit "
+            f"engine {db.name}: {n_dup} unit(s) have more than one row for a ({idname}, {tname}) pair; the panel needs one row per unit "
             f"and period. First: {first_keys(list(dup['id']))}. Deduplicate the panel."
         )
-    gv = con.execute("SELECT id FROM units WHERE g <> gmax ORDER BY id LIMIT 5").fetchdf()
+    gv = db.frame("SELECT id FROM units WHERE g <> gmax ORDER BY id LIMIT 5")
     if len(gv):
-        n_gv = con.execute("SELECT count(*) FROM units WHERE g <> gmax").fetchone()[0]
+        n_gv = int(db.frame("SELECT count(*) AS n FROM units WHERE g <> gmax")["n"].iloc[0])
         problems.append(f"column {gname!r} varies within {n_gv} unit(s) ({first_keys(list(gv['id']))}); the first treatment period must be constant per unit")
     if cluster:
-        cv = con.execute("SELECT id FROM units WHERE ncl > 1 ORDER BY id LIMIT 5").fetchdf()
+        cv = db.frame("SELECT id FROM units WHERE ncl > 1 ORDER BY id LIMIT 5")
         if len(cv):
-            n_cv = con.execute("SELECT count(*) FROM units WHERE ncl > 1").fetchone()[0]
+            n_cv = int(db.frame("SELECT count(*) AS n FROM units WHERE ncl > 1")["n"].iloc[0])
             problems.append(f"cluster column {cluster!r} varies over time within {n_cv} unit(s) ({first_keys(list(cv['id']))}); use a time-invariant cluster variable")
     if problems:
-        raise BadInputError("engine duckdb: bad input:", problems=problems)
+        raise BadInputError(f"engine {db.name}: bad input:", problems=problems)
     always = f"(({geff}) <> 0 AND ({geff}) <= {_lit(rules.always_upto)})"
-    row = con.execute(
-        f"SELECT sum(nrows - nkeep), sum(nkeep) FILTER (WHERE {always}), "
-        + ", ".join(f"count(y{k}) FILTER (WHERE NOT {always})" for k in range(tkeep.size))
+    row = db.frame(
+        f"SELECT sum(nrows - nkeep) AS c, sum(CASE WHEN {always} THEN nkeep END) AS a, "
+        + ", ".join(f"count(CASE WHEN NOT {always} THEN y{k} END) AS k{k}" for k in range(tkeep.size))
         + " FROM units"
-    ).fetchone()
-    n_cut, n_always = int(row[0] or 0), int(row[1] or 0)
+    ).iloc[0].tolist()
+    n_cut, n_always = int(_num(row[0])), int(_num(row[1]))
     if rules.period_cutoff is not None:
         dropped["periods_without_comparison_group"] = n_cut
         notes.append(
@@ -208,39 +292,38 @@ def _duckdb_run(con, path, yname, tname, idname, gname, periods, cluster, antici
     cols = [k for k in range(tkeep.size) if row[2 + k] > 0]  # periods left after dropping always-treated units
     T = len(cols)
     full = f"NOT {always} AND nkeep = {T} AND " + " AND ".join(f"y{k} IS NOT NULL" for k in cols)
-    n_unbal = con.execute(f"SELECT sum(nkeep) FROM units WHERE NOT {always} AND NOT ({full})").fetchone()[0]
+    n_unbal = _num(db.frame(f"SELECT sum(nkeep) AS n FROM units WHERE NOT {always} AND NOT ({full})")["n"].iloc[0])
     if n_unbal:
         dropped["unbalanced_panel"] = int(n_unbal)
     # pass 3: per-cohort counts, means, within-cohort scatter (two-pass, centred)
-    with step(f"duckdb: cohort moments ({T} periods)"):
-        con.execute(
-            f"CREATE TEMP VIEW bal AS SELECT ({geff}) AS h{', cl' if cluster else ''}, {', '.join(f'y{k}' for k in cols)} FROM units WHERE {full}"
-        )
-        means = con.execute(f"SELECT h, count(*) AS n, {', '.join(f'avg(y{k}) AS m{k}' for k in cols)} FROM bal GROUP BY h ORDER BY h").fetchdf()
+    with step(f"{db.name}: cohort moments ({T} periods)"):
+        db.view("bal", f"SELECT ({geff}) AS h{', cl' if cluster else ''}, {', '.join(f'y{k}' for k in cols)} FROM units WHERE {full}")
+        means = db.frame(f"SELECT h, count(*) AS n, {', '.join(f'avg(y{k}) AS m{k}' for k in cols)} FROM bal GROUP BY h ORDER BY h")
         if means.empty:
             raise DesignError("att_gt: no units left after dropping always-treated and unbalanced units")
+        db.view("means", f"SELECT * FROM ({means_values(means, cols)}) AS mv(h, {', '.join(f'm{k}' for k in cols)})")
         pairs = [(a, b) for i, a in enumerate(cols) for b in cols[i:]]
-        sc = con.execute(
+        sc = db.frame(
             "SELECT b.h, "
-            + ", ".join(f"sum((b.y{a} - m.m{a}) * (b.y{c} - m.m{c}))" for a, c in pairs)
+            + ", ".join(f"sum((b.y{a} - m.m{a}) * (b.y{c} - m.m{c})) AS s{j}" for j, (a, c) in enumerate(pairs))
             + " FROM bal b JOIN means m ON b.h = m.h GROUP BY b.h ORDER BY b.h"
-        ).fetchnumpy()
+        )
     H = len(means)
     mean = means[[f"m{k}" for k in cols]].to_numpy(float)
     scatter = np.zeros((H, T, T))
-    vals = [np.asarray(v, dtype=float) for k, v in sc.items() if k != "h"]
     pos = {k: i for i, k in enumerate(cols)}
-    for (a, c), v in zip(pairs, vals):
+    for j, (a, c) in enumerate(pairs):
+        v = sc[f"s{j}"].to_numpy(float)
         scatter[:, pos[a], pos[c]] = v
         scatter[:, pos[c], pos[a]] = v
     cohorts = means["h"].to_numpy(float)
     n_h = means["n"].to_numpy(np.int64)
     cl = {}
     if cluster:
-        with step(f"duckdb: (cluster, cohort) sums of {yname}"):
-            cs_ = con.execute(
+        with step(f"{db.name}: (cluster, cohort) sums of {yname}"):
+            cs_ = db.frame(
                 f"SELECT cl, h, count(*) AS n, {', '.join(f'sum(y{k}) AS s{k}' for k in cols)} FROM bal GROUP BY cl, h ORDER BY cl, h"
-            ).fetchdf()
+            )
         cl = dict(
             cluster_code=pd.factorize(cs_["cl"])[0].astype(np.int64),
             cluster_cohort=np.searchsorted(cohorts, cs_["h"].to_numpy(float)).astype(np.int64),
@@ -262,6 +345,20 @@ def _duckdb_run(con, path, yname, tname, idname, gname, periods, cluster, antici
     )
 
 
+def means_values(means: pd.DataFrame, cols: list[int]) -> str:
+    """The per-cohort means as an inline VALUES table (exact: repr of each double), so the
+    centring pass needs no second scan to recompute them."""
+    rows = []
+    for _, r in means.iterrows():
+        rows.append("(" + ", ".join([_lit(r["h"])] + [_lit(r[f"m{k}"]) for k in cols]) + ")")
+    return "VALUES " + ", ".join(rows)
+
+
+def _num(x) -> float:
+    """A SQL aggregate that may be NULL (no rows) as a number."""
+    return 0.0 if x is None or (isinstance(x, float) and np.isnan(x)) or x is pd.NA else float(x)
+
+
 def _lit_path(path: Path) -> str:
     return "'" + str(path).replace("'", "''") + "'"
 
@@ -281,6 +378,9 @@ def cohort_period_means(panel_path: Path | str, yname: str, tname: str, gname: s
         con.close()
 
 
+_MOMENTS_CACHE: dict[tuple, Moments] = {}
+
+
 class EngineFallback(Exception):
     """The sufficient-statistics path is not exact for this sample; load the panel instead."""
 
@@ -296,22 +396,27 @@ def fit_from_parquet(panel_path: Path | str, spec, module, engine: str = "duckdb
 
     if spec.covariates:
         raise ConfigError("the sufficient-statistics path is unconditional; with covariates load the panel (engine pandas)")
-    if engine == "spark":
-        raise ConfigError("engine: spark is not implemented (pyspark is not a dependency); use duckdb or pandas")
     o = {**module.OPTIONS, **(spec.options or {})}
     cluster = spec.vcov.by[0] if spec.vcov.kind == "cluster" and spec.vcov.by else None
     cs_rules = getattr(module, "MOMENTS_SAMPLE", "cs") == "cs"
-    m = cs_moments(
-        panel_path, spec.yname, spec.tname, spec.idname, spec.gname, cluster=cluster, engine=engine,
-        anticipation=int(o.get("anticipation") or 0) if cs_rules else 0,
-        control_group=spec.control_group if cs_rules else "notyettreated",
-    )
+    # the regression estimators (MOMENTS_SAMPLE "all") take CS's moments as they are: with
+    # never-treated units the control-group rules change nothing, without them es_moments
+    # declines (exclude_g) and the panel is loaded
+    key = (str(Path(panel_path).resolve()), Path(panel_path).stat().st_mtime_ns, engine, spec.yname, spec.tname,
+           spec.idname, spec.gname, cluster, int(o.get("anticipation") or 0) if cs_rules else 0, spec.control_group)
+    m = _MOMENTS_CACHE.get(key)
+    if m is None:
+        m = cs_moments(
+            panel_path, spec.yname, spec.tname, spec.idname, spec.gname, cluster=cluster, engine=engine,
+            anticipation=key[8], control_group=spec.control_group,
+        )
+        _MOMENTS_CACHE.clear()  # one outcome's moments at a time (estimate_all loops estimators within an outcome)
+        _MOMENTS_CACHE[key] = m
     if not cs_rules and m.dropped.get("missing_outcome"):
         raise EngineFallback(f"{m.dropped['missing_outcome']} rows with a missing {spec.yname} make the panel unbalanced")
     d = dict(m.dropped)
     n_missing = d.pop("missing_outcome", 0)
-    m.dropped = d
-    result = module.fit_from_moments(m, spec)
+    result = module.fit_from_moments(dataclasses.replace(m, dropped=d, notes=list(m.notes)), spec)
     if result is None:  # not exact on this sample (e.g. an unbalanced panel): the caller loads it
         raise EngineFallback("the compressed regression is exact only on a balanced panel with never-treated units and no dropped rows")
     if n_missing:

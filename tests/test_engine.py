@@ -188,8 +188,8 @@ def test_engine_refuses_what_moments_cannot_do(data):
         fit_from_parquet(path, _spec(options={"bstrap": True}), cs, "duckdb")
     with pytest.raises(ConfigError, match="unconditional"):
         fit_from_parquet(path, _spec(covariates=("lpop",)), cs, "duckdb")
-    with pytest.raises(ConfigError, match="spark"):
-        fit_from_parquet(path, _spec(), cs, "spark")
+    with pytest.raises(ConfigError, match="duckdb, spark or pandas"):
+        fit_from_parquet(path, _spec(), cs, "polars")
     m = cs_moments(path, "lemp", "year", "countyreal", "first.treat")
     with pytest.raises(ConfigError, match="bstrap"):
         att_gt_from_moments(m, bstrap=True)
