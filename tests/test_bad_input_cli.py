@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import shutil
 import zipfile
 from pathlib import Path
@@ -355,6 +356,31 @@ def test_perfect_separation_in_propensity_model_exits_4_naming_covariate(sample,
     res = cli("run", "--params", "params.yaml", cwd=root)
     assert res.returncode == 4, res.stderr[-3000:]
     assert "x_coord" in res.stderr and "separation" in res.stderr
+    assert not (root / "data/estimates").exists() or not any((root / "data/estimates").glob("*.parquet"))
+    assert not (root / "reports").exists()
+
+
+@pytest.mark.slow
+def test_no_common_support_exits_4_with_counts_and_first_keys(sample, tmp_path):
+    """Members and non-members never share a coarsened-exact-matching stratum on x_coord:
+    no treated unit has support -> exit 4 naming the estimator, the count of treated units
+    off support, the first of them and the fix; nothing written."""
+    root = _copy(sample, tmp_path)
+    df, mem = _firms(root), _mem(root)
+    # firms joining after the window are coded never-members (controls): they stay at 10.5
+    members = set(mem.loc[mem["join_year"].astype(int) <= 2022, "firm_id"])
+    df["x_coord"] = [("900.5" if f in members else "10.5") for f in df["firm_id"]]
+    df.to_csv(root / "data/raw/firms.csv", index=False)
+    _params(root, lambda p: (p["estimate"].update(outcomes=["log_labour_productivity"], estimators=["matching"],
+                                                  covariates=["x_coord"]),
+                             p["estimate"].update(matching={"method": "cem", "trends": []})))
+    res = cli("run", "--params", "params.yaml", cwd=root)
+    assert res.returncode == 4, res.stderr[-3000:]
+    err = res.stderr
+    assert "matching" in err and "no common support" in err
+    assert re.search(r"none of the \d+ treated units shares a stratum", err), err[-2000:]
+    assert "first treated units off support: F" in err and "Coarsen the covariates" in err
+    assert "traceback" not in err.lower()
     assert not (root / "data/estimates").exists() or not any((root / "data/estimates").glob("*.parquet"))
     assert not (root / "reports").exists()
 

@@ -79,8 +79,10 @@ def subclass_weights(strata: np.ndarray, treat: np.ndarray, eligible: np.ndarray
         w[ic] = n1[strata[ic]] / n0[strata[ic]]
         w[ic] *= ic.sum() / w[ic].sum()
     if not keep.any():
-        raise DesignError("no stratum holds both treated and control units: no units were matched. "
-                          "Coarsen the covariates further (fewer cutpoints) or match on fewer variables.")
+        raise DesignError(f"no common support: none of the {int(t.sum())} treated units shares a stratum with a control "
+                          f"({int(np.unique(strata[t]).size)} strata hold treated units, none of them a control), so no unit "
+                          "was matched. Coarsen the covariates further (fewer cutpoints), match on fewer variables, or use "
+                          "another control pool")
     # renumber the kept strata 0..S-1 in order of first appearance
     sub = np.full(len(t), -1, dtype=np.int64)
     codes, first = np.unique(strata[keep], return_index=True)

@@ -114,7 +114,7 @@ def fit(data, spec: EstimatorSpec):
         m = matchit(fr, "treat", cf.covariates, method=o["method"], distance=o["distance"], link=o["link"],
                     ratio=o["ratio"], replace=o["replace"], caliper=o["caliper"], std_caliper=o["std_caliper"],
                     exact=cf.exact, m_order=o["m_order"], discard=o["discard"], cutpoints=o["cutpoints"],
-                    seed=int(spec.seed) + int(cf.cohort))
+                    seed=int(spec.seed) + int(cf.cohort), ids=fr[spec.idname].to_numpy())
         if spec.vcov.kind == "hetero":
             cl, scope = np.arange(len(fr)), "cohort"
         elif label in ("cluster(matched_set)", "cluster(subclass)"):

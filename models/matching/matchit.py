@@ -99,6 +99,15 @@ def _subclass_from_mm(mm: np.ndarray, t_units: np.ndarray, n: int) -> np.ndarray
     return sub
 
 
+def _first_treated(ids, t: np.ndarray, which: np.ndarray) -> str:
+    """' (first: a, b, ...)' naming the first units in ``which``, or '' without ids."""
+    if ids is None or not which.any():
+        return ""
+    from models.errors import first_keys
+
+    return f" (first treated units off support: {first_keys(sorted(map(str, np.asarray(ids)[which])))})"
+
+
 def _discard(ps: np.ndarray, t: np.ndarray, option: str) -> np.ndarray:
     if option == "none":
         return np.zeros(len(ps), dtype=bool)
@@ -115,8 +124,9 @@ def _discard(ps: np.ndarray, t: np.ndarray, option: str) -> np.ndarray:
 def matchit(data: pd.DataFrame, treat, covariates, method: str = "nearest", distance: str = "glm",
             link: str = "logit", ratio: int = 1, replace: bool = False, caliper: float | None = None,
             std_caliper: bool = True, exact=(), m_order: str | None = None, discard: str = "none",
-            cutpoints: dict | None = None, seed: int | None = None) -> MatchResult:
-    """Match treated to control units; see the module docstring for the semantics."""
+            cutpoints: dict | None = None, seed: int | None = None, ids=None) -> MatchResult:
+    """Match treated to control units; see the module docstring for the semantics. ``ids``
+    (optional, one per row) name the first treated units in a no-common-support error."""
     problems = []
     if method not in METHODS:
         problems.append(f"method={method!r}; allowed: {', '.join(METHODS)}")
@@ -153,7 +163,10 @@ def matchit(data: pd.DataFrame, treat, covariates, method: str = "nearest", dist
     if method in ("exact", "cem"):
         cols = covariates + [e for e in exact if e not in covariates]
         strata = _cem.strata_codes(data, cols, cutpoints, coarsen_numeric=(method == "cem"))
-        w, sub = _cem.subclass_weights(strata, t)
+        try:
+            w, sub = _cem.subclass_weights(strata, t)
+        except DesignError as exc:
+            raise DesignError(f"{exc}{_first_treated(ids, t, t)}") from exc
         counts = _counts(t, w, np.zeros(n, dtype=bool))
         counts["treated_unmatched_no_stratum"] = int((t & (w == 0)).sum())
         return MatchResult(method, t, w, sub, None, None, np.zeros(n, dtype=bool), counts,
@@ -173,7 +186,9 @@ def matchit(data: pd.DataFrame, treat, covariates, method: str = "nearest", dist
         if (t & ~disc).sum() == 0 or (~t & ~disc).sum() == 0:
             raise DesignError(
                 f"no common support: discard={discard!r} removes every {'treated' if (t & ~disc).sum() == 0 else 'control'} "
-                f"unit (treated scores {support['treated_range']}, control scores {support['control_range']}). "
+                f"unit ({int((disc & t).sum())} of {int(t.sum())} treated and {int((disc & ~t).sum())} of {int((~t).sum())} "
+                f"controls outside the overlap; treated scores {support['treated_range']}, control scores "
+                f"{support['control_range']}){_first_treated(ids, t, disc & t)}. "
                 "Use discard='none', other covariates, or another control pool."
             )
         cal = None
