@@ -73,6 +73,9 @@ def run(data: pd.DataFrame, spec: EstimatorSpec, *, estimator: str, weigh: Calla
     for c in [*covariates, *trends, *exact, spec.yname, spec.gname, spec.tname, spec.idname, *([pool[0]] if pool else [])]:
         if c not in data.columns:
             raise DesignError(f"{estimator}: column {c!r} is not in the panel (covariates/trends/exact/control_pool options)")
+    # one canonical row order (unit, period): greedy matching in "data" order and tie-breaking
+    # by position then depend on the unit ids, never on how the file happened to be sorted
+    data = data.sort_values([spec.idname, spec.tname], kind="stable").reset_index(drop=True)
     frames, skipped = cohort_frames(
         data, yname=spec.yname, tname=spec.tname, idname=spec.idname, gname=spec.gname, covariates=covariates,
         trends=trends, trend_lags=int(opts.get("trend_lags", 2)), exact=exact, horizon=int(opts.get("horizon", 5)),
