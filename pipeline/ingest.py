@@ -39,7 +39,7 @@ Without it the value-added outcomes are nominal, which the flow notes say.
 
 Output: rows sorted by (firm_id, year); ``firm_id`` text, ``year`` int64,
 ``founding_year`` Int64, sector/region/group_id text, every other mapped column float64, then
-the derived outcomes in registry order (``export_status`` Int64, the rest float64).
+the derived outcomes in registry order (``export_status`` and ``patent_status`` Int64, the rest float64).
 """
 
 from __future__ import annotations

@@ -157,6 +157,14 @@ def log_value_added(data: Data) -> np.ndarray:
     return _log(real_value_added(data))
 
 
+@derived("patent_status", needs=("patents",))
+def patent_status(data: Data) -> pd.arrays.IntegerArray:
+    """patent_status = 1[patents > 0]: the extensive margin of patenting (0/1, nullable Int64;
+    missing where patents is missing)."""
+    x = np.asarray(data["patents"], dtype=np.float64)
+    return pd.arrays.IntegerArray((x > 0).astype(np.int64), np.isnan(x))
+
+
 def resolve(names: list[str]) -> list[str]:
     """``names`` plus their prerequisites, in registry order; unknown names raise KeyError
     listing them (the caller turns it into a ConfigError)."""

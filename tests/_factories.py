@@ -48,6 +48,7 @@ ALL_DERIVED = [
     "log_capital",
     "log_intermediates",
     "log_value_added",
+    "patent_status",
 ]
 
 

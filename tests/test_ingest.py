@@ -75,6 +75,7 @@ TINY = {
     "employment": np.array([10.0, 12.0, 5.0, 0.0, 4.0]),
     "turnover": np.array([200.0, 0.0, 100.0, 80.0, 90.0]),
     "exports": np.array([20.0, 0.0, 10.0, np.nan, 9.0]),
+    "patents": np.array([0.0, 2.0, np.nan, 0.0, 1.0]),
     "rd": np.array([2.0, 1.0, 0.0, 0.0, 4.5]),
     "wage_bill": np.array([30.0, 36.0, 10.0, 5.0, 8.0]),
     "capital": np.array([50.0, -1.0, 0.0, 7.0, 7.0]),
@@ -86,6 +87,7 @@ EXPECTED = {
     "labour_productivity": [10.0, 100.0 / 12.0, 0.0, nan, 12.5],  # (VA / deflator) / employment
     "log_labour_productivity": [np.log(10.0), np.log(100.0 / 12.0), nan, nan, np.log(12.5)],
     "export_status": [1, 0, 1, None, 1],
+    "patent_status": [0, 1, None, 0, 1],
     "export_intensity": [0.1, nan, 0.1, nan, 0.1],
     "log_exports": [np.log(20.0), nan, np.log(10.0), nan, np.log(9.0)],
     "employment_growth": [nan, np.log(12.0 / 10.0), nan, nan, nan],  # gap 2011->2013; emp 0 in 2010
@@ -106,8 +108,8 @@ def test_derived_formula(name):
         data[dep] = np.asarray(outcomes.REGISTRY[dep](data), dtype=float)
     got = fn(data)
     exp = EXPECTED[name]
-    if name == "export_status":
-        assert got.tolist() == [1, 0, 1, pd.NA, 1] and str(got.dtype) == "Int64"
+    if name in ("export_status", "patent_status"):
+        assert got.tolist() == [pd.NA if v is None else v for v in exp] and str(got.dtype) == "Int64"
     else:
         np.testing.assert_allclose(got, np.array(exp, dtype=float), rtol=1e-12, equal_nan=True)
     assert fn.__doc__ and "=" in fn.formula  # docstring gives the formula

@@ -251,6 +251,7 @@ ESTIMANDS = {
     "log_exports": "Intensive margin: % change in exports among exporting firms (log points; zeros excluded).",
     "export_intensity": "Change in the export share of turnover.",
     "patents": "Change in the number of patent applications per firm and year (count, zeros included); PPML and ETWFE Poisson give the proportional (percentage) effect.",
+    "patent_status": "Extensive margin of patenting: change in the probability of filing at least one patent application in a year, in percentage points (the estimate × 100).",
     "employment_growth": "Change in the annual employment growth rate.",
     "log_employment": "% change in employment (log points).",
     "rd_intensity": "Change in R&D expenditure as a share of turnover.",

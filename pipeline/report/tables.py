@@ -42,6 +42,7 @@ DEFAULT_LABELS = {
     "log_exports": "Exports (log)",
     "exports": "Exports",
     "patents": "Patent applications",
+    "patent_status": "Patenting firm (share)",
     "employment": "Employment",
     "employment_growth": "Employment growth",
     "log_employment": "Employment (log)",
