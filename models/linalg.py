@@ -18,6 +18,16 @@ about three significant digits survive in double precision.
 
 Accuracy is checked against the NIST StRD linear regression sets
 (tests/test_nist.py).
+
+Used by: the outcome regressions of the DR/OR Callaway–Sant'Anna cells and the improved-DR
+weighted regression (models/did/drdid.py), the wild cluster bootstrap and CRV1 (models/
+inference/wild_bootstrap.py), the two-stage (Gardner/BJS) sandwich (models/did/_twostage.py),
+the first-stage OLS production function (models/production/tfp.py), compressed TWFE
+(models/did/es_moments.py checks conditioning before its closed-form solve). Not through
+this core, by design: Newton/IRLS steps of the logit, Poisson and entropy-balancing fits
+(``np.linalg.solve`` of a Hessian: an optimisation step, not a least-squares solution; the
+fits' convergence is tested), the leave-one-cluster-out CRV3 blocks (k x k solves per
+cluster), and the fixed-effect regressions run by pyfixest (checked against R fixest and plm).
 """
 
 from __future__ import annotations

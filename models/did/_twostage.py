@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from models import linalg as _linalg
 from models.errors import DesignError
 
 from . import _panel
@@ -98,7 +99,7 @@ def gmm_vcov(fe: TwoWayFE, X2: np.ndarray, u1: np.ndarray, u2: np.ndarray, untre
     W = np.empty((G, k))
     for j in range(k):
         W[:, j] = np.bincount(codes, weights=contrib[:, j], minlength=G)
-    XtX_inv = np.linalg.inv(X2.T @ X2)
+    XtX_inv = _linalg.ols(X2, np.zeros(X2.shape[0])).xtx_inv  # from the QR core (models.linalg)
     meat = W.T @ W
     return XtX_inv @ meat @ XtX_inv
 

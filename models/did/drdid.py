@@ -44,6 +44,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .. import linalg as _linalg
 from ..errors import DesignError
 
 TRIM_LEVEL = 0.995
@@ -143,10 +144,15 @@ class ControlOLS:
         n = D.shape[0]
         c = D == 0
         Xc = X[c]
-        XpX = Xc.T @ Xc / n
-        if XpX.size == 0 or np.linalg.cond(XpX) > 1.0 / np.finfo(float).eps:
+        if Xc.size == 0:
             raise DesignError("outcome regression: the control units' covariate matrix is singular")
-        return cls(D=D, X=X, XpX_inv=np.linalg.inv(XpX))
+        # (Xc'Xc)^{-1} from the pivoted QR of Xc (models.linalg, NIST-checked), never by
+        # inverting the cross-product; the singularity threshold stays kappa(X'X) <= 1/eps
+        try:
+            fit = _linalg.ols(Xc, np.zeros(Xc.shape[0]), max_cond=1.0 / np.sqrt(np.finfo(float).eps))
+        except DesignError as exc:
+            raise DesignError(f"outcome regression: the control units' covariate matrix is singular ({exc})") from None
+        return cls(D=D, X=X, XpX_inv=fit.xtx_inv * n)
 
     def coef(self, dY: np.ndarray) -> np.ndarray:
         n = self.D.shape[0]
@@ -298,7 +304,7 @@ def drdid_imp_panel(y1, y0, D, X) -> DiD2x2:
     c = (D == 0) & trim
     w = p[c] / (1.0 - p[c])
     Xc = X[c]
-    beta = np.linalg.solve(Xc.T @ (Xc * w[:, None]), Xc.T @ (w * dY[c]))
+    beta = _linalg.ols(Xc, dY[c], w).beta  # weighted LS by QR (models.linalg)
     resid = dY - X @ beta
     summand = trim * (D - (1.0 - D) * p / (1.0 - p)) * resid
     mD = D.mean()

@@ -45,6 +45,7 @@ import itertools
 import numpy as np
 import pandas as pd
 
+from models import linalg as _linalg
 from models.errors import BadInputError, DesignError
 
 __all__ = ["wild_cluster_bootstrap", "crv3_vcov", "crv1_vcov", "few_clusters_warning", "FEW_CLUSTERS"]
@@ -130,8 +131,8 @@ def crv1_vcov(X, y, cluster, fe=None) -> np.ndarray:
     """CRV1 cluster-robust vcov with ssc G/(G-1) (N-1)/(N-k)."""
     X, y, codes, G, k_fe = _prepare(X, y, cluster, fe)
     N, k = X.shape
-    XtX_inv = np.linalg.inv(X.T @ X)
-    beta = XtX_inv @ (X.T @ y)
+    fit = _linalg.ols(X, y)  # pivoted QR (models.linalg), never the normal equations
+    XtX_inv, beta = fit.xtx_inv, fit.beta
     u = y - X @ beta
     S = np.zeros((G, k))
     np.add.at(S, codes, X * u[:, None])
@@ -229,8 +230,8 @@ def wild_cluster_bootstrap(
         raise DesignError("wild_cluster_bootstrap: need at least 2 clusters")
     XtX_g, Xty_g = _cluster_blocks(X, y, codes, G)
     XtX = XtX_g.sum(0)
-    XtX_inv = np.linalg.inv(XtX)
-    beta = XtX_inv @ Xty_g.sum(0)
+    fit = _linalg.ols(X, y)  # pivoted QR (models.linalg); the per-cluster blocks feed the bootstrap
+    XtX_inv, beta = fit.xtx_inv, fit.beta
     ssc = G / (G - 1) * (N - 1) / (N - k - k_fe)
 
     # original CRV1 t statistic

@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from models import linalg as _linalg
 from models.errors import BadInputError, ConfigError, DesignError, first_keys
 
 from . import acf, levinsohn_petrin, olley_pakes, wooldridge
@@ -65,7 +66,7 @@ def _ols_fit(a: Arrays, *, output: str = "value_added", **_) -> dict:
     e = a.y - X @ b
     G = int(a.firm.max()) + 1
     s = np.column_stack([np.bincount(a.firm, weights=X[:, j] * e, minlength=G) for j in range(X.shape[1])])
-    XtXi = np.linalg.inv(X.T @ X)
+    XtXi = _linalg.ols(X, a.y).xtx_inv  # (X'X)^{-1} from the QR core (models.linalg)
     V = XtXi @ (s.T @ s) @ XtXi * G / (G - 1)
     names = ["l", "k"] + (["m"] if output == "gross_output" else [])
     return {
