@@ -326,3 +326,11 @@ def test_dr_imp_cells_equal_the_2x2_improved_dr():
         assert abs(att - ref.att) < 1e-10, (g, t)
         checked += 1
     assert checked == len(res.att) == 12
+
+
+def test_duplicate_unit_periods_are_named():
+    from models.errors import BadInputError
+
+    d = pd.concat([MPDTA, MPDTA.iloc[[5, 9]]], ignore_index=True)
+    with pytest.raises(BadInputError, match=r"4 rows share a \(countyreal, year\) pair.*First: \(8019, 2003\), \(8019, 2007\)"):
+        att_gt(d, yname="lemp", tname="year", idname="countyreal", gname="first.treat")

@@ -239,25 +239,37 @@ def _prepare(data, yname, tname, idname, gname, covariates, clustervar, anticipa
         df = df.loc[~bad]
     if df.empty:
         raise DesignError("att_gt: no rows left after dropping missing values")
-    dup = df.duplicated([idname, tname], keep=False)
-    if dup.any():
-        keys = df.loc[dup, [idname, tname]].drop_duplicates().itertuples(index=False)
+    # one factorisation of units and periods serves the duplicate and constancy checks
+    ucode0, uid0 = pd.factorize(df[idname], sort=False)
+    t0 = df[tname].to_numpy(dtype=float)
+    tval0, tcode0 = np.unique(t0, return_inverse=True)
+    pair = ucode0.astype(np.int64) * tval0.size + tcode0
+    mult = np.bincount(pair, minlength=uid0.size * tval0.size)[pair] > 1
+    if mult.any():
+        keys = [f"({a}, {b:g})" for a, b in df.loc[mult, [idname, tname]].drop_duplicates().itertuples(index=False)]
         raise BadInputError(
-            f"att_gt: {int(dup.sum())} rows share a ({idname}, {tname}) pair; the panel needs one row per unit and period. "
-            f"First: {first_keys(list(keys))}. Deduplicate the panel.",
+            f"att_gt: {int(mult.sum())} rows share a ({idname}, {tname}) pair; the panel needs one row per unit and period. "
+            f"First: {first_keys(keys)}. Deduplicate the panel.",
         )
-    gvar = df.groupby(idname, sort=False)[gname].nunique()
-    if (gvar > 1).any():
+
+    def varies(values: np.ndarray) -> np.ndarray:
+        """Units (positions in uid0) whose ``values`` are not constant over their rows."""
+        per_unit = np.empty(uid0.size, dtype=values.dtype)
+        per_unit[ucode0] = values
+        return np.unique(ucode0[values != per_unit[ucode0]])
+
+    gv = varies(df[gname].to_numpy(dtype=float))
+    if gv.size:
         raise BadInputError(
-            f"att_gt: column {gname!r} varies within {int((gvar > 1).sum())} unit(s) ({first_keys(gvar.index[gvar > 1])}); "
+            f"att_gt: column {gname!r} varies within {gv.size} unit(s) ({first_keys(np.asarray(uid0)[gv])}); "
             "the first treatment period must be constant per unit.",
         )
     if clustervar:
-        cvar = df.groupby(idname, sort=False)[clustervar].nunique()
-        if (cvar > 1).any():
+        cv = varies(pd.factorize(df[clustervar])[0])
+        if cv.size:
             raise BadInputError(
-                f"att_gt: cluster column {clustervar!r} varies over time within {int((cvar > 1).sum())} unit(s) "
-                f"({first_keys(cvar.index[cvar > 1])}); use a time-invariant cluster variable.",
+                f"att_gt: cluster column {clustervar!r} varies over time within {cv.size} unit(s) "
+                f"({first_keys(np.asarray(uid0)[cv])}); use a time-invariant cluster variable.",
             )
     g = df[gname].to_numpy(dtype=float).copy()
     g[g == 0] = np.inf
@@ -428,6 +440,7 @@ def att_gt(
     method = est_method if P.X is not None else "unconditional"
 
     cohort_mask = {g: unit_g == g for g in glist}
+    batches: dict[tuple, list[tuple[int, int, int]]] = {}  # nuisance-fit key -> [(cell, post, pre)]
     for j, (g, tt, post_idx, pret) in enumerate(cells):
         if base_period == "universal" and pret == post_idx:
             att[j] = 0.0  # normalised reference period; zero influence function
@@ -445,8 +458,8 @@ def att_gt(
             notes.append(f"no {'treated' if ng == 0 else 'comparison'} units for (g,t)=({g:g},{tt:g}); ATT set to NA")
             psi[:, j] = np.nan
             continue
-        dY = Y[:, post_idx] - Y[:, pret]
         if method == "unconditional":
+            dY = Y[:, post_idx] - Y[:, pret]
             mu1 = dY[Gm].mean()
             mu0 = dY[Cm].mean()
             att[j] = mu1 - mu0
@@ -472,25 +485,36 @@ def att_gt(
             except DesignError as exc:
                 entry["error"] = str(exc)
             cache[key] = entry
-        entry = cache[key]
-        if "error" in entry:
-            notes.append(f"(g,t)=({g:g},{tt:g}): {entry['error']}; ATT set to NA")
+        if "error" in cache[key]:
+            notes.append(f"(g,t)=({g:g},{tt:g}): {cache[key]['error']}; ATT set to NA")
             psi[:, j] = np.nan
             continue
+        batches.setdefault(key, []).append((j, post_idx, pret))
+    # all cells that share a sample and its nuisance fits (a cohort's periods against the same
+    # controls) in one batched call: matrix products instead of one pass per cell
+    for key, items in batches.items():
+        entry = cache[key]
         s = entry["sample"]
-        y1, y0 = Y[s, post_idx], Y[s, pret]
-        if method == "dr":
-            r = drdid_panel(y1, y0, entry["D"], entry["X"], ps=entry["ps"], ols=entry["ols"])
-        elif method == "dr_imp":
+        js = [j for j, _, _ in items]
+        Ys = Y[s]
+        y1 = Ys[:, [post for _, post, _ in items]]
+        y0 = Ys[:, [pre for _, _, pre in items]]
+        if method == "dr_imp":
             # Sant'Anna & Zhao (2020) improved DR: inverse-probability-tilting score and
             # weighted outcome regression, fitted inside drdid_imp_panel for each cell
-            r = drdid_imp_panel(y1, y0, entry["D"], entry["X"])
+            for c, j in enumerate(js):
+                r = drdid_imp_panel(y1[:, c], y0[:, c], entry["D"], entry["X"])
+                att[j] = r.att
+                psi[s, j] = (n / s.size) * r.inf_func
+            continue
+        if method == "dr":
+            a, inf = drdid_panel(y1, y0, entry["D"], entry["X"], ps=entry["ps"], ols=entry["ols"])
         elif method == "ipw":
-            r = std_ipw_did_panel(y1, y0, entry["D"], entry["X"], ps=entry["ps"])
+            a, inf = std_ipw_did_panel(y1, y0, entry["D"], entry["X"], ps=entry["ps"])
         else:
-            r = reg_did_panel(y1, y0, entry["D"], entry["X"], ols=entry["ols"])
-        att[j] = r.att
-        psi[s, j] = (n / s.size) * r.inf_func
+            a, inf = reg_did_panel(y1, y0, entry["D"], entry["X"], ols=entry["ols"])
+        att[js] = a
+        psi[np.ix_(s, js)] = (n / s.size) * inf
 
     groups = np.array([c[0] for c in cells])
     times = np.array([c[1] for c in cells])

@@ -155,6 +155,7 @@ class ControlOLS:
         return cls(D=D, X=X, XpX_inv=fit.xtx_inv * n)
 
     def coef(self, dY: np.ndarray) -> np.ndarray:
+        """Coefficients for an outcome change ``dY`` (n,) or several at once (n, J)."""
         n = self.D.shape[0]
         c = self.D == 0
         return self.XpX_inv @ (self.X[c].T @ dY[c] / n)
@@ -189,65 +190,95 @@ def unconditional_did_panel(y1, y0, D) -> DiD2x2:
     return DiD2x2(att=float(mu1 - mu0), inf_func=inf)
 
 
-def reg_did_panel(y1, y0, D, X, *, ols: ControlOLS | None = None) -> DiD2x2:
-    """Outcome-regression DiD (DRDID ``reg_did_panel``)."""
+def _batch(y1, y0, D, X):
+    """dY as an (n, J) matrix: the 2x2 estimators below take J outcome changes that share one
+    sample, design and nuisance fits (all periods of a cohort against the same controls) and
+    return J estimates and an (n, J) influence-function matrix; one cell is J = 1."""
     dY, D, X = _prepare(y1, y0, D, X)
+    return (dY[:, None] if dY.ndim == 1 else dY), D, X
+
+
+def _out(att: np.ndarray, inf: np.ndarray, single: bool):
+    if single:
+        return DiD2x2(att=float(att[0]), inf_func=inf[:, 0])
+    return att, inf
+
+
+def reg_did_panel(y1, y0, D, X, *, ols: ControlOLS | None = None):
+    """Outcome-regression DiD (DRDID ``reg_did_panel``). With (n, J) outcomes, returns
+    ``(att (J,), inf (n, J))`` (see :func:`_batch`); with vectors, a :class:`DiD2x2`."""
+    single = np.ndim(y1) == 1
+    dY, D, X = _batch(y1, y0, D, X)
     ols = ols or ControlOLS.fit(D, X)
-    beta = ols.coef(dY)
-    out_delta = X @ beta
+    n = D.shape[0]
+    out_delta = X @ ols.coef(dY)  # (n, J)
     w_treat = D
     mean_wt = w_treat.mean()
-    eta_treat = np.mean(w_treat * dY) / mean_wt
-    eta_cont = np.mean(w_treat * out_delta) / mean_wt
+    eta_treat = (w_treat @ dY) / n / mean_wt
+    eta_cont = (w_treat @ out_delta) / n / mean_wt
     att = eta_treat - eta_cont
     M1 = (w_treat[:, None] * X).mean(axis=0)
     # asy.lin.rep.ols %*% M1 = (1-D)(dY - X b) * (X XpX_inv M1)
-    lin_ols = (1.0 - D) * (dY - out_delta) * (X @ (ols.XpX_inv @ M1))
-    inf_treat = (w_treat * dY - w_treat * eta_treat) / mean_wt
-    inf_cont = (w_treat * out_delta - w_treat * eta_cont + lin_ols) / mean_wt
-    return DiD2x2(att=float(att), inf_func=inf_treat - inf_cont)
+    lin_ols = ((1.0 - D) * (X @ (ols.XpX_inv @ M1)))[:, None] * (dY - out_delta)
+    inf_treat = w_treat[:, None] * (dY - eta_treat) / mean_wt
+    inf_cont = (w_treat[:, None] * (out_delta - eta_cont) + lin_ols) / mean_wt
+    return _out(att, inf_treat - inf_cont, single)
 
 
-def std_ipw_did_panel(y1, y0, D, X, *, ps: PScoreFit | None = None) -> DiD2x2:
-    """Normalised IPW DiD (Abadie 2005; DRDID ``std_ipw_did_panel``)."""
-    dY, D, X = _prepare(y1, y0, D, X)
+def std_ipw_did_panel(y1, y0, D, X, *, ps: PScoreFit | None = None):
+    """Normalised IPW DiD (Abadie 2005; DRDID ``std_ipw_did_panel``); batched as
+    :func:`reg_did_panel`."""
+    single = np.ndim(y1) == 1
+    dY, D, X = _batch(y1, y0, D, X)
     ps = ps or PScoreFit.fit(D, X)
+    n = D.shape[0]
     p = ps.ps
     w_treat = ps.trim * D
     w_cont = ps.trim * p * (1.0 - D) / (1.0 - p)
     mt, mc = w_treat.mean(), w_cont.mean()
-    eta_treat = np.mean(w_treat * dY) / mt
-    eta_cont = np.mean(w_cont * dY) / mc
+    eta_treat = (w_treat @ dY) / n / mt
+    eta_cont = (w_cont @ dY) / n / mc
     att = eta_treat - eta_cont
-    inf_treat = (w_treat * dY - w_treat * eta_treat) / mt
-    M2 = ((w_cont * (dY - eta_cont))[:, None] * X).mean(axis=0)
-    inf_cont = (w_cont * dY - w_cont * eta_cont + ps.alr @ M2) / mc
-    return DiD2x2(att=float(att), inf_func=inf_treat - inf_cont)
+    inf_treat = w_treat[:, None] * (dY - eta_treat) / mt
+    M2 = X.T @ (w_cont[:, None] * (dY - eta_cont)) / n  # (k, J)
+    inf_cont = (w_cont[:, None] * (dY - eta_cont) + ps.alr @ M2) / mc
+    return _out(att, inf_treat - inf_cont, single)
 
 
-def drdid_panel(y1, y0, D, X, *, ps: PScoreFit | None = None, ols: ControlOLS | None = None) -> DiD2x2:
-    """Locally efficient doubly-robust DiD (Sant'Anna & Zhao 2020; DRDID ``drdid_panel``)."""
-    dY, D, X = _prepare(y1, y0, D, X)
+def drdid_panel(y1, y0, D, X, *, ps: PScoreFit | None = None, ols: ControlOLS | None = None):
+    """Locally efficient doubly-robust DiD (Sant'Anna & Zhao 2020; DRDID ``drdid_panel``);
+    batched as :func:`reg_did_panel`."""
+    single = np.ndim(y1) == 1
+    dY, D, X = _batch(y1, y0, D, X)
     ps = ps or PScoreFit.fit(D, X)
     ols = ols or ControlOLS.fit(D, X)
+    n = D.shape[0]
     p = ps.ps
-    beta = ols.coef(dY)
-    resid = dY - X @ beta
+    resid = dY - X @ ols.coef(dY)  # (n, J)
     w_treat = ps.trim * D
     w_cont = ps.trim * p * (1.0 - D) / (1.0 - p)
     mt, mc = w_treat.mean(), w_cont.mean()
-    eta_treat = np.mean(w_treat * resid) / mt
-    eta_cont = np.mean(w_cont * resid) / mc
+    eta_treat = (w_treat @ resid) / n / mt
+    eta_cont = (w_cont @ resid) / n / mc
     att = eta_treat - eta_cont
-    # asy.lin.rep.wols = (1-D) resid X XpX_inv
-    lin_base = (1.0 - D) * resid
+    # asy.lin.rep.wols = (1-D) resid X XpX_inv; its products with M1 and M3 do not depend on
+    # the outcome, so they are vectors shared by all J columns
     XA = X @ ols.XpX_inv
     M1 = (w_treat[:, None] * X).mean(axis=0)
-    M2 = ((w_cont * (resid - eta_cont))[:, None] * X).mean(axis=0)
     M3 = (w_cont[:, None] * X).mean(axis=0)
-    inf_treat = (w_treat * resid - w_treat * eta_treat - lin_base * (XA @ M1)) / mt
-    inf_cont = (w_cont * resid - w_cont * eta_cont + ps.alr @ M2 - lin_base * (XA @ M3)) / mc
-    return DiD2x2(att=float(att), inf_func=inf_treat - inf_cont)
+    lin1 = (1.0 - D) * (XA @ M1)
+    lin3 = (1.0 - D) * (XA @ M3)
+    M2 = X.T @ (w_cont[:, None] * (resid - eta_cont)) / n  # (k, J)
+    # inf_treat - inf_cont, with
+    #   inf_treat = [w_t (resid - eta_t) - lin1 resid] / mt
+    #   inf_cont  = [w_c (resid - eta_c) + alr M2 - lin3 resid] / mc
+    # collected by term so the (n, J) matrices are passed over a few times only
+    a = (w_treat - lin1) / mt - (w_cont - lin3) / mc
+    inf = resid * a[:, None]
+    inf -= np.outer(w_treat / mt, eta_treat)
+    inf += np.outer(w_cont / mc, eta_cont)
+    inf -= ps.alr @ (M2 / mc)
+    return _out(att, inf, single)
 
 
 def pscore_ipt(D: np.ndarray, X: np.ndarray, *, tol: float = 1e-12, max_iter: int = 200) -> np.ndarray:
