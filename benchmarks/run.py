@@ -117,13 +117,14 @@ def render(results: dict, years: int, timeout: float | None = None, mem_gib: flo
         "time = the estimator call (panel already loaded); memory = peak resident set of the process,",
         "loading included (tasks marked duckdb read the Parquet file themselves and never load the panel).",
         "Ratio = task time / the family's first row (ours, in memory); > 1 means the first row is faster.",
+        "Rows within a family are measured in the same run (column run); families may come from different runs (`--merge`).",
         f"Each task ran under a {timeout:g} s time limit and a {mem_gib:g} GiB address-space limit (RLIMIT_AS, so a peer can fail"
         " to allocate before its resident memory reaches the limit); a failed or timed-out peer means its time is more than"
         " the limit or its memory more than the machine gives it." if timeout and mem_gib else "",
         "",
     ]
     for size, fams in results.items():
-        lines += [f"## {int(size):,} firms", "", "| family | task | status | seconds | peak GiB | ratio vs ours | headline |", "|---|---|---|---|---|---|---|"]
+        lines += [f"## {int(size):,} firms", "", "| family | task | status | seconds | peak GiB | ratio vs ours | headline | run |", "|---|---|---|---|---|---|---|---|"]
         for fam, rows in fams.items():
             ours = rows[0]
             for r in rows:
@@ -131,10 +132,10 @@ def render(results: dict, years: int, timeout: float | None = None, mem_gib: flo
                 ratio = ""
                 if r is not ours and sec and ours.get("seconds"):
                     ratio = f"{sec / ours['seconds']:.1f}x"
-                head = {k: (round(v, 6) if isinstance(v, float) else v) for k, v in r.items() if k not in ("task", "status", "seconds", "peak_rss_gib", "wall_process", "error", "task_seconds")}
+                head = {k: (round(v, 6) if isinstance(v, float) else v) for k, v in r.items() if k not in ("task", "status", "seconds", "peak_rss_gib", "wall_process", "error", "task_seconds", "run")}
                 status = r["status"] + (f": {r['error']}" if r.get("error") else "")
                 lines.append(f"| {fam} | {r['task']} | {status[:80]} | {sec:.2f} |" if sec else f"| {fam} | {r['task']} | {status[:80]} | – |")
-                lines[-1] += f" {r.get('peak_rss_gib', float('nan')):.2f} | {ratio} | {json.dumps(head)} |"
+                lines[-1] += f" {r.get('peak_rss_gib', float('nan')):.2f} | {ratio} | {json.dumps(head)} | {r.get('run', '')} |"
         lines.append("")
     return "\n".join(lines) + "\n"
 
@@ -149,15 +150,19 @@ def main(argv=None) -> int:
     ap.add_argument("--only", nargs="*", help="families to run (substring match)")
     ap.add_argument("--render-only", action="store_true", help="rewrite BENCHMARKS.md from benchmarks/out/results.json")
     ap.add_argument("--skip-peers-above", type=int, default=None, help="skip peers on sizes above this (they may need hours)")
+    ap.add_argument("--merge", action="store_true", help="keep the families of benchmarks/out/results.json not re-measured by this run (each row says when it ran)")
     args = ap.parse_args(argv)
     if args.render_only:
         results = json.loads((OUT / "results.json").read_text())
         (ROOT / "BENCHMARKS.md").write_text(render(results, args.years, args.timeout, args.mem_gib))
         return 0
     results: dict = {}
+    if args.merge and (OUT / "results.json").exists():
+        results = json.loads((OUT / "results.json").read_text())
+    stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     for n in args.sizes:
         panel = make_panel(n, args.years, args.seed)
-        results[n] = {}
+        results.setdefault(str(n), {})
         for fam, ours, peers in FAMILIES:
             if args.only and not any(o in fam for o in args.only):
                 continue
@@ -165,9 +170,10 @@ def main(argv=None) -> int:
             rows = []
             for t in tasks:
                 r = measure_peak(t, panel, args.timeout, args.mem_gib)
+                r["run"] = stamp
                 print(f"{n:>9,} {fam:<32} {t:<22} {r['status']:<8} {r.get('seconds', float('nan')):8.2f}s {r.get('peak_rss_gib', float('nan')):6.2f} GiB", flush=True)
                 rows.append(r)
-            results[n][fam] = rows
+            results[str(n)][fam] = rows
         OUT.mkdir(parents=True, exist_ok=True)
         (OUT / "results.json").write_text(json.dumps(results, indent=2, default=str))
         (ROOT / "BENCHMARKS.md").write_text(render(results, args.years, args.timeout, args.mem_gib))
