@@ -116,6 +116,11 @@ class EstimationResult:
     tables:
         Named auxiliary tidy tables (balance tables, Bacon components, ...), each a
         DataFrame of aggregate (never unit-level) rows.
+    influence:
+        Optional, in memory only (never persisted, never released): the per-unit influence
+        function of the headline estimate, ``{"ids": unit ids, "psi": values, "n": n}`` with
+        ``estimate - truth ~ sum(psi) / n``, for joint inference across results (the
+        Romano–Wolf adjustment across outcomes, models.inference.multiple_testing).
     """
 
     estimator: str
@@ -123,6 +128,7 @@ class EstimationResult:
     tidy: pd.DataFrame
     meta: dict[str, Any] = field(default_factory=dict)
     tables: dict[str, pd.DataFrame] = field(default_factory=dict)
+    influence: dict[str, Any] | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self):
         tidy = self.tidy.copy()

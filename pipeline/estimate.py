@@ -19,6 +19,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
@@ -162,7 +163,50 @@ def estimate_all(panel_path: Path, params: Params) -> EstimateRun:
             result.meta["rows_in"] = int(len(data) + n_missing)
             _attach_sensitivity(result, params)
             run.results.append(result)
+    _attach_romano_wolf(run, params)
     return run
+
+
+RW_DRAWS = 999  # R did's default number of multiplier-bootstrap draws (biters)
+
+
+def _attach_romano_wolf(run: EstimateRun, params: Params) -> None:
+    """Romano–Wolf step-down p-values across outcomes for the Callaway–Sant'Anna simple ATT
+    (the report's headline estimator), from the estimates' influence functions with one
+    multiplier weight per firm shared across outcomes (the joint bootstrap RW needs); Holm
+    beside it. Recorded in each family member's ``meta["multiple_testing"]``. Skipped when
+    fewer than two outcomes have a unit-level CS estimate (engine duckdb computes CS from
+    cohort moments, without per-firm influence functions) and, with a note, when the vcov
+    clusters above the firm."""
+    from models.inference.multiple_testing import holm, influence_t_boot, romano_wolf
+
+    fam = [r for r in run.results if r.estimator == "cs" and r.influence is not None]
+    vc = VcovSpec.from_params(params["estimate"]["vcov"])
+    if len(fam) < 2:
+        return
+    if vc.kind not in ("cluster", "hetero") or (vc.kind == "cluster" and tuple(vc.by) != ("firm_id",)):
+        note(f"Romano-Wolf across outcomes skipped: it resamples firms, the vcov is {vc.label()}")
+        return
+    rows = [r.tidy[r.tidy["aggregation"] == "simple"].iloc[0] for r in fam]
+    t = np.array([float(x["estimate"]) / float(x["std_error"]) for x in rows])
+    p = np.array([float(x["p_value"]) for x in rows])
+    with step(f"Romano-Wolf across {len(fam)} outcomes ({RW_DRAWS} draws)"):
+        tb = influence_t_boot([r.influence for r in fam], [float(x["std_error"]) for x in rows], RW_DRAWS, params.seed)
+        rw = romano_wolf(t, tb)
+    ho = holm(p)
+    ho = ho[0] if isinstance(ho, tuple) else ho
+    family = [r.outcome for r in fam]
+    for r, pj, hj, rj in zip(fam, p, ho, rw):
+        r.meta["multiple_testing"] = {
+            "family": family,
+            "estimate": "simple ATT",
+            "p_value": float(pj),
+            "p_holm": float(hj),
+            "p_romano_wolf": float(rj),
+            "draws": RW_DRAWS,
+            "method": "Romano-Wolf step-down (Romano & Wolf 2005, 2016) on multiplier-bootstrap t statistics: "
+            "one Rademacher weight per firm and draw, shared across outcomes; Holm (1979) beside it",
+        }
 
 
 def _name_variant(result: EstimationResult, key: str, base: str) -> None:

@@ -285,4 +285,8 @@ def _result(res, spec: EstimatorSpec, o: dict) -> EstimationResult:
         "notes": list(res.notes),
         "na_cells_dropped_in_aggregation": int(np.isnan(res.att).sum()),
     }
-    return EstimationResult(estimator="cs", outcome=spec.yname, tidy=pd.DataFrame(rows), meta=meta, tables={"vcov_dynamic": vcov_dynamic})
+    out = EstimationResult(estimator="cs", outcome=spec.yname, tidy=pd.DataFrame(rows), meta=meta, tables={"vcov_dynamic": vcov_dynamic})
+    psi = aggs["simple"].inf_func_overall
+    if psi is not None and res.unit_ids is not None:  # kept in memory for joint inference (Romano-Wolf)
+        out.influence = {"ids": np.asarray(res.unit_ids), "psi": np.asarray(psi, dtype=float), "n": int(res.n)}
+    return out

@@ -21,7 +21,7 @@ import numpy as np
 
 from models.errors import BadInputError
 
-__all__ = ["holm", "romano_wolf"]
+__all__ = ["holm", "romano_wolf", "influence_t_boot"]
 
 
 def holm(p_values, alpha: float | None = None):
@@ -70,3 +70,31 @@ def romano_wolf(t_stats, t_boot, plus_one: bool = False) -> np.ndarray:
     adj = np.empty(m)
     adj[order] = adj_sorted
     return adj
+
+
+def influence_t_boot(influences, ses, draws: int, seed: int, chunk: int = 2048) -> np.ndarray:
+    """Joint multiplier-bootstrap t statistics (``draws x m``) of m estimates from their
+    per-unit influence functions, with ONE Rademacher weight per unit and draw shared by all
+    m estimates (so their dependence is kept, as Romano–Wolf needs):
+
+        t*_bj = (sum_i v_bi psi_ij / n_j) / se_j
+
+    ``influences``: m dicts ``{"ids", "psi", "n"}`` (units absent from an estimate contribute
+    0 to it). Units are taken in sorted-id order in fixed chunks, each chunk's weights from its
+    own child of ``numpy.random.SeedSequence(seed)``: the draws do not depend on thread count
+    or on the order of the inputs' rows. Memory O(draws x chunk)."""
+    m = len(influences)
+    if m == 0:
+        return np.zeros((draws, 0))
+    ids = np.unique(np.concatenate([np.asarray(f["ids"]).astype(str) for f in influences]))
+    A = np.zeros((ids.size, m))
+    for j, f in enumerate(influences):
+        pos = np.searchsorted(ids, np.asarray(f["ids"]).astype(str))
+        A[pos, j] = np.asarray(f["psi"], dtype=float) / (float(f["n"]) * float(ses[j]))
+    out = np.zeros((draws, m))
+    n_chunks = -(-ids.size // chunk)
+    for c, child in zip(range(n_chunks), np.random.SeedSequence(seed).spawn(n_chunks)):
+        rows = slice(c * chunk, min((c + 1) * chunk, ids.size))
+        v = np.random.default_rng(child).integers(0, 2, size=(draws, rows.stop - rows.start), dtype=np.int8)
+        out += (2.0 * v - 1.0) @ A[rows]
+    return out

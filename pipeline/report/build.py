@@ -456,7 +456,7 @@ def build_report(inputs: ReportInputs, options: dict[str, Any], seed: int) -> Re
     content = _content(title, effects, heads, metas, aux, gsum, inputs, truth_et, labels, prov, figures, regtabs, summary_placeholder, profile)
     content["credibility"] = cred_content(cred)
     content["sensitivity"] = [{k: v for k, v in sb.items() if k != "plot"} for sb in sens]
-    content["families"] = secs.outcome_families(effects, inputs.ingest_flow or {}, lab_o_all, PREFERRED, labels)
+    content["families"] = secs.outcome_families(effects, inputs.ingest_flow or {}, lab_o_all, PREFERRED, labels, metas)
     content["bacon_detail"] = secs.bacon(inputs.tables or {}, aux, lab_o_all)
     content["heterogeneity"] = secs.heterogeneity(rel, metas, lab_o_all)
     content["check_summary"] = [cb["summary"] for cb in cred]

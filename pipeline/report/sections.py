@@ -280,9 +280,12 @@ def _ci(r: pd.Series, scale: float = 1.0, d: int = 3) -> str:
     return f"{fmt_fixed(float(r['estimate']) * scale, d)} [{fmt_fixed(float(r['conf_low']) * scale, d)}, {fmt_fixed(float(r['conf_high']) * scale, d)}]"
 
 
-def _holm_across_outcomes(rel: pd.DataFrame, outcomes: list[str], prefer: tuple[str, ...]) -> dict[str, str]:
+def _holm_across_outcomes(rel: pd.DataFrame, outcomes: list[str], prefer: tuple[str, ...], metas: dict[str, dict] | None = None) -> dict[str, str]:
     """Holm (1979) step-down adjustment of the headline p-values across outcomes, so a
-    ministry reading several outcomes is not misled by one lucky p-value."""
+    ministry reading several outcomes is not misled by one lucky p-value; beside it the
+    Romano–Wolf step-down p-value of the Callaway–Sant'Anna simple ATT when the estimate stage
+    computed it (``meta["multiple_testing"]``: a joint bootstrap across outcomes, less
+    conservative than Holm when outcomes are correlated)."""
     from models.inference.multiple_testing import holm
 
     rows = {o: _pref_row(rel, o, prefer) for o in outcomes}
@@ -296,18 +299,26 @@ def _holm_across_outcomes(rel: pd.DataFrame, outcomes: list[str], prefer: tuple[
         f = fmt_p(x)
         return f"p {f}" if f.startswith("<") else f"p = {f}"
 
+    def rw_text(o: str) -> str:
+        mt = ((metas or {}).get(f"{o}-cs") or {}).get("multiple_testing") or {}
+        if not isnum(mt.get("p_romano_wolf")):
+            return ""
+        return (f" Romano–Wolf-adjusted ({label('cs', {}, ESTIMATOR_LABELS)} simple ATT, joint bootstrap across the "
+                f"{len(mt.get('family') or [])} outcomes, {mt.get('draws')} draws): {p_text(float(mt['p_romano_wolf']))}.")
+
     return {
         o: (f"Multiple testing: headline {p_text(float(rows[o]['p_value']))} "
-            f"({label(rows[o]['estimator'], {}, ESTIMATOR_LABELS)}); Holm-adjusted across the {len(keys)} outcomes: {p_text(float(a))}.")
+            f"({label(rows[o]['estimator'], {}, ESTIMATOR_LABELS)}); Holm-adjusted across the {len(keys)} outcomes: {p_text(float(a))}."
+            + rw_text(o))
         for o, a in zip(keys, adj)
     }
 
 
-def outcome_families(rel: pd.DataFrame, ingest_flow: dict[str, Any], lab_o: dict[str, str], prefer: tuple[str, ...], labels: dict[str, str]) -> list[dict[str, Any]]:
+def outcome_families(rel: pd.DataFrame, ingest_flow: dict[str, Any], lab_o: dict[str, str], prefer: tuple[str, ...], labels: dict[str, str], metas: dict[str, dict] | None = None) -> list[dict[str, Any]]:
     """Per outcome: the estimand in words, notes (TFP production function, zeros), and for
     exports / patents the margin split from whatever was estimated."""
     outcomes = sorted(rel["outcome"].dropna().astype(str).unique())
-    mt = _holm_across_outcomes(rel, outcomes, prefer)
+    mt = _holm_across_outcomes(rel, outcomes, prefer, metas)
     out = []
     for o in outcomes:
         notes = []
