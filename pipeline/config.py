@@ -69,6 +69,7 @@ DEFAULTS: dict[str, Any] = {
         "always_treated": "drop",  # drop | error
         "after_window": "never",  # never | error
         "min_pre_periods": 0,
+        "spillover": {"by": "cell", "radius": None},  # co-location: cell (region x sector) | ring (within radius of a member)
     },
     "estimate": {
         "outcomes": ["log_labour_productivity"],

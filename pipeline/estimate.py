@@ -35,7 +35,7 @@ from .progress import note, step
 
 BASE_COLUMNS = ("firm_id", "year", "first_treat", "rel_time", "post", "cluster_id")
 # columns estimators may use when present (strata, clusters, spillover design, contributors)
-CONTEXT_COLUMNS = ("sector", "region", "group_id", "colocated", "eligible", "ever_member")
+CONTEXT_COLUMNS = ("sector", "region", "group_id", "colocated", "eligible", "ever_member", "exposure_year")
 
 PACKAGES = ("cluster-impact", "numpy", "pandas", "scipy", "statsmodels", "linearmodels", "pyfixest", "pyarrow")
 

@@ -18,7 +18,16 @@ R ``did``: ``gname`` = ``first_treat``):
   year, also holds a firm treated in the window (register members with first join <= the last
   panel year, including members dropped below: they are still there to spill over);
 - ``eligible`` (bool): a non-member whose sector or region (first panel year) has such a
-  member.
+  member;
+- ``exposure_year`` (Int64): for co-located firms, the first join year of a member they are
+  co-located with (the exposure mapping of the spillover designs), missing otherwise.
+
+Co-location (``build_groups.spillover``): ``by: cell`` (default) is the (region, sector)
+cell above; ``by: ring, radius: d`` makes a non-member co-located when a member lies within
+distance ``d`` of its coordinates (``x_coord``, ``y_coord`` at its first panel year,
+Euclidean, in the coordinates' units), exposed from the first join within the ring
+(:func:`pipeline.geo.ring_exposure`); firms without coordinates are never co-located
+(counted in the flow).
 
 Firm status (mutually exclusive, in this order; counted in the flow):
 ``after_window`` (first join after the last panel year), ``always_member`` (first join <=
@@ -50,9 +59,10 @@ import pandas as pd
 
 from models.errors import BadInputError, ConfigError, first_keys
 
-DEFAULTS = {"leavers": "absorbing", "always_treated": "drop", "after_window": "never", "min_pre_periods": 0}
+DEFAULTS = {"leavers": "absorbing", "always_treated": "drop", "after_window": "never", "min_pre_periods": 0,
+            "spillover": {"by": "cell", "radius": None}}
 ALLOWED = {"leavers": ("absorbing", "drop", "error"), "always_treated": ("drop", "error"), "after_window": ("never", "error")}
-NEW_COLUMNS = ("first_treat", "ever_member", "post", "rel_time", "cluster_id", "leave_year", "colocated", "eligible")
+NEW_COLUMNS = ("first_treat", "ever_member", "post", "rel_time", "cluster_id", "leave_year", "colocated", "eligible", "exposure_year")
 
 
 @dataclass
@@ -66,7 +76,7 @@ class GroupsOutput:
 
 # the interim columns build_groups reads; the stage streams the others through (a register
 # of a million firms x 20 years is never held whole in memory)
-INPUT_COLUMNS = ("firm_id", "year", "sector", "region")
+INPUT_COLUMNS = ("firm_id", "year", "sector", "region", "x_coord", "y_coord")
 
 
 def _options(options: dict[str, Any] | None) -> dict[str, Any]:
@@ -78,6 +88,17 @@ def _options(options: dict[str, Any] | None) -> dict[str, Any]:
     k = opts["min_pre_periods"]
     if not isinstance(k, int) or isinstance(k, bool) or k < 0:
         problems.append(f"build_groups.min_pre_periods: a whole number >= 0, got {k!r}")
+    sp = opts["spillover"]
+    if not isinstance(sp, dict) or set(sp) - {"by", "radius"}:
+        problems.append(f"build_groups.spillover: give {{by: cell | ring, radius: <distance>}}, got {sp!r}")
+    else:
+        sp = {"by": "cell", "radius": None, **sp}
+        opts["spillover"] = sp
+        if sp["by"] not in ("cell", "ring"):
+            problems.append(f"build_groups.spillover.by: {sp['by']!r}; allowed: cell (same region x sector), ring (within radius)")
+        r = sp["radius"]
+        if sp["by"] == "ring" and (isinstance(r, bool) or not isinstance(r, (int, float)) or not np.isfinite(r) or r <= 0):
+            problems.append(f"build_groups.spillover.radius: a positive distance in the coordinates' units (km), got {r!r}")
     if problems:
         raise ConfigError("bad build_groups options:", problems=problems)
     return opts
@@ -224,15 +245,35 @@ def build_groups(
         row_codes[c] = (cc, [str(x) for x in labels])
         fcode[c] = cc[rows_first] if n_f else np.empty(0, np.int64)
     nonmember = ~treated
-    if len(cell_cols) == 2:
+    exposure_f = np.zeros(n_f, np.int64)  # first join year of a member the firm is exposed to
+    sp = opts["spillover"]
+    no_coords = 0
+    if sp["by"] == "ring":
+        from .geo import ring_exposure
+
+        if not {"x_coord", "y_coord"} <= set(panel.columns):
+            raise ConfigError("build_groups.spillover.by: ring needs coordinates: map x_coord and y_coord in params columns "
+                              "(or use by: cell)")
+        xy = np.column_stack([pd.to_numeric(panel[c]).to_numpy(dtype=float, na_value=np.nan)[rows_first] for c in ("x_coord", "y_coord")])
+        no_coords = int((~np.isfinite(xy).all(axis=1)).sum())
+        if no_coords:
+            notes.append(f"{no_coords} firms without coordinates are never counted as co-located (ring spillovers)")
+        exposure_f = ring_exposure(xy, source, np.where(source, first_join, 0), float(sp["radius"]))
+        colocated_f = nonmember & (exposure_f > 0)
+    elif len(cell_cols) == 2:
         s, r = fcode["sector"], fcode["region"]
         ok = (s >= 0) & (r >= 0)
         cell = np.where(ok, s.astype(np.int64) * (r.max(initial=0) + 1) + r, -1)
         member_cells = np.unique(cell[source & ok])
         colocated_f = nonmember & ok & np.isin(cell, member_cells)
+        big = np.iinfo(np.int64).max
+        cell_first = np.full(int(cell.max(initial=-1)) + 1, big)
+        np.minimum.at(cell_first, cell[source & ok], first_join[source & ok])
+        exposure_f[colocated_f] = cell_first[cell[colocated_f]]
     else:
         colocated_f = np.zeros(n_f, bool)
         notes.append("colocated is False throughout: it needs both sector and region mapped in params columns")
+    exposure_f[~colocated_f] = 0
     elig = np.zeros(n_f, bool)
     for c in cell_cols:
         v = fcode[c]
@@ -263,6 +304,7 @@ def build_groups(
             "leave_year": pd.arrays.IntegerArray(np.where(lv_mask, 0, np.nan_to_num(lv)).astype(np.int64), lv_mask),
             "colocated": colocated_f[kc],
             "eligible": eligible_f[kc],
+            "exposure_year": pd.arrays.IntegerArray(exposure_f[kc], exposure_f[kc] == 0),
         }
     )
     out = pd.concat([out, new], axis=1)
@@ -284,6 +326,7 @@ def build_groups(
         "treated_firms_kept": int((treated & kept_firms).sum()),
         "never_member_firms_kept": int((~treated & kept_firms).sum()),
         "colocated_firms": int((colocated_f & kept_firms).sum()),
+        "colocation": {"by": sp["by"], "radius": sp["radius"], "firms_without_coordinates": no_coords},
         "eligible_firms": int((eligible_f & kept_firms).sum()),
         "spells": {"rows_in": spells_in, "not_in_panel": int((~in_panel).sum()), "used": int(in_panel.sum())},
         "years": [first, last],

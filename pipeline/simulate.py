@@ -335,9 +335,12 @@ def simulate_economy(
     *,
     irregular: bool | None = None,
     member_share: float = 0.18,
+    spillover_radius: float | None = None,
 ) -> SimulatedEconomy:
     """Simulate the economy described in the module docstring. See there for every option."""
     _check_args(n_firms, years, n_clusters, cohorts, effect, selection, spillover, attrition, member_share)
+    if spillover_radius is not None and not (np.isfinite(spillover_radius) and spillover_radius > 0):
+        raise ConfigError(f"spillover_radius: a positive distance in km (or None for region x sector cells), got {spillover_radius!r}")
     n = int(n_firms)
     y0, y1 = int(years[0]), int(years[1])
     T = y1 - y0 + 1
@@ -547,7 +550,16 @@ def simulate_economy(
     expo_g = np.where(member, join, 0)
     expo_scale = np.where(member, 1.0, 0.0)
     expo_group = np.where(member, 1, 0)  # 1 member, 2 colocated
-    if spillover != 0.0:
+    if spillover != 0.0 and spillover_radius is not None:
+        # exposure by distance: from the first join of a member within the ring (pipeline.geo)
+        from .geo import ring_exposure
+
+        ring = ring_exposure(coords, member, np.where(member, join, 0), float(spillover_radius))
+        coloc = ~member & (ring > 0)
+        expo_g = np.where(coloc, ring, expo_g)
+        expo_scale = np.where(coloc, float(spillover), expo_scale)
+        expo_group = np.where(coloc, 2, expo_group)
+    elif spillover != 0.0:
         cell = sector * len(REGIONS) + region
         cell_first = np.full(len(SECTORS) * len(REGIONS), np.iinfo(np.int64).max)
         np.minimum.at(cell_first, cell[member], join[member])
@@ -686,6 +698,7 @@ def simulate_economy(
     config = {
         "n_firms": n, "years": [y0, y1], "seed": seed, "n_clusters": n_clusters, "cohorts": cohort_list,
         "effect": effect, "selection": selection, "spillover": float(spillover), "attrition": float(attrition),
+        "spillover_radius": None if spillover_radius is None else float(spillover_radius),
         "irregular": bool(irregular), "member_share": float(member_share),
         "n_members": int(member.sum()), "n_always_members": n_always, "n_leavers": n_leave,
         "n_two_spells": n_two, "n_after_window": n_after, "n_colocated": int((expo_group == 2).sum()),
@@ -895,11 +908,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--selection", choices=SELECTIONS, default="observables")
     p.add_argument("--effect", choices=EFFECTS, default="heterogeneous")
     p.add_argument("--spillover", type=float, default=0.0, help="effect on co-located non-members, share of members' (default 0)")
+    p.add_argument("--spillover-radius", type=float, default=None,
+                   help="co-location by distance: non-members within this many km of a member (default: same region x sector cell)")
     p.add_argument("--attrition", type=float, default=0.0, help="share of firms exiting early (default 0)")
     a = p.parse_args(list(argv) if argv is not None else None)
     econ = simulate_economy(
         n_firms=a.firms, years=tuple(a.years), seed=a.seed, n_clusters=a.clusters, cohorts=a.cohorts,
         effect=a.effect, selection=a.selection, spillover=a.spillover, attrition=a.attrition,
+        spillover_radius=a.spillover_radius,
     )  # fmt: skip
     write_sample(a.out, econ)
     c = econ.config

@@ -33,7 +33,11 @@ def test_coding_and_dtypes():
     panel, mem = processed_inputs(SPELLS)
     out = build_groups(panel, mem, {}, YEARS)
     p = out.panel
-    assert list(p.columns[-8:]) == ["first_treat", "ever_member", "post", "rel_time", "cluster_id", "leave_year", "colocated", "eligible"]
+    assert list(p.columns[-9:]) == ["first_treat", "ever_member", "post", "rel_time", "cluster_id", "leave_year", "colocated", "eligible", "exposure_year"]
+    assert str(p["exposure_year"].dtype) == "Int64"
+    # exposure year: the first join in the co-located firm's cell, missing for everyone else
+    expo = p.loc[p["colocated"], "exposure_year"]
+    assert expo.notna().all() and p.loc[~p["colocated"], "exposure_year"].isna().all()
     assert p["first_treat"].dtype == np.int64 and p["ever_member"].dtype == bool and p["post"].dtype == bool
     assert str(p["rel_time"].dtype) == "Int64" and str(p["leave_year"].dtype) == "Int64" and str(p["cluster_id"].dtype) == "str"
     a = _firm(out, "A")

@@ -34,8 +34,14 @@ from ._common import firm_first, recode_treatment, require_columns, run
 
 
 def exposure_year(data: pd.DataFrame, spec: EstimatorSpec, sector: str = "sector", region: str = "region") -> pd.Series:
-    """Per firm (index ``idname``): min ``first_treat`` of the members in its (region,
-    sector) cell (taken at the firm's first row); 0 when the cell has no member."""
+    """Per firm (index ``idname``): the year its exposure starts. With build_groups'
+    ``exposure_year`` column (cell or distance-ring co-location, ``build_groups.spillover``)
+    that column; otherwise the min ``first_treat`` of the members in its (region, sector)
+    cell (taken at the firm's first row). 0 when not exposed."""
+    if "exposure_year" in data.columns:
+        firms = firm_first(data, spec.idname, ["exposure_year"])
+        expo = pd.to_numeric(firms["exposure_year"]).fillna(0).astype(np.int64)
+        return pd.Series(expo.to_numpy(), index=firms.index, name="exposure_year")
     firms = firm_first(data, spec.idname, [spec.gname, sector, region])
     cell = firms[region].astype(str) + "\x1f" + firms[sector].astype(str)
     g = firms[spec.gname].to_numpy(dtype=np.int64)
