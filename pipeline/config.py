@@ -51,6 +51,9 @@ DEFAULTS: dict[str, Any] = {
         "membership": {"path": "data/raw/membership.csv"},
         "deflators": None,
         "truth": None,
+        # a second programme's register (e.g. an R&D subsidy): firm_id, start_year[, end_year];
+        # how its firms are handled: build_groups.overlap
+        "other_programme": None,
     },
     "columns": {
         "firm_id": "firm_id",
@@ -70,6 +73,7 @@ DEFAULTS: dict[str, Any] = {
         "after_window": "never",  # never | error
         "min_pre_periods": 0,
         "spillover": {"by": "cell", "radius": None},  # co-location: cell (region x sector) | ring (within radius of a member)
+        "overlap": "exclude",  # firms of data.other_programme: exclude | control | arm
     },
     "estimate": {
         "outcomes": ["log_labour_productivity"],
@@ -189,7 +193,7 @@ def validate(raw: dict[str, Any], problems: list[str]) -> dict[str, Any]:
         problems.append(f"engine: {merged['engine']!r}; allowed: pandas, duckdb, spark")
 
     # data files
-    for name in ("firms", "membership", "deflators", "truth"):
+    for name in ("firms", "membership", "deflators", "truth", "other_programme"):
         spec = merged["data"].get(name)
         if spec is None:
             if name in ("firms", "membership"):

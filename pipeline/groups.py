@@ -60,8 +60,11 @@ import pandas as pd
 from models.errors import BadInputError, ConfigError, first_keys
 
 DEFAULTS = {"leavers": "absorbing", "always_treated": "drop", "after_window": "never", "min_pre_periods": 0,
-            "spillover": {"by": "cell", "radius": None}}
-ALLOWED = {"leavers": ("absorbing", "drop", "error"), "always_treated": ("drop", "error"), "after_window": ("never", "error")}
+            "spillover": {"by": "cell", "radius": None}, "overlap": "exclude"}
+ALLOWED = {"leavers": ("absorbing", "drop", "error"), "always_treated": ("drop", "error"), "after_window": ("never", "error"),
+           "overlap": ("exclude", "control", "arm")}
+# created only with a second programme's register (build_groups.overlap: control / arm)
+OVERLAP_COLUMNS = ("other_programme", "arm")
 NEW_COLUMNS = ("first_treat", "ever_member", "post", "rel_time", "cluster_id", "leave_year", "colocated", "eligible", "exposure_year")
 
 
@@ -109,6 +112,7 @@ def build_groups(
     membership: pd.DataFrame,
     options: dict[str, Any] | None,
     years: tuple[int, int] | None = None,
+    other_programme: pd.DataFrame | None = None,
 ) -> GroupsOutput:
     """Add treatment timing and control-pool flags; apply the policies; count everything.
 
@@ -121,7 +125,7 @@ def build_groups(
     missing = [c for c in ("firm_id", "cluster_id", "join_year", "leave_year") if c not in membership]
     if missing:
         raise BadInputError(f"membership register: column(s) {', '.join(missing)} missing; re-run ingest")
-    clash = [c for c in NEW_COLUMNS if c in panel.columns]
+    clash = [c for c in NEW_COLUMNS + OVERLAP_COLUMNS if c in panel.columns]
     if clash:
         raise BadInputError(
             f"interim panel: already has column(s) {', '.join(clash)}, which build_groups creates; rename them in the "
@@ -229,9 +233,20 @@ def build_groups(
         pre = np.bincount(codes, weights=(year < first_treat_f[codes]).astype(float), minlength=n_f)
         few = treated & (pre < opts["min_pre_periods"]) & (drop_reason == 0)
         drop_reason[few] = 3
+    # ---- a second programme (data.other_programme), handled as build_groups.overlap says ----
+    other = other_programme if other_programme is not None and len(other_programme) else None
+    in_other = np.zeros(n_f, bool)
+    if other is not None:
+        ocode = pd.Index(firm_ids).get_indexer(other["firm_id"].astype("str"))
+        o_start = other["start_year"].to_numpy(dtype=np.int64)
+        o_end = other["end_year"].to_numpy(dtype=np.float64, na_value=np.inf)
+        inwin = (ocode >= 0) & (o_start <= last) & (o_end >= first)
+        in_other[ocode[inwin]] = True
+        if opts["overlap"] == "exclude":
+            drop_reason[in_other & (drop_reason == 0)] = 4
     firm_drop = drop_reason > 0
     row_reason = drop_reason[codes]
-    reasons = {1: "always_treated", 2: "leaver", 3: "min_pre_periods"}
+    reasons = {1: "always_treated", 2: "leaver", 3: "min_pre_periods", **({4: "other_programme"} if other is not None else {})}
     excluded = {name: int((row_reason == k).sum()) for k, name in reasons.items()}
     firms_excluded = {name: int((drop_reason == k).sum()) for k, name in reasons.items()}
     keep = row_reason == 0
@@ -307,6 +322,13 @@ def build_groups(
             "exposure_year": pd.arrays.IntegerArray(exposure_f[kc], exposure_f[kc] == 0),
         }
     )
+    if other is not None and opts["overlap"] == "control":
+        # time-varying indicator: in the other programme this year (a control in estimate.covariates)
+        new["other_programme"] = _active(kc, ky, ocode[inwin], o_start[inwin], o_end[inwin])
+    if other is not None and opts["overlap"] == "arm":
+        arm = np.where(treated_row, np.where(in_other[kc], "cluster+other", "cluster only"),
+                       np.where(in_other[kc], "other only", "neither"))
+        new["arm"] = pd.array(arm, dtype="str")
     out = pd.concat([out, new], axis=1)
 
     dims = {"cluster": (fc, [str(c) for c in clusters])}
@@ -327,6 +349,10 @@ def build_groups(
         "never_member_firms_kept": int((~treated & kept_firms).sum()),
         "colocated_firms": int((colocated_f & kept_firms).sum()),
         "colocation": {"by": sp["by"], "radius": sp["radius"], "firms_without_coordinates": no_coords},
+        "other_programme": None if other is None else {
+            "policy": opts["overlap"], "firms": int(in_other.sum()), "members_in_it": int((in_other & treated).sum()),
+            "non_members_in_it": int((in_other & ~treated).sum()), "firms_excluded": int((drop_reason == 4).sum()),
+        },
         "eligible_firms": int((eligible_f & kept_firms).sum()),
         "spells": {"rows_in": spells_in, "not_in_panel": int((~in_panel).sum()), "used": int(in_panel.sum())},
         "years": [first, last],
@@ -336,6 +362,27 @@ def build_groups(
     assert flow["rows_in"] == flow["rows_kept"] + sum(excluded.values())
     assert flow["firms_in"] == flow["firms_kept"] + sum(firms_excluded.values())
     return GroupsOutput(panel=out, summary=summary, flow=flow, keep=keep, new=new)
+
+
+def _active(row_firm: np.ndarray, row_year: np.ndarray, spell_firm: np.ndarray, start: np.ndarray, end: np.ndarray) -> np.ndarray:
+    """Per row: does any spell of the row's firm cover the row's year (start <= year <= end)?
+    Vectorised over spells sorted by firm (a firm's spells are few)."""
+    act = np.zeros(len(row_firm), bool)
+    if not len(spell_firm):
+        return act
+    order = np.argsort(spell_firm, kind="stable")
+    sf, s0, e0 = spell_firm[order], start[order], end[order]
+    lo = np.searchsorted(sf, row_firm, side="left")
+    hi = np.searchsorted(sf, row_firm, side="right")
+    k = 0
+    while True:  # the k-th spell of each row's firm, while any firm has one
+        has = lo + k < hi
+        if not has.any():
+            break
+        j = np.minimum(lo + k, len(sf) - 1)
+        act |= has & (s0[j] <= row_year) & (row_year <= e0[j])
+        k += 1
+    return act
 
 
 def _first_rows(codes: np.ndarray, year: np.ndarray, n_f: int) -> np.ndarray:

@@ -66,6 +66,7 @@ class IngestOutput:
     panel: pd.DataFrame
     membership: pd.DataFrame
     flow: dict[str, Any]
+    other_programme: pd.DataFrame | None = None  # firm_id, start_year, end_year (empty without the file)
 
 
 def ingest(params: Params) -> IngestOutput:
@@ -81,6 +82,7 @@ def ingest(params: Params) -> IngestOutput:
     panel, firms_flow, codes, firm_ids = _validate_firms(firms, cols, ing, derive, problems)
     defl, defl_flow = _deflators(params, cols, panel, derive, problems, notes)
     membership, mem_flow = _membership(params, mcols, firm_ids, firms.label, problems)
+    other, other_flow = _other_programme(params, firm_ids, firms.label, problems)
 
     if problems:
         raise BadInputError(
@@ -94,13 +96,14 @@ def ingest(params: Params) -> IngestOutput:
         panel = _drop_missing(panel, [d for d in ing["derive"] or []], firms_flow)
     firms_flow["rows_kept"] = len(panel)
     mem_flow["rows_kept"] = len(membership)
-    for f in (firms_flow, mem_flow, defl_flow):
+    for f in (firms_flow, mem_flow, defl_flow, other_flow):
         if f is not None:
             assert f["rows_in"] == f["rows_kept"] + sum(f["excluded"].values()), f
     flow = {
         "firms": firms_flow,
         "membership": mem_flow,
         "deflators": defl_flow,
+        "other_programme": other_flow,
         "years": list(ing["years"]) if ing["years"] else [int(panel["year"].min()), int(panel["year"].max())] if len(panel) else None,
         "columns": cols,
         "membership_columns": mcols,
@@ -110,7 +113,7 @@ def ingest(params: Params) -> IngestOutput:
         "n_firms": int(panel["firm_id"].nunique()),
         "notes": notes,
     }
-    return IngestOutput(panel=panel, membership=membership, flow=flow)
+    return IngestOutput(panel=panel, membership=membership, flow=flow, other_programme=other)
 
 
 # ------------------------------------------------------------------------------------------
@@ -534,6 +537,75 @@ def _membership(params: Params, mcols: dict[str, str], firm_ids: pd.Index, firms
     )
     flow["excluded"] = excluded
     flow["rows_kept"] = len(out)
+    return out, flow
+
+
+OTHER_FIELDS = ("firm_id", "start_year", "end_year")
+
+
+def _other_programme(params: Params, firm_ids: pd.Index, firms_label: str, problems: list[str]):
+    """The optional register of a second programme (``data.other_programme``: columns
+    firm_id, start_year and optionally end_year, blank = still in it), validated like the
+    membership register: ids as text (never merged across zero-padding), whole years,
+    end >= start; exact duplicates and firms not in the panel excluded and counted. Without
+    the file: an empty table and no flow."""
+    empty = pd.DataFrame({"firm_id": pd.array([], dtype="str"), "start_year": np.array([], np.int64),
+                          "end_year": pd.array([], dtype="Int64")})
+    spec = params["data"].get("other_programme")
+    if spec is None:
+        return empty, None
+    label = spec["path"]
+    path = params.resolve(spec["path"])
+    try:
+        table = load_table(path, spec, role="other_programme", columns=list(OTHER_FIELDS), numeric=["start_year", "end_year"], text=["firm_id"], label=label)
+        has_end = True
+    except BadInputError as exc:  # end_year is optional; any other problem is raised as it is
+        if "end_year" not in str(exc):
+            raise
+        table = load_table(path, spec, role="other_programme", columns=["firm_id", "start_year"], numeric=["start_year"], text=["firm_id"], label=label)
+        has_end = False
+    m = pd.DataFrame({"firm_id": table.frame["firm_id"], "start_year": table.frame["start_year"],
+                      "end_year": table.frame["end_year"] if has_end else np.nan})
+    flow: dict[str, Any] = {"file": label, "format": table.format, "rows_in": len(m), "rows_kept": 0, "excluded": {}}
+    keys = ("firm_id", "start_year")
+    for issue in table.issues.values():
+        problems.append(describe_issue(table, issue, keys=list(keys)))
+    miss = m["firm_id"].isna().to_numpy()
+    if miss.any():
+        problems.append(f"{label}, column 'firm_id': {miss.sum()} row(s) without a firm id; first keys: {keys_text(m, miss, keys)}. Fix: fill it in or delete the rows")
+    s = pd.to_numeric(m["start_year"]).to_numpy(dtype=np.float64, na_value=np.nan)
+    e = pd.to_numeric(m["end_year"]).to_numpy(dtype=np.float64, na_value=np.nan)
+    bad = np.isnan(s)
+    if "start_year" in table.issues:
+        bad[table.issues["start_year"].positions] = False
+    if bad.any():
+        problems.append(f"{label}, column 'start_year': {bad.sum()} row(s) without a start year; first keys: {keys_text(m, bad, keys)}. Fix: fill in the first year in the programme")
+    with np.errstate(invalid="ignore"):
+        frac = (np.isfinite(s) & (np.floor(s) != s)) | (np.isfinite(e) & (np.floor(e) != e))
+        order = e < s
+    if frac.any():
+        problems.append(f"{label}: {frac.sum()} non-integer year(s); first keys: {keys_text(m, frac, keys)}. Fix: give whole calendar years")
+    if order.any():
+        problems.append(f"{label}, column 'end_year': {order.sum()} row(s) with end_year < start_year; first keys: {keys_text(m, order, keys)}. Fix: correct the years")
+    exact = m.duplicated().to_numpy()
+    m = m.loc[~exact]
+    clash = id_format_clash(firm_ids, pd.Index(m["firm_id"]))
+    if clash:
+        problems.append(f"{label}, column 'firm_id' vs {firms_label}: {clash[0]} firm id(s) match a firm of the panel only after removing "
+                        f"leading zeros (e.g. {clash[1]}); store firm ids as text with the same zero-padding in both files")
+    absent = ~isin_text(m["firm_id"], firm_ids) & m["firm_id"].notna().to_numpy()
+    flow["excluded"] = {"exact_duplicate": int(exact.sum()), "not_in_panel": int(absent.sum())}
+    m = m.loc[~absent].reset_index(drop=True)
+    flow["rows_kept"] = len(m)
+    if problems:
+        return empty, flow
+    m = m.sort_values(["firm_id", "start_year"], kind="stable").reset_index(drop=True)
+    ey = pd.to_numeric(m["end_year"]).to_numpy(dtype=np.float64, na_value=np.nan)
+    out = pd.DataFrame({
+        "firm_id": m["firm_id"].astype("str").array,
+        "start_year": pd.to_numeric(m["start_year"]).to_numpy(dtype=np.float64).astype(np.int64),
+        "end_year": pd.arrays.IntegerArray(np.nan_to_num(ey).astype(np.int64), np.isnan(ey)),
+    })
     return out, flow
 
 

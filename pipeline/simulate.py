@@ -219,6 +219,7 @@ class SimulatedEconomy:
     truth: pd.DataFrame
     potential: pd.DataFrame = field(repr=False)
     config: dict[str, Any] = field(default_factory=dict)
+    other_programme: pd.DataFrame | None = None  # a second programme's register (other_programme.csv)
 
 
 # --------------------------------------------------------------------------------------------
@@ -336,6 +337,8 @@ def simulate_economy(
     irregular: bool | None = None,
     member_share: float = 0.18,
     spillover_radius: float | None = None,
+    other_share: float = 0.0,
+    other_effect: float = 0.05,
 ) -> SimulatedEconomy:
     """Simulate the economy described in the module docstring. See there for every option."""
     _check_args(n_firms, years, n_clusters, cohorts, effect, selection, spillover, attrition, member_share)
@@ -546,6 +549,21 @@ def simulate_economy(
         n_after = after.size
     in_register = member | after_window
 
+    # ---- a second programme (e.g. an R&D subsidy): its own effect on value added, in both
+    # potential outcomes of membership (so the truth of the cluster effect is unchanged);
+    # members are three times as likely to be in it, so ignoring it biases the naive estimate.
+    # Its own random stream: without it (other_share = 0) every other draw is unchanged.
+    other_df = None
+    if other_share > 0:
+        r_other = np.random.default_rng([seed, 4242])
+        p_in = np.clip(other_share * np.where(member, 3.0, 1.0), 0.0, 1.0)
+        in_o = r_other.random(n) < p_in
+        o_start = r_other.integers(y0 + 2, y1 + 1, n)
+        active = in_o[:, None] & (yrs_all[None, :] >= o_start[:, None])
+        va *= np.exp(float(other_effect) * active)
+        fo = np.flatnonzero(in_o)
+        other_df = pd.DataFrame({"firm_id": _str_take(_id_matrix("F", n), fo), "start_year": o_start[fo].astype(np.int64),
+                                 "end_year": pd.array([pd.NA] * fo.size, dtype="Int64")})
     # ---- exposure ---------------------------------------------------------------------
     expo_g = np.where(member, join, 0)
     expo_scale = np.where(member, 1.0, 0.0)
@@ -704,7 +722,8 @@ def simulate_economy(
         "n_two_spells": n_two, "n_after_window": n_after, "n_colocated": int((expo_group == 2).sum()),
         "n_rows": int(len(firms)),
     }  # fmt: skip
-    return SimulatedEconomy(firms, membership, deflators, truth, potential, config)
+    config["other_share"], config["other_effect"] = float(other_share), float(other_effect)
+    return SimulatedEconomy(firms, membership, deflators, truth, potential, config, other_df)
 
 
 def _truth_table(group: np.ndarray, cohort: np.ndarray, year: np.ndarray, pot: dict[str, np.ndarray]) -> pd.DataFrame:
@@ -874,6 +893,8 @@ def write_sample(out_dir: str | Path, economy: SimulatedEconomy) -> dict[str, Pa
         "deflators.csv": (economy.deflators, "%.4f"),
         "truth.csv": (economy.truth, "%.12g"),
     }
+    if economy.other_programme is not None:
+        files["other_programme.csv"] = (economy.other_programme, "%.1f")
     paths = {}
     with StageOutputs() as out:
         for name, (df, fmt) in files.items():

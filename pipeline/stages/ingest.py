@@ -14,4 +14,5 @@ def run(params: Params) -> None:
     with StageOutputs() as w:
         w.parquet(paths.interim_panel, out.panel)
         w.parquet(paths.interim_membership, out.membership)
+        w.parquet(paths.interim_other_programme, out.other_programme)
         w.json(paths.ingest_flow, out.flow)
