@@ -932,11 +932,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--spillover-radius", type=float, default=None,
                    help="co-location by distance: non-members within this many km of a member (default: same region x sector cell)")
     p.add_argument("--attrition", type=float, default=0.0, help="share of firms exiting early (default 0)")
+    p.add_argument("--other-share", type=float, default=0.0,
+                   help="a second programme (other_programme.csv): share of non-members in it, members 3x as likely (default 0 = none)")
+    p.add_argument("--other-effect", type=float, default=0.05, help="its effect on log value added (default 0.05)")
     a = p.parse_args(list(argv) if argv is not None else None)
     econ = simulate_economy(
         n_firms=a.firms, years=tuple(a.years), seed=a.seed, n_clusters=a.clusters, cohorts=a.cohorts,
         effect=a.effect, selection=a.selection, spillover=a.spillover, attrition=a.attrition,
-        spillover_radius=a.spillover_radius,
+        spillover_radius=a.spillover_radius, other_share=a.other_share, other_effect=a.other_effect,
     )  # fmt: skip
     write_sample(a.out, econ)
     c = econ.config
