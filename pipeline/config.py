@@ -80,7 +80,7 @@ DEFAULTS: dict[str, Any] = {
         "estimators": ["cs", "sunab", "imputation", "event_study", "twfe"],  # heterogeneity-robust first
         "covariates": [],
         "control_group": "nevertreated",
-        "vcov": {"kind": "cluster", "by": ["firm_id"]},
+        "vcov": {"kind": "cluster", "by": ["firm_id"], "weights": None, "draws": None},  # weights/draws: kind wild
         "alpha": 0.05,
         "outcome_estimators": {},  # outcome: [keys] replacing `estimators` for that outcome (e.g. Poisson for counts)
         # named variants of a registry estimator with their own options, covariates or control

@@ -25,6 +25,7 @@ import pyarrow.parquet as pq
 
 from models import registry
 from models.errors import ClusterImpactError, ConfigError, DesignError
+from models.inference.few_clusters import annotate_from_data, annotate_meta
 from models.result import EstimationResult
 from models.spec import EstimatorSpec
 from models.vcov import VcovSpec
@@ -129,6 +130,7 @@ def estimate_all(panel_path: Path, params: Params) -> EstimateRun:
                             result.meta.setdefault("spec", spec.to_dict())
                             result.meta["seed"] = params.seed
                             result.meta["package_versions"] = versions
+                            annotate_meta(result.meta, spec)
                             _attach_sensitivity(result, params)
                             run.results.append(result)
                         continue
@@ -161,6 +163,7 @@ def estimate_all(panel_path: Path, params: Params) -> EstimateRun:
             result.meta["seed"] = params.seed
             result.meta["package_versions"] = versions
             result.meta["rows_in"] = int(len(data) + n_missing)
+            annotate_from_data(result.meta, data, spec)
             _attach_sensitivity(result, params)
             run.results.append(result)
     _attach_romano_wolf(run, params)

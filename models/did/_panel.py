@@ -26,11 +26,11 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from models.errors import BadInputError, ConfigError, DesignError, first_keys
+from models.errors import BadInputError, ConfigError, DesignError, UnsupportedVcovError, first_keys
 from models.inference.wald import SingularVcovError, wald_test
 from models.result import normal_inference
 from models.spec import EstimatorSpec
-from models.vcov import VcovSpec
+from models.vcov import PYFIXEST_KINDS, VcovSpec
 
 CONTROL_GROUPS = ("nevertreated", "notyettreated")
 
@@ -61,15 +61,20 @@ class Panel(RowLedger):
     covariates: list[str]  # internal names _x0.. in the order of spec.covariates
     cluster_cols: list[str]  # internal names _cl0.. in the order of spec.vcov.by
     dropped: dict[str, int] = field(default_factory=dict)
+    estimator: str = ""  # registry key, for error messages
 
 
     @property
     def years(self) -> np.ndarray:
         return np.sort(self.df["_t"].unique())
 
-    def vcov_spec(self, vcov: VcovSpec) -> VcovSpec:
-        """The user's vcov with cluster columns renamed to the internal ones."""
-        return VcovSpec(kind=vcov.kind, by=tuple(self.cluster_cols))
+    def vcov_spec(self, vcov: VcovSpec, estimator: str = "") -> VcovSpec:
+        """The user's vcov with cluster columns renamed to the internal ones. Kinds pyfixest
+        cannot express (crv3, wild) raise UnsupportedVcovError here, naming the user's
+        columns (estimators that support them call this with kind 'cluster')."""
+        if vcov.kind not in PYFIXEST_KINDS:
+            raise UnsupportedVcovError(estimator or self.estimator, vcov.label(), list(PYFIXEST_KINDS))
+        return vcov.with_by(tuple(self.cluster_cols))
 
     def counts(self) -> dict:
         df = self.df
@@ -178,7 +183,7 @@ def prepare(
     if problems:
         raise BadInputError(f"{estimator}: {len(problems)} problem(s) with the panel:", problems=problems)
 
-    panel = Panel(df=df, covariates=covs, cluster_cols=cls)
+    panel = Panel(df=df, covariates=covs, cluster_cols=cls, estimator=estimator)
     vals = df[["_y", *covs]].to_numpy(dtype=float)
     panel.drop(np.isfinite(vals).all(axis=1), "missing_outcome_or_covariate")
     if panel.df.empty:

@@ -23,7 +23,19 @@ covers all observed event times both options here reproduce it (tested to 1e-10)
 
 Under staggered adoption with heterogeneous effects these coefficients are contaminated
 by other periods' effects (Sun & Abraham 2021); use ``sunab``/``imputation``/``cs`` for
-robust event studies. Backend: pyfixest ``feols``; all vcov kinds.
+robust event studies. Backend: pyfixest ``feols``; vcov kinds iid, hetero, cluster, twoway
+through pyfixest, and the few-clusters kinds computed on the same fit by
+:mod:`._cluster_inference`:
+
+* ``wild``: every event-time coefficient gets its wild cluster restricted bootstrap
+  p-value and a confidence interval by test inversion (boottest/fwildclusterboot's
+  default, not the percentile-t interval); ``std_error``, ``vcov_dynamic`` and the
+  pre-trend Wald test stay CRV1 (``meta["pretrend"]["vcov"]`` says so). Same weight draws
+  (seed ``spec.seed``) for every coefficient.
+* ``crv3``: CRV3 jackknife vcov for all coefficients (rows, ``vcov_dynamic`` and the
+  pre-trend test), t(G-1) p-values and intervals.
+
+``meta["warnings"]`` names the number of clusters (and of treated clusters) when few.
 
 Outputs: tidy rows ``aggregation="dynamic"``, ``term="rel_time::k"``, ``event_time=k``,
 ``n_treated`` = treated firms observed at event time k; ``tables["vcov_dynamic"]`` the
@@ -37,13 +49,15 @@ import numpy as np
 import pandas as pd
 
 from models.result import EstimationResult, normal_inference
+from models.vcov import FEW_CLUSTER_KINDS, VcovSpec
 
-from . import _panel
+from . import _cluster_inference, _panel
 from ._pyfixest import feols_fe
 
 OPTIONS: dict = {"event_window": [-5, 5], "endpoints": "bin"}
 NAME = "event_study"
 REF = -1
+SUPPORTED_VCOV = ("iid", "hetero", "cluster", "twoway", "crv3", "wild")
 MOMENTS_SAMPLE = "all"  # engine duckdb/spark: compressed regression on the whole balanced panel
 
 
@@ -69,6 +83,7 @@ def fit(data: pd.DataFrame, spec) -> EstimationResult:
         from models.errors import ConfigError
 
         raise ConfigError(f"estimate.{NAME}: unknown option(s) {sorted(unknown)}; allowed: {sorted(OPTIONS)}")
+    spec.vcov.require(NAME, SUPPORTED_VCOV)
     panel = _panel.prepare(data, spec, NAME)
     lo, hi = _panel.bin_event_time(panel, opts["event_window"], opts["endpoints"], NAME)
     _panel.drop_singletons(panel)
@@ -88,11 +103,24 @@ def fit(data: pd.DataFrame, spec) -> EstimationResult:
         "members (or with few cohorts) a fully dynamic TWFE needs more normalisations; use "
         "endpoints: bin with a narrower event_window, or add never members."
     )
-    res = feols_fe(df, "_y", cols + panel.covariates, panel.vcov_spec(spec.vcov), NAME, why_collinear=why)
+    few = spec.vcov.kind in FEW_CLUSTER_KINDS
+    # few-cluster kinds: point estimates and CRV1 from pyfixest, then the bootstrap / jackknife
+    fit_vcov = VcovSpec("cluster", spec.vcov.by) if few else spec.vcov
+    res = feols_fe(df, "_y", cols + panel.covariates, panel.vcov_spec(fit_vcov), NAME, why_collinear=why)
     m = len(times)
     beta, V = res.beta[:m], res.vcov[:m, :m]
     se = np.sqrt(np.diag(V))
     stat, p, clo, chi = normal_inference(beta, se, alpha=spec.alpha)
+    extra = {}
+    if few:
+        panel.df = df  # the event-time dummies are columns of the design
+        fc = _cluster_inference.few_cluster_inference(
+            panel, spec, cols + panel.covariates, m, NAME, labels=[f"rel_time::{k}" for k in times] + list(spec.covariates)
+        )
+        p, clo, chi = fc["p_value"], fc["conf_low"], fc["conf_high"]
+        if "vcov" in fc:  # crv3: its vcov replaces CRV1 everywhere
+            V, se, stat = fc["vcov"], fc["std_error"], fc["statistic"]
+        extra["vcov_detail"] = fc["meta"]
     ntr = _panel.n_treated_by(df.assign(_e=e), "_e")
     nobs = df.loc[np.isfinite(e)].groupby("_e").size()
     rows = [
@@ -118,10 +146,21 @@ def fit(data: pd.DataFrame, spec) -> EstimationResult:
         event_window=[lo, hi],
         endpoints=opts["endpoints"],
         reference_period=REF,
-        pretrend=_panel.pretrend_test(beta, V, times, ref=REF),
+        pretrend=_pretrend(beta, V, times, spec),
         formula=f"y ~ i(rel_time, ref={REF}) | {spec.idname} + {spec.tname}",
-        inference="normal",
+        inference=_cluster_inference.inference_label(spec, extra),
+        **extra,
     )
+    _cluster_inference.annotate(meta, panel, spec)
     return EstimationResult(
         estimator=NAME, outcome=spec.yname, tidy=pd.DataFrame(rows), meta=meta, tables={"vcov_dynamic": vc}
     )
+
+
+def _pretrend(beta, V, times, spec) -> dict:
+    out = _panel.pretrend_test(beta, V, times, ref=REF)
+    if spec.vcov.kind == "wild":
+        out["vcov"] = f"cluster({spec.vcov.by[0]}) CRV1 (chi2 Wald; the wild bootstrap is per coefficient)"
+    elif spec.vcov.kind == "crv3":
+        out["vcov"] = f"crv3({spec.vcov.by[0]})"
+    return out

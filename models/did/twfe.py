@@ -10,7 +10,11 @@ comparisons, including "forbidden" ones that use already-treated units as contro
 heterogeneity-robust estimators (cs, sunab, imputation).
 
 Backend: pyfixest ``feols(y ~ post + x | firm + year)``; ``spec.vcov`` translated with
-:meth:`VcovSpec.to_pyfixest` (all kinds supported). Singleton observations are removed
+:meth:`VcovSpec.to_pyfixest` (iid, hetero, cluster, twoway). The few-clusters kinds
+``wild`` (wild cluster restricted bootstrap p-value, CI by test inversion, CRV1 standard
+error) and ``crv3`` (jackknife vcov, t(G-1) inference) are computed on the same fit by
+:mod:`._cluster_inference` (seeded by ``spec.seed``). ``meta["warnings"]`` names the number
+of clusters (and of treated clusters) when they are few (:mod:`models.inference.few_clusters`). Singleton observations are removed
 iteratively before fitting and counted in ``meta["dropped"]["singleton"]``. A treatment
 with no variation left after the fixed effects (all units treated at the same time and
 no controls, ...) raises :class:`DesignError`; so does ``control_group: nevertreated``
@@ -19,16 +23,20 @@ without never members (no silent switch).
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pandas as pd
 
 from models.result import EstimationResult, normal_inference
+from models.vcov import FEW_CLUSTER_KINDS, VcovSpec
 
-from . import _panel
+from . import _cluster_inference, _panel
 from ._pyfixest import feols_fe
 
 OPTIONS: dict = {}
 NAME = "twfe"
+SUPPORTED_VCOV = ("iid", "hetero", "cluster", "twoway", "crv3", "wild")
 MOMENTS_SAMPLE = "all"  # engine duckdb/spark: compressed regression on the whole balanced panel
 
 
@@ -41,6 +49,7 @@ def fit_from_moments(moments, spec) -> EstimationResult | None:
 
 
 def fit(data: pd.DataFrame, spec) -> EstimationResult:
+    spec.vcov.require(NAME, SUPPORTED_VCOV)
     panel = _panel.prepare(data, spec, NAME)
     _panel.drop_singletons(panel)
     _panel.require_controls(panel, spec, NAME)
@@ -50,14 +59,28 @@ def fit(data: pd.DataFrame, spec) -> EstimationResult:
         "year fixed effects are absorbed (e.g. every unit treated in the same period with no "
         "never/not-yet-treated comparison, or treatment only in the first period)."
     )
-    row, res = static_row(panel, spec, NAME, why, covariates=tuple(panel.covariates))
+    few = spec.vcov.kind in FEW_CLUSTER_KINDS
+    # few-cluster kinds: point estimate and CRV1 from pyfixest, then the bootstrap / jackknife
+    fit_spec = replace(spec, vcov=VcovSpec("cluster", spec.vcov.by)) if few else spec
+    row, res = static_row(panel, fit_spec, NAME, why, covariates=tuple(panel.covariates))
+    extra = {}
+    if few:
+        fc = _cluster_inference.few_cluster_inference(
+            panel, spec, ["_D", *panel.covariates], 1, NAME, labels=["post", *spec.covariates]
+        )
+        for key in ("std_error", "statistic", "p_value", "conf_low", "conf_high"):
+            if key in fc:
+                row[key] = float(fc[key][0])
+        extra["vcov_detail"] = fc["meta"]
     meta = _panel.base_meta(
         panel,
         spec,
         formula="y ~ post" + "".join(f" + {c}" for c in spec.covariates) + f" | {spec.idname} + {spec.tname}",
         covariate_coefficients={c: float(b) for c, b in zip(spec.covariates, res.beta[1:])},
-        inference="normal",
+        inference=_cluster_inference.inference_label(spec, extra),
+        **extra,
     )
+    _cluster_inference.annotate(meta, panel, spec)
     return EstimationResult(estimator=NAME, outcome=spec.yname, tidy=pd.DataFrame([row]), meta=meta)
 
 

@@ -36,6 +36,17 @@ Fixed effects: pass ``fe`` (one array or a list of arrays); y and X are within-t
 cluster scores unchanged (Frisch-Waugh-Lovell). The FE degrees of freedom enter the
 ``(N-1)/(N-k)`` factor unless the FE is nested in the cluster (fixest's convention); the
 bootstrap p-value does not depend on this factor.
+
+Linear algebra (issue 9, the NIST-checked core :mod:`models.linalg`): the full-sample fit
+and (X'X)^-1 come from :func:`models.linalg.ols` (pivoted Householder QR, never the normal
+equations; rank and condition checked); the CRV3 leave-one-cluster-out systems
+(X'X - X_g'X_g) b = X'y - X_g'y_g are solved by :func:`models.linalg.solve_spd` (Cholesky
+after symmetry/definiteness/condition checks: a per-cluster QR would need refits); the
+bootstrap draws need no solves (matrix products on the precomputed blocks).
+
+Estimator use: vcov kinds ``wild``/``crv3`` of :mod:`models.vcov` for ``twfe`` and
+``event_study`` (:mod:`models.did._cluster_inference`); few-clusters thresholds and
+warnings in :mod:`models.inference.few_clusters`.
 """
 
 from __future__ import annotations
@@ -46,27 +57,22 @@ import numpy as np
 import pandas as pd
 
 from models import linalg as _linalg
+from models.inference import few_clusters as _fc
 from models.errors import BadInputError, DesignError
 
-__all__ = ["wild_cluster_bootstrap", "crv3_vcov", "crv1_vcov", "few_clusters_warning", "FEW_CLUSTERS"]
+__all__ = ["wild_cluster_bootstrap", "wild_cluster_bootstrap_many", "crv3_vcov", "crv1_vcov", "few_clusters_warning", "FEW_CLUSTERS"]
 
-#: Threshold for the few-clusters warning. Cluster-robust t-tests are known to over-reject
-#: noticeably below roughly 40-50 (balanced) clusters (Angrist & Pischke 2009 quote 42;
-#: MacKinnon & Webb 2017 show it can take more when clusters are unbalanced).
-FEW_CLUSTERS = 42
+#: Threshold for the few-clusters warning (50; justified in :mod:`models.inference.few_clusters`).
+FEW_CLUSTERS = _fc.FEW_CLUSTERS
 
 _BLOCK = 4096
 
 
 def few_clusters_warning(n_clusters: int, threshold: int = FEW_CLUSTERS) -> str | None:
-    """A warning naming the number of clusters when it is below ``threshold``, else None."""
-    if n_clusters < threshold:
-        return (
-            f"only {n_clusters} clusters (< {threshold}): cluster-robust (CRV1) standard errors "
-            "tend to over-reject with few clusters; report the wild cluster bootstrap p-value "
-            "(WCR, Webb weights when clusters < 12) and/or CRV3"
-        )
-    return None
+    """A warning naming the number of clusters when it is below ``threshold``, else None
+    (the cluster-count sentence of :func:`models.inference.few_clusters.few_clusters_warnings`)."""
+    w = _fc.few_clusters_warnings(n_clusters, threshold=threshold)
+    return w[0] if w else None
 
 
 def _as_2d(X):
@@ -140,25 +146,36 @@ def crv1_vcov(X, y, cluster, fe=None) -> np.ndarray:
     return ssc * XtX_inv @ (S.T @ S) @ XtX_inv
 
 
-def crv3_vcov(X, y, cluster, fe=None) -> np.ndarray:
+def crv3_vcov(X, y, cluster, fe=None, names=None) -> np.ndarray:
     """CRV3 jackknife vcov (G-1)/G sum_g (beta_(g) - beta)(beta_(g) - beta)'.
 
     Leave-one-cluster-out estimates from the per-cluster blocks (no refits); a cluster
     whose removal makes X'X singular raises DesignError."""
     X, y, codes, G, _ = _prepare(X, y, cluster, fe)
+    if G < 2:
+        raise DesignError("crv3_vcov: need at least 2 clusters")
     XtX_g, Xty_g = _cluster_blocks(X, y, codes, G)
     XtX = XtX_g.sum(0)
     Xty = Xty_g.sum(0)
-    beta = np.linalg.solve(XtX, Xty)
-    lhs = XtX[None] - XtX_g
-    rhs = Xty[None] - Xty_g
-    try:
-        beta_g = np.linalg.solve(lhs, rhs[..., None])[..., 0]
-    except np.linalg.LinAlgError as exc:
-        raise DesignError(
-            "crv3_vcov: dropping one cluster leaves X'X singular (a regressor varies within a "
-            "single cluster only); CRV3 is not defined for this design"
-        ) from exc
+    beta = _linalg.ols(X, y, names=names).beta  # pivoted QR on the full design
+    # leave-one-cluster-out normal equations: Cholesky with symmetry/definiteness and
+    # condition checks (models.linalg.solve_spd); a QR per cluster would need refits
+    beta_g = np.empty((G, X.shape[1]))
+    labels = pd.factorize(np.asarray(cluster))[1]
+    cols = list(names) if names is not None else [f"x{j}" for j in range(X.shape[1])]
+    for g in range(G):
+        A = XtX - XtX_g[g]
+        try:
+            beta_g[g] = _linalg.solve_spd(A, Xty - Xty_g[g])
+        except DesignError as exc:
+            dead = [cols[j] for j in np.flatnonzero(np.diag(A) <= 1e-12 * np.diag(XtX))]
+            what = (f"regressor(s) {dead} are non-zero only in that cluster" if dead
+                    else f"the remaining design is singular or ill-conditioned ({exc})")
+            raise DesignError(
+                f"crv3_vcov: leaving out cluster {labels[g]} ({g + 1} of {G}): {what}; the "
+                "leave-one-cluster-out estimate, hence CRV3, is not defined for this design "
+                "(use the wild cluster bootstrap, or a coarser event window)"
+            ) from None
     D = beta_g - beta
     return (G - 1) / G * D.T @ D
 
@@ -222,24 +239,50 @@ def wild_cluster_bootstrap(
     of draws actually used), ``weights``, ``enumerated``, ``warning`` (few clusters),
     ``ci`` (if ``ci_level``).
     """
-    X, y, codes, G, k_fe = _prepare(X, y, cluster, fe)
+    return wild_cluster_bootstrap_many(
+        X, y, cluster, [param_index], B=B, weights=weights, impose_null=impose_null, r=r, seed=seed, fe=fe,
+        enumerate_all=enumerate_all, ci_level=ci_level, return_draws=return_draws,
+    )[0]
+
+
+def wild_cluster_bootstrap_many(
+    X,
+    y,
+    cluster,
+    param_indices,
+    B: int = 9999,
+    weights: str = "rademacher",
+    impose_null: bool = True,
+    r: float = 0.0,
+    seed: int = 0,
+    fe=None,
+    enumerate_all: bool | None = None,
+    ci_level: float | None = None,
+    return_draws: bool = False,
+    k_fe: int | None = None,
+) -> list[dict]:
+    """:func:`wild_cluster_bootstrap` for several coefficients of one regression: the
+    per-cluster blocks, the fit and the weight draws are computed once and shared (every
+    coefficient is tested with the same weights, as boottest does with one seed), one
+    dict per entry of ``param_indices``. ``k_fe`` overrides the count of absorbed
+    fixed-effect parameters in the CRV1 factor (N-1)/(N-k) (it changes t and the
+    ``std_error``, not the p-value)."""
+    X, y, codes, G, k_fe0 = _prepare(X, y, cluster, fe)
+    k_fe = k_fe0 if k_fe is None else int(k_fe)
     N, k = X.shape
-    if not 0 <= param_index < k:
-        raise BadInputError(f"wild_cluster_bootstrap: param_index {param_index} outside 0..{k - 1}")
+    idx = [int(j) for j in param_indices]
+    bad = [j for j in idx if not 0 <= j < k]
+    if bad:
+        raise BadInputError(f"wild_cluster_bootstrap: param_index {bad} outside 0..{k - 1}")
     if G < 2:
         raise DesignError("wild_cluster_bootstrap: need at least 2 clusters")
     XtX_g, Xty_g = _cluster_blocks(X, y, codes, G)
-    XtX = XtX_g.sum(0)
     fit = _linalg.ols(X, y)  # pivoted QR (models.linalg); the per-cluster blocks feed the bootstrap
     XtX_inv, beta = fit.xtx_inv, fit.beta
     ssc = G / (G - 1) * (N - 1) / (N - k - k_fe)
-
-    # original CRV1 t statistic
     u_hat = y - X @ beta
     S_hat = np.zeros((G, k))
     np.add.at(S_hat, codes, X * u_hat[:, None])
-    a = XtX_inv[param_index]  # e_j'(X'X)^-1
-    se = float(np.sqrt(ssc * np.sum((S_hat @ a) ** 2)))
 
     if enumerate_all is None:
         enumerate_all = weights == "rademacher" and 2**G <= B
@@ -250,6 +293,8 @@ def wild_cluster_bootstrap(
             raise ValueError(f"full enumeration of 2^{G} sign vectors is too large")
         blocks = [np.array(list(itertools.product([-1.0, 1.0], repeat=G))).T]
     else:
+        # per-block seeding: replicate i's weights depend only on (seed, i), never on how
+        # blocks are scheduled or on the thread count
         n_blocks = -(-B // _BLOCK)
         children = np.random.SeedSequence(seed).spawn(n_blocks)
         blocks = []
@@ -257,52 +302,54 @@ def wild_cluster_bootstrap(
             n = min(_BLOCK, B - i * _BLOCK)
             blocks.append(_weights_block(weights, G, n, np.random.default_rng(ch)))
 
-    def boot(r0: float):
-        """t statistic and bootstrap t's for the null beta_j = r0 (same weights for every r0)."""
-        if impose_null:  # restricted OLS under beta_j = r0
-            beta_d = beta - XtX_inv[:, param_index] * (beta[param_index] - r0) / XtX_inv[param_index, param_index]
-        else:
-            beta_d = beta
-        S = Xty_g - XtX_g @ beta_d  # (G, k): s_g = X_g'(y_g - X_g beta_d)
-        c = S @ a  # (G,)
-        H = np.einsum("k,gkl,lm,hm->gh", a, XtX_g, XtX_inv, S)  # H_gh = a' XgXg (X'X)^-1 s_h
-        tb = []
-        for V in blocks:
-            num = c @ V  # WCR: beta*_j - r0; WCU: beta*_j - beta_j (centred at the estimate)
-            Z = c[:, None] * V - H @ V
-            den = np.sqrt(ssc * np.sum(Z * Z, axis=0))
-            with np.errstate(divide="ignore", invalid="ignore"):
-                tb.append(num / den)
-        return (beta[param_index] - r0) / se, np.concatenate(tb)
-
     def pval(t0, tb):
         # draws that tie with |t| up to rounding (v = +-1 under WCR reproduces the sample)
         # are not counted as more extreme, as in wildboottest
         return float(np.mean(np.abs(tb) > abs(t0) * (1 + 1e-10) + 1e-14))
 
-    t_stat, t_boot = boot(r)
-    p_value = pval(t_stat, t_boot)
-    n_draws = t_boot.size
-    ci = None
-    if ci_level is not None:
-        ci = _invert(lambda r0: pval(*boot(r0)), float(beta[param_index]), se, 1 - ci_level)
-    out = {
-        "p_value": p_value,
-        "t_stat": float(t_stat),
-        "estimate": float(beta[param_index]),
-        "std_error": se,
-        "n_clusters": int(G),
-        "B": int(n_draws),
-        "weights": weights,
-        "impose_null": bool(impose_null),
-        "enumerated": bool(enumerate_all),
-        "warning": few_clusters_warning(G),
-    }
-    if ci is not None:
-        out["ci"] = ci
-    if return_draws:
-        out["t_boot"] = t_boot
-    return out
+    results = []
+    for j in idx:
+        a = XtX_inv[j]  # e_j'(X'X)^-1
+        se = float(np.sqrt(ssc * np.sum((S_hat @ a) ** 2)))
+        A = np.einsum("k,gkl,lm->gm", a, XtX_g, XtX_inv)  # rows a' X_g'X_g (X'X)^-1
+
+        def boot(r0: float, j=j, a=a, se=se, A=A):
+            """t statistic and bootstrap t's for the null beta_j = r0 (same weights for every r0)."""
+            if impose_null:  # restricted OLS under beta_j = r0
+                beta_d = beta - XtX_inv[:, j] * (beta[j] - r0) / XtX_inv[j, j]
+            else:
+                beta_d = beta
+            S = Xty_g - XtX_g @ beta_d  # (G, k): s_g = X_g'(y_g - X_g beta_d)
+            c = S @ a  # (G,)
+            H = A @ S.T  # H_gh = a' X_g'X_g (X'X)^-1 s_h
+            tb = []
+            for V in blocks:
+                num = c @ V  # WCR: beta*_j - r0; WCU: beta*_j - beta_j (centred at the estimate)
+                Z = c[:, None] * V - H @ V
+                den = np.sqrt(ssc * np.sum(Z * Z, axis=0))
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    tb.append(num / den)
+            return (beta[j] - r0) / se, np.concatenate(tb)
+
+        t_stat, t_boot = boot(r)
+        out = {
+            "p_value": pval(t_stat, t_boot),
+            "t_stat": float(t_stat),
+            "estimate": float(beta[j]),
+            "std_error": se,
+            "n_clusters": int(G),
+            "B": int(t_boot.size),
+            "weights": weights,
+            "impose_null": bool(impose_null),
+            "enumerated": bool(enumerate_all),
+            "warning": few_clusters_warning(G),
+        }
+        if ci_level is not None:
+            out["ci"] = _invert(lambda r0, boot=boot: pval(*boot(r0)), float(beta[j]), se, 1 - ci_level)
+        if return_draws:
+            out["t_boot"] = t_boot
+        results.append(out)
+    return results
 
 
 def _invert(p_of_r, est: float, se: float, alpha: float, rel_tol: float = 1e-6) -> tuple[float, float]:

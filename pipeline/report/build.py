@@ -39,6 +39,7 @@ from .. import disclosure as sdc
 from ..io import dumps_json
 from . import figures as figs
 from . import sections as secs
+from .inference_checks import inference_rows, inference_summary
 from .tables import (
     ESTIMATOR_LABELS,
     fmt,
@@ -459,6 +460,8 @@ def build_report(inputs: ReportInputs, options: dict[str, Any], seed: int) -> Re
     content["families"] = secs.outcome_families(effects, inputs.ingest_flow or {}, lab_o_all, PREFERRED, labels, metas)
     content["bacon_detail"] = secs.bacon(inputs.tables or {}, aux, lab_o_all)
     content["heterogeneity"] = secs.heterogeneity(rel, metas, lab_o_all)
+    content["inference"] = inference_rows(rel, metas, lab_o_all)
+    content["inference_summary"] = inference_summary(content["inference"])
     content["check_summary"] = [cb["summary"] for cb in cred]
     content["sens_summary"] = [f"{sb['title']}: {sb['sentences'][0]}" for sb in sens if sb["sentences"]]
     content["missing"].update({"credibility": not cred, "sensitivity": not sens, "bacon": not content["bacon_detail"]})

@@ -117,6 +117,9 @@ def typst_source(c: dict[str, Any], figures: list[dict[str, Any]]) -> str:
             out.append(_bullets([f"[{r['verdict']}] {cb['outcome']}, {r['check']}: {r['sentence']}" for r in cb["rows"]]))
     else:
         out.append(_absent("The credibility battery (placebos, randomization inference, leave-one-out, spillovers) was not run."))
+    if c.get("inference_summary"):
+        out.append(f"#strong({ts('Inference and number of clusters')})\n")
+        out.append(_bullets([c["inference_summary"]] + [f"[{r['verdict']}] {r['outcome']}, {r['estimator']}: {r['sentence']} ({r['numbers']})" for r in c["inference"]]))
     if c["sens_summary"]:
         out.append(f"#strong({ts('Sensitivity to parallel-trends violations')})\n")
         out.append(_bullets(c["sens_summary"]))
