@@ -133,13 +133,6 @@ class _DuckDB:
     def frame(self, sql: str) -> pd.DataFrame:
         return self.con.execute(sql).fetchdf()
 
-    def n_distinct_periods(self, periods: np.ndarray) -> str:
-        # distinct periods per unit as a bit set: count(DISTINCT) is ~5x slower in DuckDB
-        if periods.size > 120:
-            return "count(DISTINCT t)"
-        lst = "[" + ", ".join(_lit(p) for p in periods) + "]"
-        return f"bit_count(bit_or(1::HUGEINT << (list_position({lst}, t) - 1)::INTEGER))"
-
     def close(self) -> None:
         import shutil
 
@@ -178,9 +171,6 @@ class _Spark:
     def frame(self, sql: str) -> pd.DataFrame:
         return self.spark.sql(sql).toArrow().to_pandas()
 
-    def n_distinct_periods(self, periods: np.ndarray) -> str:
-        return "count(DISTINCT t)"
-
     def close(self) -> None:
         for v in reversed(self._views):
             self.spark.sql(f"UNCACHE TABLE IF EXISTS {v}")
@@ -195,6 +185,17 @@ def _finite(col: str) -> str:
 
 def _count_if(cond: str) -> str:
     return f"sum(CASE WHEN {cond} THEN 1 ELSE 0 END)"
+
+
+def _n_periods(periods: np.ndarray) -> str:
+    """Distinct periods per unit, in SQL both engines run alike: the unit's periods as bits
+    of a BIGINT (``bit_or`` of one bit per period, then ``bit_count``); count(DISTINCT) is
+    ~5x slower in DuckDB and makes Spark expand every row. Beyond 62 periods
+    count(DISTINCT)."""
+    if periods.size > 62:
+        return "count(DISTINCT t)"
+    bits = " ".join(f"WHEN t = {_lit(p)} THEN CAST({1 << k} AS BIGINT)" for k, p in enumerate(periods))
+    return f"bit_count(bit_or(CASE {bits} END))"
 
 
 def _sql_moments(db, path, yname, tname, idname, gname, periods, cluster, anticipation, control_group) -> Moments:
@@ -243,7 +244,7 @@ def _sql_moments(db, path, yname, tname, idname, gname, periods, cluster, antici
     # pass 2: one row per unit with its T outcomes; checks (sum of the one matching row:
     # duplicates are rejected below)
     piv = ", ".join(f"sum(CASE WHEN t = {_lit(p)} THEN y END) AS y{k}" for k, p in enumerate(tkeep))
-    nt = db.n_distinct_periods(np.unique(tg["t"]))
+    nt = _n_periods(np.unique(tg["t"]))
     cl_agg = ", min(cl) AS cl, count(DISTINCT cl) AS ncl" if cluster else ""
     cut = f"t < {_lit(rules.period_cutoff)}" if rules.period_cutoff is not None else "TRUE"
     geff = f"CASE WHEN g = 0 OR g > {_lit(rules.late_after)} THEN 0 " + (
@@ -255,32 +256,35 @@ def _sql_moments(db, path, yname, tname, idname, gname, periods, cluster, antici
             f"SELECT id, count(*) AS nrows, {nt} AS nt, min(g) AS g, max(g) AS gmax, "
             f"{_count_if(cut)} AS nkeep{cl_agg}, {piv} FROM raw WHERE {ok_cond} GROUP BY id",
         )
-    problems = []
-    dup = db.frame("SELECT id, nrows - nt AS extra FROM units WHERE nrows > nt ORDER BY id LIMIT 5")
-    if len(dup):
-        n_dup = int(db.frame("SELECT count(*) AS n FROM units WHERE nrows > nt")["n"].iloc[0])
-        raise BadInputError(
-            f"engine {db.name}: {n_dup} unit(s) have more than one row for a ({idname}, {tname}) pair; the panel needs one row per unit "
-            f"and period. First: {first_keys(list(dup['id']))}. Deduplicate the panel."
-        )
-    gv = db.frame("SELECT id FROM units WHERE g <> gmax ORDER BY id LIMIT 5")
-    if len(gv):
-        n_gv = int(db.frame("SELECT count(*) AS n FROM units WHERE g <> gmax")["n"].iloc[0])
-        problems.append(f"column {gname!r} varies within {n_gv} unit(s) ({first_keys(list(gv['id']))}); the first treatment period must be constant per unit")
-    if cluster:
-        cv = db.frame("SELECT id FROM units WHERE ncl > 1 ORDER BY id LIMIT 5")
-        if len(cv):
-            n_cv = int(db.frame("SELECT count(*) AS n FROM units WHERE ncl > 1")["n"].iloc[0])
-            problems.append(f"cluster column {cluster!r} varies over time within {n_cv} unit(s) ({first_keys(list(cv['id']))}); use a time-invariant cluster variable")
-    if problems:
-        raise BadInputError(f"engine {db.name}: bad input:", problems=problems)
+    # every check and drop count in one aggregate over the units (one job on Spark); the
+    # first offending ids are fetched only when a check fails
     always = f"(({geff}) <> 0 AND ({geff}) <= {_lit(rules.always_upto)})"
+    checks = ["nrows > nt", "g <> gmax"] + (["ncl > 1"] if cluster else [])
     row = db.frame(
-        f"SELECT sum(nrows - nkeep) AS c, sum(CASE WHEN {always} THEN nkeep END) AS a, "
+        "SELECT " + ", ".join(f"{_count_if(c)} AS c{i}" for i, c in enumerate(checks))
+        + f", sum(nrows - nkeep) AS cut, sum(CASE WHEN {always} THEN nkeep END) AS a, sum(CASE WHEN NOT {always} THEN nkeep END) AS kept, "
         + ", ".join(f"count(CASE WHEN NOT {always} THEN y{k} END) AS k{k}" for k in range(tkeep.size))
         + " FROM units"
     ).iloc[0].tolist()
-    n_cut, n_always = int(_num(row[0])), int(_num(row[1]))
+    n_bad = [int(_num(v)) for v in row[: len(checks)]]
+    row = row[len(checks) :]
+
+    def first(cond: str) -> str:
+        return first_keys(list(db.frame(f"SELECT id FROM units WHERE {cond} ORDER BY id LIMIT 5")["id"]))
+
+    if n_bad[0]:
+        raise BadInputError(
+            f"engine {db.name}: {n_bad[0]} unit(s) have more than one row for a ({idname}, {tname}) pair; the panel needs one row per unit "
+            f"and period. First: {first(checks[0])}. Deduplicate the panel."
+        )
+    problems = []
+    if n_bad[1]:
+        problems.append(f"column {gname!r} varies within {n_bad[1]} unit(s) ({first(checks[1])}); the first treatment period must be constant per unit")
+    if cluster and n_bad[2]:
+        problems.append(f"cluster column {cluster!r} varies over time within {n_bad[2]} unit(s) ({first(checks[2])}); use a time-invariant cluster variable")
+    if problems:
+        raise BadInputError(f"engine {db.name}: bad input:", problems=problems)
+    n_cut, n_always, n_kept = int(_num(row[0])), int(_num(row[1])), int(_num(row[2]))
     if rules.period_cutoff is not None:
         dropped["periods_without_comparison_group"] = n_cut
         notes.append(
@@ -289,12 +293,9 @@ def _sql_moments(db, path, yname, tname, idname, gname, periods, cluster, antici
         )
     if n_always:
         dropped["treated_in_first_period"] = n_always
-    cols = [k for k in range(tkeep.size) if row[2 + k] > 0]  # periods left after dropping always-treated units
+    cols = [k for k in range(tkeep.size) if row[3 + k] > 0]  # periods left after dropping always-treated units
     T = len(cols)
     full = f"NOT {always} AND nkeep = {T} AND " + " AND ".join(f"y{k} IS NOT NULL" for k in cols)
-    n_unbal = _num(db.frame(f"SELECT sum(nkeep) AS n FROM units WHERE NOT {always} AND NOT ({full})")["n"].iloc[0])
-    if n_unbal:
-        dropped["unbalanced_panel"] = int(n_unbal)
     # pass 3: per-cohort counts, means, within-cohort scatter (two-pass, centred)
     with step(f"{db.name}: cohort moments ({T} periods)"):
         db.view("bal", f"SELECT ({geff}) AS h{', cl' if cluster else ''}, {', '.join(f'y{k}' for k in cols)} FROM units WHERE {full}")
@@ -406,10 +407,16 @@ def fit_from_parquet(panel_path: Path | str, spec, module, engine: str = "duckdb
            spec.idname, spec.gname, cluster, int(o.get("anticipation") or 0) if cs_rules else 0, spec.control_group)
     m = _MOMENTS_CACHE.get(key)
     if m is None:
-        m = cs_moments(
-            panel_path, spec.yname, spec.tname, spec.idname, spec.gname, cluster=cluster, engine=engine,
-            anticipation=key[8], control_group=spec.control_group,
-        )
+        try:
+            m = cs_moments(
+                panel_path, spec.yname, spec.tname, spec.idname, spec.gname, cluster=cluster, engine=engine,
+                anticipation=key[8], control_group=spec.control_group,
+            )
+        except BadInputError as exc:
+            if cs_rules:
+                raise
+            # e.g. a cluster that varies within a unit: fine for the regression in memory
+            raise EngineFallback(f"the moments cannot be formed ({exc}); the in-memory path decides") from exc
         _MOMENTS_CACHE.clear()  # one outcome's moments at a time (estimate_all loops estimators within an outcome)
         _MOMENTS_CACHE[key] = m
     if not cs_rules and m.dropped.get("missing_outcome"):

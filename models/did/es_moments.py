@@ -1,5 +1,5 @@
 """Static TWFE and the binned TWFE event study from per-cohort sufficient statistics
-("compressed" regression), exact on balanced panels.
+("compressed" regression), exact on balanced panels (binned or trimmed event-time endpoints).
 
 Why it is exact. In a balanced panel (every unit observed in all T periods) with unit and
 period fixed effects, every regressor here is a function of the unit's cohort g and the
@@ -33,13 +33,29 @@ tests): CRV1 :math:`\\frac{G}{G-1}\\frac{N-1}{N-K}` with the unit effects (neste
 cluster) not counted, :math:`K = k + T`; HC1 :math:`\\frac{N}{N-K}` with
 :math:`K = k + n_{units} + T - 1`; iid :math:`SSR/(N-K)` with :math:`K = k + n_{units} + T - 1`. Inference is
 normal, as in :mod:`.twfe` and :mod:`.event_study`, whose results these equal to rounding
-(tests/test_es_moments.py: 1e-10).
+(tests/test_es_moments.py: 1e-10, the in-memory path's demeaning tolerance).
 
-When it is not exact the functions return ``None`` and the caller loads the panel: units
-dropped by the moments' sample rules (unbalanced, always treated, missing outcome), no
-never-treated units (the moments then trim periods), ``endpoints: trim`` (drops rows, so the
-panel is no longer balanced), covariates, two-way clustering, or a rank-deficient design (the
-in-memory path then raises the DesignError that names the collinear regressors).
+Unbalanced by design (``endpoints: trim``): every unit of cohort g is observed in the same
+periods :math:`P_g`, so with :math:`M_g` the within-unit projection on :math:`P_g` and the
+period dummies partialled out explicitly (FWL once more, at the cohort x period level), the
+same formulas hold with :math:`M_g` in place of :math:`M`; the tests check this against
+dense least squares with explicit unit and period dummies (1e-12).
+
+When it is not exact the functions return ``None`` and the caller loads the panel (the
+in-memory path then fits, or raises its own error), never a silently different sample:
+
+* any row the moments dropped (``dropped`` non-empty: unbalanced units, always-treated units,
+  missing outcome/cluster values, periods cut for want of never-treated units);
+* cohorts after the last period (recoded as never treated by the moments, a treated unit with
+  leads in memory; detected from the moments' note, :data:`LATE_NOTE`);
+* no never-treated units or ``exclude_g`` set (CS's control-group rules changed the sample);
+* covariates, vcov kinds other than iid/hetero/cluster (twoway, crv3, wild), a coarser
+  cluster without per-(cluster, cohort) sums;
+* fewer than two periods or cohorts, singletons after trimming, no event time >= 0, or a
+  rank-deficient design (the in-memory path then raises the DesignError that names it).
+
+Meta equals the in-memory meta key by key, including ``n_treated_clusters`` and the
+few-clusters warnings of :func:`models.inference.few_clusters.annotate`.
 """
 
 from __future__ import annotations
@@ -47,11 +63,15 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from models.inference import few_clusters
 from models.result import EstimationResult, normal_inference
 
 from . import _panel
 
 FORMULA_TWFE = "y ~ post | {id} + {t}"
+#: the note models.did.att_gt._prepare and pipeline.engine write when they recode cohorts
+#: after the last period as never treated
+LATE_NOTE = "after the last period"
 
 
 def _exact(m, spec) -> bool:
@@ -60,6 +80,11 @@ def _exact(m, spec) -> bool:
         return False
     if any(int(v) for v in (m.dropped or {}).values()):
         return False
+    # cohorts after the last period are recoded as never treated in the moments (their note
+    # is the only trace: Moments has no field for it); the in-memory path keeps them as
+    # treated units (n_treated_units) with event-time leads, so the samples differ
+    if any(LATE_NOTE in str(x) for x in (m.notes or [])):
+        return False
     if m.exclude_g is not None or 0 not in set(int(c) for c in m.cohorts) or m.cohorts.size < 2:
         return False
     if spec.vcov.kind == "cluster" and spec.vcov.by[0] != spec.idname and m.cluster_code is None:
@@ -67,24 +92,41 @@ def _exact(m, spec) -> bool:
     return m.periods.size >= 2
 
 
-def _two_way(X: np.ndarray, w: np.ndarray) -> np.ndarray:
-    """Two-way demeaning of cohort x period arrays X (H, T, ...) with cohort weights w (H,)."""
-    N = w.sum()
-    row = X.mean(axis=1, keepdims=True)  # cohort means over periods
-    col = np.tensordot(w, X, axes=(0, 0))[None] / N  # period means over units
-    tot = col.mean(axis=1, keepdims=True)
-    return X - row - col + tot
+def _within(P: np.ndarray) -> np.ndarray:
+    """(H, T, T) within-unit projections :math:`M_h = \\mathrm{diag}(P_h) - P_hP_h'/|P_h|` of
+    units observed in the periods ``P_h`` (bool (H, T)); zero outside ``P_h``."""
+    Pf = P.astype(float)
+    return np.einsum("ht,ts->hts", Pf, np.eye(P.shape[1])) - np.einsum("ht,hs->hts", Pf, Pf) / Pf.sum(axis=1)[:, None, None]
 
 
-def _fit(m, spec, X: np.ndarray):
-    """(beta, V, df_info) of y on cohort x period regressors X (H, T, k) with unit and
-    period fixed effects; None when X'X is singular."""
+def _partial(m, X: np.ndarray, Mh: np.ndarray):
+    """FWL at the cohort x period level: within-unit transform (``Mh``), then partial the
+    T-1 period dummies out with weights n_h. Returns (X~ (H, T, k), y~ (H, T) the cohort
+    means of the partialled outcome). Balanced (every P_h full): X~ is the two-way demeaned
+    X of the module docstring."""
     H, T, k = X.shape
     w = m.n.astype(float)
+    Dt = np.broadcast_to(np.eye(T)[None, :, 1:], (H, T, T - 1))
+    Z = np.concatenate([X, m.mean[:, :, None], Dt], axis=2)  # [X, ybar, period dummies]
+    Zt = np.einsum("hts,hsp->htp", Mh, Z)
+    Dw = Zt[:, :, k + 1 :]
+    Add = np.einsum("h,htp,htq->pq", w, Dw, Dw)
+    Adz = np.einsum("h,htp,htq->pq", w, Dw, Zt[:, :, : k + 1])
+    R = Zt[:, :, : k + 1] - Dw @ np.linalg.solve(Add, Adz)
+    return R[:, :, :k], R[:, :, k]
+
+
+def _fit(m, spec, X: np.ndarray, P: np.ndarray | None = None):
+    """(beta, V, n_obs, n_clusters) of y on cohort x period regressors X (H, T, k) with unit
+    and period fixed effects, units of cohort h observed in the periods ``P[h]`` (default:
+    all); None when the regressors are collinear with the fixed effects."""
+    H, T, k = X.shape
+    P = np.ones((H, T), dtype=bool) if P is None else P
+    w = m.n.astype(float)
     N_units = w.sum()
-    n_obs = int(N_units * T)
-    Xt = _two_way(X, w)
-    yt = _two_way(m.mean[:, :, None], w)[:, :, 0]  # cohort means of the two-way demeaned y
+    n_obs = int((w[:, None] * P).sum())
+    Mh = _within(P)
+    Xt, yt = _partial(m, X, Mh)
     A = np.einsum("h,htk,htl->kl", w, Xt, Xt)
     b = np.einsum("h,htk,ht->k", w, Xt, yt)
     scale = np.sqrt(np.diag(A))
@@ -95,10 +137,9 @@ def _fit(m, spec, X: np.ndarray):
         return None
     Ainv = np.linalg.inv(As) / np.outer(scale, scale)
     beta = Ainv @ b
-    ebar = yt - Xt @ beta  # (H, T) cohort-mean residuals
-    Mc = np.eye(T) - 1.0 / T
-    # per-cohort sum of e_i e_i' (T x T)
-    MSM = np.einsum("ts,hsu,uv->htv", Mc, m.scatter, Mc)
+    ebar = yt - Xt @ beta  # (H, T) cohort-mean residuals (zero outside P_h)
+    # per-cohort sum of e_i e_i' (T x T), e_i = M_h (y_i - ybar_h) + ebar_h
+    MSM = np.einsum("hts,hsu,hvu->htv", Mh, m.scatter, Mh)
     E = MSM + w[:, None, None] * np.einsum("ht,hs->hts", ebar, ebar)
     kind = spec.vcov.kind
     # degrees-of-freedom counts as pyfixest 0.60 applies them (matched in the tests): iid
@@ -121,7 +162,11 @@ def _fit(m, spec, X: np.ndarray):
         else:
             h = m.cluster_cohort
             ncg = m.cluster_n.astype(float)
-            R = (m.cluster_sum - ncg[:, None] * m.mean[h]) @ Mc + ncg[:, None] * ebar[h]  # (rows, T) residual sums
+            R = (m.cluster_sum - ncg[:, None] * m.mean[h]) + 0.0  # (rows, T) -> residual sums
+            for j in range(H):  # per cohort: memory O(rows x T), not O(rows x T^2)
+                r = h == j
+                R[r] = R[r] @ Mh[j]  # M_h symmetric
+            R += ncg[:, None] * ebar[h]
             contrib = np.einsum("rt,rtk->rk", R, Xt[h])
             G = int(m.cluster_code.max()) + 1
             S = np.zeros((G, k))
@@ -133,7 +178,7 @@ def _fit(m, spec, X: np.ndarray):
     return beta, V, n_obs, n_clusters
 
 
-def _meta(m, spec, n_obs: int, n_clusters, **extra) -> dict:
+def _meta(m, spec, n_obs: int, n_clusters, dropped=None, **extra) -> dict:
     treated = m.cohorts > 0
     meta = {
         "n_obs": n_obs,
@@ -142,9 +187,16 @@ def _meta(m, spec, n_obs: int, n_clusters, **extra) -> dict:
         "n_clusters": n_clusters,
         "vcov": spec.vcov.label(),
         "control_group": spec.control_group,
-        "dropped": {},
+        "dropped": dict(dropped or {}),
     }
     meta.update(extra)
+    if spec.vcov.kind == "cluster":
+        # n_treated_clusters and the few-clusters warnings, as models.did._cluster_inference.annotate
+        if spec.vcov.by[0] == spec.idname or m.cluster_code is None:
+            g1 = meta["n_treated_units"]
+        else:
+            g1 = int(np.unique(m.cluster_code[treated[m.cluster_cohort]]).size)
+        few_clusters.annotate(meta, n_clusters=n_clusters, n_treated_clusters=g1, by=spec.vcov.by[0], kind=spec.vcov.kind)
     return meta
 
 
@@ -171,19 +223,38 @@ def fit_twfe_from_moments(m, spec) -> EstimationResult | None:
 
 
 def fit_event_study_from_moments(m, spec, options: dict, ref: int = -1) -> EstimationResult | None:
-    """Binned TWFE event study (:mod:`.event_study`, ``endpoints: bin``) from :class:`Moments`;
-    None when not exact (see module doc)."""
-    if options.get("endpoints", "bin") != "bin" or not _exact(m, spec):
-        return None
+    """TWFE event study (:mod:`.event_study`) from :class:`Moments`, ``endpoints`` ``bin`` or
+    ``trim``; None when not exact (see module doc).
+
+    ``trim`` keeps treated units' periods inside the window: units of cohort g are then
+    observed in :math:`P_g = \\{t: lo \\le t-g \\le hi\\}`, the same periods for every unit of
+    the cohort, so the within-unit projection :math:`M_g` on :math:`P_g` replaces
+    :math:`I - 11'/T` (period effects partialled out explicitly) and the result is still
+    exact."""
+    endpoints = options.get("endpoints", "bin")
+    if endpoints not in ("bin", "trim") or not _exact(m, spec):
+        return None  # fit() raises the ConfigError for a bad endpoints value
     lo, hi = _panel.check_window(options["event_window"], "event_study")
     g = m.cohorts.astype(float)[:, None]
     t = m.periods.astype(float)[None, :]
-    e = np.where(g > 0, np.clip(t - g, lo, hi), np.nan)  # (H, T) binned event time
+    rel = np.where(g > 0, t - g, np.nan)  # (H, T) event time, NaN for never treated
+    P = np.ones(rel.shape, dtype=bool)
+    dropped = {}
+    if endpoints == "trim":
+        P = ~(np.isfinite(rel) & ((rel < lo) | (rel > hi)))
+        n_out = int((m.n[:, None] * ~P).sum())
+        if n_out:
+            dropped["outside_event_window"] = n_out
+        # singletons (a unit left with one period, a period with one unit) are dropped by the
+        # in-memory path and change its sample: not exact
+        if (P.sum(axis=1) < 2).any() or ((m.n[:, None] * P).sum(axis=0) < 2).any():
+            return None
+    e = np.where(P, np.clip(rel, lo, hi), np.nan)  # binned event time, NaN never / trimmed
     times = [int(k) for k in np.unique(e[np.isfinite(e)]) if k != ref]
     if not any(k >= 0 for k in times):
         return None  # the in-memory path raises its DesignError
     X = (e[:, :, None] == np.asarray(times, float)[None, None, :]).astype(float)
-    fit = _fit(m, spec, X)
+    fit = _fit(m, spec, X, P)
     if fit is None:
         return None
     beta, V, n_obs, n_cl = fit
@@ -201,7 +272,7 @@ def fit_event_study_from_moments(m, spec, options: dict, ref: int = -1) -> Estim
         })
     vc = pd.DataFrame(V, index=pd.Index(times, name="event_time"), columns=pd.Index(times, name="event_time"))
     meta = _meta(
-        m, spec, n_obs, n_cl, event_window=[lo, hi], endpoints="bin", reference_period=ref,
+        m, spec, n_obs, n_cl, dropped, event_window=[lo, hi], endpoints=endpoints, reference_period=ref,
         pretrend=_panel.pretrend_test(beta, V, times, ref=ref),
         formula=f"y ~ i(rel_time, ref={ref}) | {spec.idname} + {spec.tname}", inference="normal",
     )

@@ -63,7 +63,7 @@ MOMENTS_SAMPLE = "all"  # engine duckdb/spark: compressed regression on the whol
 
 def fit_from_moments(moments, spec) -> EstimationResult | None:
     """The same result from per-cohort sufficient statistics (:mod:`.es_moments`, binned
-    endpoints); None where that is not exact (the caller then loads the panel)."""
+    or trimmed endpoints); None where that is not exact (the caller then loads the panel)."""
     from .es_moments import fit_event_study_from_moments
 
     opts = {**OPTIONS, **(spec.options or {})}
