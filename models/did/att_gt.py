@@ -508,13 +508,18 @@ def att_gt(
                 psi[s, j] = (n / s.size) * r.inf_func
             continue
         if method == "dr":
-            a, inf = drdid_panel(y1, y0, entry["D"], entry["X"], ps=entry["ps"], ols=entry["ols"])
-        elif method == "ipw":
-            a, inf = std_ipw_did_panel(y1, y0, entry["D"], entry["X"], ps=entry["ps"])
+            a, inf = drdid_panel(y1, y0, entry["D"], entry["X"], ps=entry["ps"], ols=entry["ols"], scale=n / s.size)
         else:
-            a, inf = reg_did_panel(y1, y0, entry["D"], entry["X"], ols=entry["ols"])
+            if method == "ipw":
+                a, inf = std_ipw_did_panel(y1, y0, entry["D"], entry["X"], ps=entry["ps"])
+            else:
+                a, inf = reg_did_panel(y1, y0, entry["D"], entry["X"], ols=entry["ols"])
+            inf *= n / s.size
         att[js] = a
-        psi[np.ix_(s, js)] = (n / s.size) * inf
+        # column by column: a 1-D scatter into a contiguous column of the Fortran-ordered psi
+        # is much cheaper than a 2-D np.ix_ scatter
+        for c, j in enumerate(js):
+            psi[s, j] = inf[:, c]
 
     groups = np.array([c[0] for c in cells])
     times = np.array([c[1] for c in cells])

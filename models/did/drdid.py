@@ -73,10 +73,11 @@ def logit_irls(D: np.ndarray, X: np.ndarray, *, tol: float = 1e-12, max_iter: in
     """
     n, k = X.shape
     beta = np.zeros(k)
-    # start from the intercept-only solution in the direction of the first column
+    # start from beta = 0 (all scores 1/2)
     dev_old = np.inf
+    eta = X @ beta
     for _ in range(max_iter):
-        eta = X @ beta
+        # eta = X beta of the current iterate (computed at the end of the previous step)
         p = 1.0 / (1.0 + np.exp(-eta))
         w = p * (1.0 - p)
         grad = X.T @ (D - p)
@@ -121,7 +122,12 @@ class PScoreFit:
         trim = np.where(D == 1, ps < 1.01, ps < TRIM_LEVEL)
         W = ps * (1.0 - ps)
         H = X.T @ (X * W[:, None])
-        hess_inv = np.linalg.inv(H) * n
+        # (X'WX/n)^{-1} by the Cholesky of the Jacobi-scaled Hessian in models.linalg
+        # (symmetry, definiteness and conditioning checked), not a general-purpose inverse
+        try:
+            hess_inv = _linalg.solve_spd(H, np.eye(H.shape[0])) * n
+        except DesignError as exc:
+            raise DesignError(f"propensity-score logit: Hessian not invertible ({exc})") from None
         score = (D - ps)[:, None] * X
         return cls(ps=ps, trim=trim, alr=score @ hess_inv, max_raw=max_raw)
 
@@ -245,16 +251,18 @@ def std_ipw_did_panel(y1, y0, D, X, *, ps: PScoreFit | None = None):
     return _out(att, inf_treat - inf_cont, single)
 
 
-def drdid_panel(y1, y0, D, X, *, ps: PScoreFit | None = None, ols: ControlOLS | None = None):
+def drdid_panel(y1, y0, D, X, *, ps: PScoreFit | None = None, ols: ControlOLS | None = None, scale: float = 1.0):
     """Locally efficient doubly-robust DiD (Sant'Anna & Zhao 2020; DRDID ``drdid_panel``);
-    batched as :func:`reg_did_panel`."""
+    batched as :func:`reg_did_panel`. ``scale`` multiplies the returned influence function
+    (att_gt's :math:`n/n_j`; folded into the assembly so no extra (n, J) pass is needed)."""
     single = np.ndim(y1) == 1
     dY, D, X = _batch(y1, y0, D, X)
     ps = ps or PScoreFit.fit(D, X)
     ols = ols or ControlOLS.fit(D, X)
     n = D.shape[0]
     p = ps.ps
-    resid = dY - X @ ols.coef(dY)  # (n, J)
+    resid = X @ ols.coef(dY)  # (n, J)
+    np.subtract(dY, resid, out=resid)
     w_treat = ps.trim * D
     w_cont = ps.trim * p * (1.0 - D) / (1.0 - p)
     mt, mc = w_treat.mean(), w_cont.mean()
@@ -268,16 +276,19 @@ def drdid_panel(y1, y0, D, X, *, ps: PScoreFit | None = None, ols: ControlOLS | 
     M3 = (w_cont[:, None] * X).mean(axis=0)
     lin1 = (1.0 - D) * (XA @ M1)
     lin3 = (1.0 - D) * (XA @ M3)
-    M2 = X.T @ (w_cont[:, None] * (resid - eta_cont)) / n  # (k, J)
+    # M2 = X'(w_c (resid - eta_c))/n, expanded so that no (n, J) temporary is formed
+    M2 = ((X * w_cont[:, None]).T @ resid - np.outer(X.T @ w_cont, eta_cont)) / n  # (k, J)
     # inf_treat - inf_cont, with
     #   inf_treat = [w_t (resid - eta_t) - lin1 resid] / mt
     #   inf_cont  = [w_c (resid - eta_c) + alr M2 - lin3 resid] / mc
-    # collected by term so the (n, J) matrices are passed over a few times only
-    a = (w_treat - lin1) / mt - (w_cont - lin3) / mc
-    inf = resid * a[:, None]
-    inf -= np.outer(w_treat / mt, eta_treat)
-    inf += np.outer(w_cont / mc, eta_cont)
-    inf -= ps.alr @ (M2 / mc)
+    # = resid * a - [w_t/mt, -w_c/mc, alr] @ [eta_t; eta_c; M2/mc]: one elementwise pass and
+    # one (n, k+2) x (k+2, J) product
+    a = scale * ((w_treat - lin1) / mt - (w_cont - lin3) / mc)
+    L = np.column_stack([w_treat / mt, -w_cont / mc, ps.alr])
+    R = np.vstack([eta_treat[None, :], eta_cont[None, :], M2 / mc]) * (-scale)
+    inf = resid
+    inf *= a[:, None]
+    inf += L @ R
     return _out(att, inf, single)
 
 
