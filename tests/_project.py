@@ -74,3 +74,25 @@ def copy_project(sample: Path, dst: Path) -> Path:
     shutil.copytree(sample / "data" / "raw", dst / "data" / "raw")
     shutil.copy(sample / "params.yaml", dst / "params.yaml")
     return dst
+
+
+def dvc_project(dst: Path, *, params: dict, n_firms: int = 300, seed: int = 9) -> Path:
+    """A fresh git + DVC checkout of this repository at ``dst`` with a small generated sample
+    in place of the embedded one (every tracked file but data/raw), committed."""
+    files = subprocess.run(["git", "ls-files"], cwd=REPO, capture_output=True, text=True, check=True).stdout.split()
+    import shutil
+
+    for f in files:
+        if f.startswith("data/raw/"):
+            continue
+        target = dst / f
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(REPO / f, target)
+    make_project(dst, n_firms=n_firms, seed=seed, params=params)
+    subprocess.run(["git", "init", "-q"], cwd=dst, check=True)
+    subprocess.run(["git", "add", "-A"], cwd=dst, check=True)
+    # a fixed author/committer date: the same files give the same commit id in every copy
+    # (the report's provenance records it)
+    env = dict(os.environ, GIT_AUTHOR_DATE="2026-01-01T00:00:00Z", GIT_COMMITTER_DATE="2026-01-01T00:00:00Z")
+    subprocess.run(["git", "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "x"], cwd=dst, check=True, env=env)
+    return dst

@@ -10,7 +10,7 @@ import sys
 import pandas as pd
 import pytest
 
-from tests._project import REPO, cli, make_project, output_files, project_params
+from tests._project import REPO, cli, dvc_project, make_project, output_files, project_params
 
 
 @pytest.fixture(scope="module")
@@ -91,20 +91,9 @@ def test_twfe_recovers_single_cohort_homogeneous_effect(tmp_path):
 
 def test_dvc_repro_twice_second_does_nothing(tmp_path):
     """A fresh git+DVC checkout of the project runs `dvc repro`; the second is a no-op."""
-    files = subprocess.run(["git", "ls-files"], cwd=REPO, capture_output=True, text=True, check=True).stdout.split()
-    for f in files:
-        if f.startswith("data/raw/"):
-            continue
-        dst = tmp_path / f
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(REPO / f, dst)
     # a small sample in place of the embedded one keeps this test fast
-    params = project_params(estimators=["twfe", "event_study"])
-    make_project(tmp_path, n_firms=300, seed=9, params=params)
+    dvc_project(tmp_path, params=project_params(estimators=["twfe", "event_study"]))
     env_cmd = [sys.executable, "-m", "dvc"]
-    subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
-    subprocess.run(["git", "add", "-A"], cwd=tmp_path, check=True)
-    subprocess.run(["git", "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "x"], cwd=tmp_path, check=True)
     first = subprocess.run([*env_cmd, "repro"], cwd=tmp_path, capture_output=True, text=True, timeout=900)
     assert first.returncode == 0, first.stdout + first.stderr
     assert (tmp_path / "reports/report.html").is_file()
