@@ -17,12 +17,15 @@ units dropped (``treated_in_first_period``) and units not observed in every peri
 cluster varying within a unit raise BadInputError, as att_gt.
 
 Engines: ``duckdb`` (embedded, 2 threads, spills to disk) and ``spark`` (PySpark; local mode
-or a cluster, see :mod:`pipeline.spark`) run the same SQL (:func:`_sql_moments`): each
-engine class supplies only quoting, temporary views, a materialised table and one aggregate
-(distinct periods per unit) that differ between them. The results are small (cohorts x
+or a cluster, see :mod:`pipeline.spark`) run the same SQL strings (:func:`_sql_moments`,
+one implementation): each engine class supplies only what is not SQL -- identifier quoting,
+temporary views, a materialised table and fetching a small result. Six statements on a valid
+panel: (period, cohort) counts; the units table (one row per unit); one aggregate holding
+every check and drop count; cohort means; centred scatter; (cluster, cohort) sums. The results are small (cohorts x
 periods^2 and clusters x cohorts x periods) and feed :func:`models.did.cs_moments.att_gt_from_moments`
 and the compressed TWFE/event study of :mod:`models.did.es_moments`. Ibis was considered for
-the shared path; plain SQL in the common subset of both dialects needed no translation layer.
+the shared path; plain SQL in the common subset of both dialects needed no translation layer
+(and ibis-framework is not a dependency).
 """
 
 from __future__ import annotations
@@ -200,7 +203,7 @@ def _n_periods(periods: np.ndarray) -> str:
 
 def _sql_moments(db, path, yname, tname, idname, gname, periods, cluster, anticipation, control_group) -> Moments:
     """The moments in three passes of SQL that DuckDB and Spark run alike (``db`` supplies
-    quoting, views, a materialised table and the one aggregate that differs)."""
+    quoting, views, a materialised table and fetching)."""
     q = db.q
     have = set(db.columns())
     need = [idname, tname, yname, gname] + ([cluster] if cluster else [])
@@ -295,6 +298,8 @@ def _sql_moments(db, path, yname, tname, idname, gname, periods, cluster, antici
         dropped["treated_in_first_period"] = n_always
     cols = [k for k in range(tkeep.size) if row[3 + k] > 0]  # periods left after dropping always-treated units
     T = len(cols)
+    if not T:
+        raise DesignError("att_gt: no units left after dropping always-treated and unbalanced units")
     full = f"NOT {always} AND nkeep = {T} AND " + " AND ".join(f"y{k} IS NOT NULL" for k in cols)
     # pass 3: per-cohort counts, means, within-cohort scatter (two-pass, centred)
     with step(f"{db.name}: cohort moments ({T} periods)"):
@@ -302,12 +307,16 @@ def _sql_moments(db, path, yname, tname, idname, gname, periods, cluster, antici
         means = db.frame(f"SELECT h, count(*) AS n, {', '.join(f'avg(y{k}) AS m{k}' for k in cols)} FROM bal GROUP BY h ORDER BY h")
         if means.empty:
             raise DesignError("att_gt: no units left after dropping always-treated and unbalanced units")
+        # rows of the units not kept: every kept (balanced) unit has exactly T rows
+        n_unbal = n_kept - T * int(means["n"].sum())
+        if n_unbal:
+            dropped["unbalanced_panel"] = n_unbal
         db.view("means", f"SELECT * FROM ({means_values(means, cols)}) AS mv(h, {', '.join(f'm{k}' for k in cols)})")
         pairs = [(a, b) for i, a in enumerate(cols) for b in cols[i:]]
+        # centre once per unit and period (T subtractions a row, not T(T+1))
+        db.view("cen", f"SELECT b.h, {', '.join(f'b.y{k} - m.m{k} AS z{k}' for k in cols)} FROM bal b JOIN means m ON b.h = m.h")
         sc = db.frame(
-            "SELECT b.h, "
-            + ", ".join(f"sum((b.y{a} - m.m{a}) * (b.y{c} - m.m{c})) AS s{j}" for j, (a, c) in enumerate(pairs))
-            + " FROM bal b JOIN means m ON b.h = m.h GROUP BY b.h ORDER BY b.h"
+            "SELECT h, " + ", ".join(f"sum(z{a} * z{c}) AS s{j}" for j, (a, c) in enumerate(pairs)) + " FROM cen GROUP BY h ORDER BY h"
         )
     H = len(means)
     mean = means[[f"m{k}" for k in cols]].to_numpy(float)

@@ -9,7 +9,7 @@ the estimates built from them agree far inside 1e-10."""
 
 from __future__ import annotations
 
-import shutil
+import re
 
 import numpy as np
 import pandas as pd
@@ -77,34 +77,44 @@ def _same(a, b):
     ids=["never-firm", "notyet-region"],
 )
 def test_spark_equals_duckdb_on_the_embedded_sample(spark, sample, est):
+    from pipeline import engine
+
     keys = ["cs", "twfe", "event_study"]
-    duck, sp = _run(sample, "duckdb", keys, **est), _run(sample, "spark", keys, **est)
+    duck = _run(sample, "duckdb", keys, **est)
+    (md,) = engine._MOMENTS_CACHE.values()  # the moments behind the run (one outcome)
+    sp = _run(sample, "spark", keys, **est)
+    (ms,) = engine._MOMENTS_CACHE.values()
     assert set(duck) == set(sp) and len(sp) == 3
     for k in duck:
         assert sp[k].meta["engine"].startswith("spark"), k  # really computed by Spark, not a fallback
         _same(duck[k], sp[k])
+    # the Moments themselves: integers exact, sums to rounding (partitioned summation order)
+    for f in ("periods", "cohorts", "n", "cluster_code", "cluster_cohort", "cluster_n"):
+        assert np.array_equal(getattr(md, f), getattr(ms, f)), f
+    assert (md.n_obs, md.dropped, md.notes, md.exclude_g) == (ms.n_obs, ms.dropped, ms.notes, ms.exclude_g)
+    assert (md.cluster_sum is None) == (ms.cluster_sum is None) == (est["vcov"]["by"] == ["firm_id"])
+    for f in ("mean", "scatter") + (("cluster_sum",) if md.cluster_sum is not None else ()):
+        # 1e-12 relative: the same doubles summed in another order (~1e-15 each, x ~100 terms)
+        np.testing.assert_allclose(getattr(ms, f), getattr(md, f), rtol=1e-12, atol=1e-12, err_msg=f)
 
 
-def test_spark_moments_and_errors(spark, tmp_path):
-    """Moments arrays equal DuckDB's; a duplicated firm-year is the same BadInputError."""
+def test_spark_validates_like_duckdb(spark, tmp_path):
+    """A duplicated firm-year and a cohort varying within a firm are the same BadInputErrors
+    on Spark as on DuckDB (a tiny panel: these fail before the cohort moments)."""
     from models.errors import BadInputError
     from pipeline.engine import cs_moments
-    from pipeline.io import parquet_bytes_writer
-    from tests._did_sim import mpdta
 
-    d = mpdta()
-    path = tmp_path / "mpdta.parquet"
-    parquet_bytes_writer(d)(path)
-    a = cs_moments(path, "lemp", "year", "firm_id", "first_treat", engine="duckdb")
-    b = cs_moments(path, "lemp", "year", "firm_id", "first_treat", engine="spark")
-    for f in ("periods", "cohorts", "n"):
-        assert np.array_equal(getattr(a, f), getattr(b, f)), f
-    np.testing.assert_allclose(b.mean, a.mean, rtol=1e-13)
-    np.testing.assert_allclose(b.scatter, a.scatter, rtol=1e-12, atol=1e-12)
-    bad = pd.concat([d, d.iloc[[3]]], ignore_index=True)
-    parquet_bytes_writer(bad)(tmp_path / "dup.parquet")
-    with pytest.raises(BadInputError, match=r"engine spark: 1 unit\(s\) have more than one row"):
-        cs_moments(tmp_path / "dup.parquet", "lemp", "year", "firm_id", "first_treat", engine="spark")
+    d = pd.DataFrame({"firm_id": np.repeat(["F1", "F2", "F3"], 3), "year": np.tile([2001, 2002, 2003], 3),
+                      "first_treat": np.repeat([0, 2002, 0], 3), "y": np.arange(9.0)})
+    pd.concat([d, d.iloc[[3]]], ignore_index=True).to_parquet(tmp_path / "dup.parquet")
+    moving = d.copy()
+    moving.loc[0, "first_treat"] = 2003
+    moving.to_parquet(tmp_path / "moving.parquet")
+    for name, msg in (("dup", r"1 unit\(s\) have more than one row.*First: .*F2"), ("moving", r"varies within 1 unit.*F1")):
+        for eng in ("duckdb", "spark"):
+            with pytest.raises(BadInputError, match=f"engine {eng}: " + (msg if name == "dup" else "bad input")) as e:
+                cs_moments(tmp_path / f"{name}.parquet", "y", "year", "firm_id", "first_treat", engine=eng)
+            assert re.search(msg, str(e.value) + str(getattr(e.value, "problems", ""))), str(e.value)
 
 
 def test_spark_without_java_is_a_config_error(monkeypatch):
