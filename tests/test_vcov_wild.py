@@ -357,7 +357,7 @@ def test_size_through_twfe_8_clusters():
 
 
 def test_independent_of_blas_threads():
-    threadpool_limits = pytest.importorskip("threadpoolctl").threadpool_limits  # transitive (scipy stack)
+    from threadpoolctl import threadpool_limits  # a dev dependency
 
     spec = _spec(weights="webb", draws=4099, seed=4, **_es_options())  # two draw blocks
     with threadpool_limits(limits=1):
