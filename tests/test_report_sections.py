@@ -285,3 +285,9 @@ def test_holm_across_outcomes_matches_statsmodels():
     expected = multipletests([ps[k] for k in sorted(ps)], method="holm")[1]
     for o, e in zip(sorted(ps), expected):
         assert f"Holm-adjusted across the 3 outcomes: p = {e:.3f}" in notes[o], notes[o]
+
+
+def test_share_outcome_findings_in_percentage_points(built):
+    """export_status (0/1): twfe 0.04 -> "4.00 percentage points higher probability" in the summary."""
+    html = built.files["report.html"].decode()
+    assert "percentage points higher probability" in html

@@ -55,6 +55,7 @@ from .tables import (
 )
 
 AUX_RELEASED = ("balance", "bacon", "leave_one_out", "honest_did")  # auxiliary tables released as CSV (vcov etc. are not)
+SHARE_OUTCOMES = ("export_status", "patent_status")  # 0/1 outcomes: effects in percentage points
 PREFERRED = ("cs", "imputation", "sunab", "did2s", "event_study", "twfe", "matching", "weighting", "etwfe_poisson", "ppml")
 BLANK_ON_SUPPRESS = ("estimate", "std_error", "statistic", "p_value", "conf_low", "conf_high", "n_treated")
 
@@ -538,6 +539,8 @@ def _content(title, rel, heads, metas, aux, gsum, inputs: ReportInputs, truth_et
              f"(95% interval {fmt(r['conf_low'])} to {fmt(r['conf_high'])}")
         if o.startswith("log_"):
             s += f"; about {_pct_from_log(b)}"
+        elif o in SHARE_OUTCOMES:  # 0/1 outcomes: the effect on a probability
+            s += f"; {fmt(abs(b) * 100)} percentage points {direction} probability"
         s += "). " + ("The effect is statistically significant at the 5% level." if sig else "The interval includes zero: no significant effect can be established.")
         # the range only over estimators on the preferred one's scale (Poisson estimators
         # report proportional effects, the others effects on the outcome's own scale)
