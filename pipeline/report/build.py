@@ -540,7 +540,7 @@ def _content(title, rel, heads, metas, aux, gsum, inputs: ReportInputs, truth_et
         if o.startswith("log_"):
             s += f"; about {_pct_from_log(b)}"
         elif o in SHARE_OUTCOMES:  # 0/1 outcomes: the effect on a probability
-            s += f"; {fmt(abs(b) * 100)} percentage points {direction} probability"
+            s += f"; {abs(b) * 100:.1f} percentage points {direction} probability"
         s += "). " + ("The effect is statistically significant at the 5% level." if sig else "The interval includes zero: no significant effect can be established.")
         # the range only over estimators on the preferred one's scale (Poisson estimators
         # report proportional effects, the others effects on the outcome's own scale)
