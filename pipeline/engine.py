@@ -421,6 +421,12 @@ def fit_from_parquet(panel_path: Path | str, spec, module, engine: str = "duckdb
                 panel_path, spec.yname, spec.tname, spec.idname, spec.gname, cluster=cluster, engine=engine,
                 anticipation=key[8], control_group=spec.control_group,
             )
+        except DesignError as exc:
+            if o.get("allow_unbalanced_panel"):
+                # e.g. no complete unit at all: the balanced moments cannot be formed, the
+                # unbalanced estimator in memory can
+                raise EngineFallback(f"the balanced moments cannot be formed ({exc}); allow_unbalanced_panel loads the panel") from exc
+            raise
         except BadInputError as exc:
             if cs_rules:
                 raise

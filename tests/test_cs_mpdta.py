@@ -276,7 +276,7 @@ def test_cs_fit_rejects_twoway_and_bad_options():
     with pytest.raises(ConfigError, match="unknown option"):
         cs.fit(MPDTA, _spec(options={"foo": 1}))
     with pytest.raises(ConfigError, match="allow_unbalanced_panel"):
-        cs.fit(MPDTA, _spec(options={"allow_unbalanced_panel": True}))
+        cs.fit(MPDTA, _spec(options={"allow_unbalanced_panel": "yes"}))
 
 
 def test_cs_fit_covariates_notyettreated_universal():

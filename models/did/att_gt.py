@@ -22,7 +22,9 @@ the comparison group :math:`C` follow R did 2.5.1 (``att_gt``, ``compute.att_gt2
 * sample: cohort 0 = never treated; cohorts later than the last period + :math:`\\delta` are
   recoded as never treated; units treated in or before the first period + :math:`\\delta`
   are dropped (always treated); units not observed in every period are dropped (balanced
-  panel; ``allow_unbalanced_panel=True`` is not implemented); rows with missing outcome,
+  panel) unless ``allow_unbalanced_panel=True``, which keeps them and estimates every cell
+  from the rows of its two periods as repeated cross sections (R did's rule; see
+  :func:`_att_gt_rc` for what that assumes); rows with missing outcome,
   covariate or cluster are dropped first. Every drop is counted in ``dropped``. If there is
   no never-treated unit, periods :math:`\\ge g_{max}-\\delta` are dropped and the last
   cohort serves as comparison (R did's rule).
@@ -97,6 +99,7 @@ class AttGtResult:
     cohort_n: np.ndarray | None = None  # units per cohort
     meat: np.ndarray | None = None  # (k+H) x (k+H), see models.did._ifbasis
     n_clusters_: int | None = None
+    obs_cell: np.ndarray | None = None  # rows of each 2x2 sample (unbalanced panel; balanced: 2 x n_cell)
     _basis: Any = field(default=None, repr=False)
 
     @property
@@ -212,9 +215,24 @@ class _Panel:
     dropped: dict[str, int]
     notes: list[str]
     exclude_g: float | None = None
+    rows: "_Rows | None" = None  # unbalanced panel kept (allow_unbalanced_panel): long format
 
 
-def _prepare(data, yname, tname, idname, gname, covariates, clustervar, anticipation, control_group) -> _Panel:
+@dataclass
+class _Rows:
+    """The rows of an unbalanced panel, sorted by period (then unit): the unit (position in
+    ``ids``) and period (position in ``tlist``) of each row, its outcome and covariates (with
+    intercept; None without covariates), and where each period's rows start."""
+
+    unit: np.ndarray
+    period: np.ndarray
+    y: np.ndarray
+    X: np.ndarray | None
+    start: np.ndarray  # T + 1 offsets
+
+
+def _prepare(data, yname, tname, idname, gname, covariates, clustervar, anticipation, control_group,
+             allow_unbalanced_panel: bool = False) -> _Panel:
     cols = [idname, tname, yname, gname, *covariates] + ([clustervar] if clustervar else [])
     problems = []
     missing_cols = [c for c in dict.fromkeys(cols) if c not in data.columns]
@@ -304,6 +322,9 @@ def _prepare(data, yname, tname, idname, gname, covariates, clustervar, anticipa
     T = tlist.size
     counts = np.bincount(ucode, minlength=uid.size)
     full = counts[ucode] == T
+    if not full.all() and allow_unbalanced_panel:
+        return _long_panel(df, g, t, ucode, uid, tlist, yname, covariates, clustervar, anticipation, control_group,
+                           exclude_g, dropped, notes, n_unbalanced=int(np.count_nonzero(counts != T)))
     if not full.all():
         dropped["unbalanced_panel"] = int((~full).sum())
         df, g, t = df.loc[full], g[full], t[full]
@@ -340,6 +361,113 @@ def _prepare(data, yname, tname, idname, gname, covariates, clustervar, anticipa
     if glist.size == 0:
         raise DesignError("att_gt: no treated cohort with a pre-treatment period in the data")
     return _Panel(Y, X, tv, unit_g, uid, tlist, glist, cluster, int(n * T), dropped, notes, exclude_g=exclude_g)
+
+
+def _long_panel(df, g, t, ucode, uid, tlist, yname, covariates, clustervar, anticipation, control_group, exclude_g,
+                dropped, notes, *, n_unbalanced: int) -> _Panel:
+    """The unbalanced panel kept as rows (``allow_unbalanced_panel=True``), as R did: every
+    unit stays with the periods it is observed in; see :func:`_att_gt_rc`."""
+    n = uid.size
+    tcode = np.searchsorted(tlist, t)
+    order = np.lexsort((ucode, tcode))
+    unit, period = ucode[order].astype(np.int64), tcode[order].astype(np.int64)
+    y = df[yname].to_numpy(dtype=float)[order]
+    X = None
+    if covariates:
+        X = np.ones((y.size, len(covariates) + 1))
+        X[:, 1:] = df[list(covariates)].to_numpy(dtype=float)[order]
+    start = np.searchsorted(period, np.arange(tlist.size + 1))
+    unit_g = np.empty(n)
+    unit_g[ucode] = g
+    cluster = None
+    if clustervar:
+        cl = np.empty(n, dtype=object)
+        cl[ucode] = df[clustervar].to_numpy()
+        cluster = pd.factorize(pd.Series(cl))[0].astype(np.int64)
+    glist = np.unique(unit_g[np.isfinite(unit_g)])
+    glist = glist[glist > tlist[0] + anticipation]
+    if exclude_g is not None and control_group != "nevertreated":
+        glist = glist[glist < exclude_g]
+    if glist.size == 0:
+        raise DesignError("att_gt: no treated cohort with a pre-treatment period in the data")
+    notes = [*notes, f"unbalanced panel kept (allow_unbalanced_panel): {n_unbalanced} of {n} units are not observed in all "
+             f"{tlist.size} periods; each (g,t) cell uses the rows of its two periods as repeated cross sections"]
+    return _Panel(None, None, False, unit_g, uid, tlist, glist, cluster, int(y.size), dropped, notes,
+                  exclude_g=exclude_g, rows=_Rows(unit, period, y, X, start))
+
+
+def _att_gt_rc(P: _Panel, cells, method: str, control_group: str, base_period: str, anticipation: int):
+    """ATT(g,t) and unit-level influence functions on an unbalanced panel (R did's
+    ``allow_unbalanced_panel = TRUE``, ``compute.att_gt`` with ``panel = FALSE``).
+
+    Cell (g,t) with base period b takes the rows observed in t or b of the units of cohort g
+    and of the comparison group, and runs the repeated-cross-section estimator of
+    :mod:`models.did.drdid_rc` on them (``dr`` -> ``drdid_rc``, ``ipw`` -> ``std_ipw_did_rc``,
+    ``reg`` -> ``reg_did_rc``; without covariates ``drdid_rc`` with an intercept only, which
+    is the four-means difference, as R did). Each row's influence function is scaled by
+    :math:`n/N_{gt}` (n = units, :math:`N_{gt}` = rows of the cell) and summed within units,
+    so a unit seen in both periods enters once with both of its rows: the analytic variance
+    :math:`\\sum_i\\psi_i^2/n^2` is then clustered at the unit, as R did and moderndid.
+    Covariates are each row's own values (time-varying covariates allowed). R did's
+    overlap guard applies (a fitted score >= 0.999 sets the cell to NA).
+
+    What is assumed: the rows observed in the two periods of a cell are, within cohort and
+    comparison group, representative of the cohort and the comparison group (entry and exit
+    unrelated to the outcome path given the covariates: "missing at random" panel attrition).
+    With attrition related to outcomes the cells compare different firms before and after,
+    and the estimates are biased; a balanced panel (the default) avoids that assumption at
+    the price of dropping the firms that enter or exit.
+    """
+    from .drdid_rc import drdid_rc, reg_did_rc, std_ipw_did_rc
+
+    R = P.rows
+    unit_g = P.unit_g
+    n, k = unit_g.size, len(cells)
+    att = np.full(k, np.nan)
+    psi = np.zeros((n, k), order="F")
+    n_cell = np.zeros(k, dtype=np.int64)
+    n_tr = np.zeros(k, dtype=np.int64)
+    obs = np.zeros(k, dtype=np.int64)
+    notes: list[str] = []
+    tlist = P.tlist
+    for j, (g, tt, post_idx, pret) in enumerate(cells):
+        if base_period == "universal" and pret == post_idx:
+            att[j] = 0.0
+            continue
+        rows = np.r_[R.start[post_idx]:R.start[post_idx + 1], R.start[pret]:R.start[pret + 1]]
+        ug = unit_g[R.unit[rows]]
+        Gr = ug == g
+        if control_group == "nevertreated":
+            Cr = np.isinf(ug)
+        else:
+            thr = notyet_threshold(tlist, post_idx, pret, base_period, anticipation)
+            Cr = np.isinf(ug) | ((ug > thr) & ~Gr)
+        rows = rows[Gr | Cr]
+        D = Gr[Gr | Cr].astype(float)
+        post = (R.period[rows] == post_idx).astype(float)
+        units = R.unit[rows]
+        n_tr[j] = np.unique(units[D == 1]).size
+        n_cell[j] = np.unique(units).size
+        obs[j] = rows.size
+        try:
+            if not (D == 1).any() or not (D == 0).any():
+                raise DesignError("no treated" if not (D == 1).any() else "no comparison")
+            X = R.X[rows] if R.X is not None else np.ones((rows.size, 1))
+            y = R.y[rows]
+            if method == "reg":
+                r = reg_did_rc(y, post, D, X)
+            else:
+                ps = PScoreFit.fit(D, X)
+                if ps.max_raw >= 0.999:
+                    raise DesignError("overlap condition violated (max propensity score >= 0.999)")
+                r = (std_ipw_did_rc if method == "ipw" else drdid_rc)(y, post, D, X, ps=ps)
+        except DesignError as exc:
+            notes.append(f"(g,t)=({g:g},{tt:g}): {exc}; ATT set to NA")
+            psi[:, j] = np.nan
+            continue
+        att[j] = r.att
+        psi[:, j] = np.bincount(units, weights=(n / rows.size) * r.inf_func, minlength=n)
+    return att, psi, n_cell, n_tr, obs, notes
 
 
 # ---------------------------------------------------------------------------------------
@@ -408,8 +536,9 @@ def att_gt(
         problems.append(f"anticipation={anticipation!r}; use a non-negative integer")
     if not (0 < alp < 1):
         problems.append(f"alp={alp!r}; must be in (0, 1)")
-    if allow_unbalanced_panel:
-        problems.append("allow_unbalanced_panel=True is not implemented (R did's repeated-cross-section path); balance the panel or set it to false")
+    if allow_unbalanced_panel and est_method == "dr_imp":
+        problems.append("est_method='dr_imp' with allow_unbalanced_panel=True is not implemented (the improved DR estimator "
+                        "for repeated cross sections); use 'dr', 'ipw' or 'reg', or a balanced panel")
     if (bstrap or cband) and (not isinstance(biters, (int, np.integer)) or biters < 1):
         problems.append(f"biters={biters!r}; use a positive integer")
     if est_method == "unconditional" and covariates:
@@ -419,9 +548,10 @@ def att_gt(
     covariates = tuple(covariates)
     if clustervar == idname:
         clustervar = None
-    P = _prepare(data, yname, tname, idname, gname, covariates, clustervar, anticipation, control_group)
+    P = _prepare(data, yname, tname, idname, gname, covariates, clustervar, anticipation, control_group,
+                 allow_unbalanced_panel=allow_unbalanced_panel)
     Y, tlist, glist, unit_g = P.Y, P.tlist, P.glist, P.unit_g
-    n, T = Y.shape
+    n, T = unit_g.size, tlist.size
     never = np.isinf(unit_g)
     tfac = 1 if base_period == "varying" else 0
     nevertreated = control_group == "nevertreated"
@@ -439,9 +569,17 @@ def att_gt(
         raise ConfigError("est_method='unconditional' takes no covariates")
     method = est_method if P.X is not None else "unconditional"
 
+    if P.rows is not None:
+        rc_method = est_method if covariates else "dr"  # R did: drdid_rc with an intercept (= four means)
+        att, psi, n_cell, n_tr, obs_cell, rc_notes = _att_gt_rc(P, cells, rc_method, control_group, base_period, anticipation)
+        notes += rc_notes
+        cells_todo = []
+    else:
+        cells_todo = list(enumerate(cells))
+        obs_cell = None
     cohort_mask = {g: unit_g == g for g in glist}
     batches: dict[tuple, list[tuple[int, int, int]]] = {}  # nuisance-fit key -> [(cell, post, pre)]
-    for j, (g, tt, post_idx, pret) in enumerate(cells):
+    for j, (g, tt, post_idx, pret) in cells_todo:
         if base_period == "universal" and pret == post_idx:
             att[j] = 0.0  # normalised reference period; zero influence function
             continue
@@ -578,10 +716,12 @@ def att_gt(
             "cband": bool(cband),
             "seed": seed,
             "covariates_time_varying": P.x_time_varying,
+            "unbalanced_panel": P.rows is not None,
         },
         notes=notes,
         cohort_labels=cohort_labels.astype(np.int64),
         cohort_n=np.bincount(cohort_pos, minlength=cohort_labels.size),
+        obs_cell=obs_cell,
         _basis=basis,
     )
 

@@ -4,7 +4,8 @@ Runs :func:`models.did.att_gt.att_gt` once and aggregates with
 :func:`models.did.aggte.aggte` (no re-estimation). Tidy rows:
 
 * ``gt``: one per (g,t), term ``ATT(g,t)``, ``cohort``, ``time``, ``event_time = t - g``;
-  ``n_treated`` = units of cohort g, ``n_obs`` = unit-periods of the 2x2 sample (2 x units);
+  ``n_treated`` = units of cohort g, ``n_obs`` = unit-periods of the 2x2 sample (2 x units; with
+  ``allow_unbalanced_panel`` the rows of the cell's two periods);
 * ``simple`` (overall ATT), ``dynamic`` (per event time, term ``ATT(e)``; overall row term
   ``ATT(e>=0)`` with null event_time), ``group`` (per cohort, plus overall ``ATT``),
   ``calendar`` (per period, plus overall ``ATT``). Confidence bounds of per-e/g/t rows use
@@ -48,7 +49,7 @@ OPTIONS: dict = {
     "min_e": None,  # dynamic aggregation window (null = unbounded)
     "max_e": None,
     "balance_e": None,
-    "allow_unbalanced_panel": False,  # true is not implemented (ConfigError)
+    "allow_unbalanced_panel": False,  # true: keep firms that enter/exit (R did's repeated-cross-section cells)
 }
 
 
@@ -180,8 +181,6 @@ def fit_from_moments(moments, spec: EstimatorSpec) -> EstimationResult:
     problems = []
     if spec.covariates:
         problems.append("covariates need unit-level data; the sufficient-statistics path (engine duckdb) is unconditional only")
-    if o["allow_unbalanced_panel"]:
-        problems.append("allow_unbalanced_panel=true is not implemented; balance the panel or set it to false")
     if o["bstrap"] or o["cband"]:
         problems.append(
             "bstrap/cband (multiplier bootstrap) need per-unit influence functions, which the sufficient-statistics "
@@ -191,6 +190,8 @@ def fit_from_moments(moments, spec: EstimatorSpec) -> EstimationResult:
         raise ConfigError("estimate.cs (moments path):", problems=problems)
     if spec.control_group == "nevertreated" and moments.exclude_g is not None:
         raise DesignError(_NO_NEVER)
+    if o["allow_unbalanced_panel"] and moments.dropped.get("unbalanced_panel"):
+        return None  # the moments hold the balanced sub-panel only: the caller loads the panel
     res = att_gt_from_moments(
         moments,
         control_group=spec.control_group,
@@ -231,7 +232,7 @@ def _result(res, spec: EstimatorSpec, o: dict) -> EstimationResult:
                 "p_value": p[j],
                 "conf_low": lo[j],
                 "conf_high": hi[j],
-                "n_obs": int(2 * res.n_cell[j]),
+                "n_obs": int(2 * res.n_cell[j] if res.obs_cell is None else res.obs_cell[j]),
                 "n_treated": int(res.n_treated_cell[j]),
             }
         )
