@@ -231,3 +231,29 @@ def test_engine_path_declines_an_unbalanced_panel_under_the_option(tmp_path):
     b = cs.fit(MPDTA, spec).tidy
     np.testing.assert_allclose(a["estimate"].to_numpy(), b["estimate"].to_numpy(), rtol=0, atol=1e-10)
     np.testing.assert_allclose(a["std_error"].to_numpy(), b["std_error"].to_numpy(), rtol=0, atol=1e-10)
+
+
+@pytest.mark.parametrize("name", ["drdid_panel", "reg_did_panel", "std_ipw_did_panel", "drdid_imp_panel"])
+def test_panel_influence_function_is_the_weight_derivative(name):
+    """The same truth check for the balanced-panel 2x2 estimators (models.did.drdid): their
+    influence functions are the exact weight derivatives (R DRDID's panel formulas are)."""
+    import importlib
+
+    from models.did import drdid
+
+    peer = getattr(importlib.import_module(f"moderndid.drdid.estimators.{name}"), name)
+    rng = np.random.default_rng(3)
+    N = 500
+    x = rng.standard_normal(N)
+    D = (rng.random(N) < 1 / (1 + np.exp(-0.8 * x))).astype(float)
+    y0 = x + rng.standard_normal(N)
+    y1 = y0 + 0.3 + 0.7 * D + 0.8 * x * D + 0.5 * x**2 + rng.standard_normal(N)
+    X = np.column_stack([np.ones(N), x])
+    r = getattr(drdid, name)(y1, y0, D, X)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for _ in range(3):
+            v = rng.standard_normal(N)
+            h = 1e-4
+            num = (peer(y1, y0, D, X, i_weights=1 + h * v).att - peer(y1, y0, D, X, i_weights=1 - h * v).att) / (2 * h)
+            assert np.mean((v - v.mean()) * r.inf_func) == pytest.approx(num, abs=1e-6)
