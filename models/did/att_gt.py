@@ -260,7 +260,8 @@ def _prepare(data, yname, tname, idname, gname, covariates, clustervar, anticipa
     # one factorisation of units and periods serves the duplicate and constancy checks
     ucode0, uid0 = pd.factorize(df[idname], sort=False)
     t0 = df[tname].to_numpy(dtype=float)
-    tval0, tcode0 = np.unique(t0, return_inverse=True)
+    tval0 = np.sort(pd.unique(t0))  # few distinct periods: hash + binary search, not a sort of all rows
+    tcode0 = np.searchsorted(tval0, t0)
     pair = ucode0.astype(np.int64) * tval0.size + tcode0
     mult = np.bincount(pair, minlength=uid0.size * tval0.size)[pair] > 1
     if mult.any():

@@ -73,7 +73,11 @@ def logit_irls(D: np.ndarray, X: np.ndarray, *, tol: float = 1e-12, max_iter: in
     """
     n, k = X.shape
     beta = np.zeros(k)
-    # start from beta = 0 (all scores 1/2)
+    # start from beta = 0 (all scores 1/2), or, when the first column is the intercept, from
+    # the intercept-only MLE logit(mean D) (one Newton step fewer; same optimum)
+    mD = float(D.mean())
+    if 0.0 < mD < 1.0 and np.all(X[:, 0] == 1.0):
+        beta[0] = np.log(mD / (1.0 - mD))
     dev_old = np.inf
     eta = X @ beta
     for _ in range(max_iter):
