@@ -68,6 +68,9 @@ from models.result import EstimationResult, normal_inference
 
 from . import _panel
 
+SOLVER_COMPRESSED = "compressed: per-cohort moments, closed-form FWL (exact on this balanced panel)"
+SOLVER_DENSE = "pyfixest feols: iterative demeaning of the unit-level panel"
+
 FORMULA_TWFE = "y ~ post | {id} + {t}"
 #: the note models.did.att_gt._prepare and pipeline.engine write when they recode cohorts
 #: after the last period as never treated
@@ -190,6 +193,7 @@ def _meta(m, spec, n_obs: int, n_clusters, dropped=None, **extra) -> dict:
         "dropped": dict(dropped or {}),
     }
     meta.update(extra)
+    meta["solver"] = SOLVER_COMPRESSED
     if spec.vcov.kind == "cluster":
         # n_treated_clusters and the few-clusters warnings, as models.did._cluster_inference.annotate
         if spec.vcov.by[0] == spec.idname or m.cluster_code is None:
@@ -277,3 +281,30 @@ def fit_event_study_from_moments(m, spec, options: dict, ref: int = -1) -> Estim
         formula=f"y ~ i(rel_time, ref={ref}) | {spec.idname} + {spec.tname}", inference="normal",
     )
     return EstimationResult(estimator="event_study", outcome=spec.yname, tidy=pd.DataFrame(rows), meta=meta, tables={"vcov_dynamic": vc})
+
+
+
+def fit_in_memory(data: pd.DataFrame, spec, fit_from_moments) -> EstimationResult | None:
+    """The compressed fit of an in-memory panel: its per-cohort moments (one numpy pass,
+    :func:`models.did.cs_moments.moments_from_frame`, with CS's validation and recodings)
+    and ``fit_from_moments``; None wherever that is not exact (covariates, a vcov kind the
+    moments do not carry, any row the moments would drop, ...), so the caller fits the
+    unit-level panel. This is how :func:`models.did.twfe.fit` and
+    :func:`models.did.event_study.fit` avoid forming a dense design of millions of rows
+    (pyfixest needs about 14 GiB for the event study at 1M firms x 20 years)."""
+    from ..errors import BadInputError, DesignError
+    from .cs_moments import moments_from_frame
+
+    if spec.covariates or spec.vcov.kind not in ("iid", "hetero", "cluster"):
+        return None
+    cl = spec.vcov.by[0] if spec.vcov.kind == "cluster" and spec.vcov.by else None
+    need = [spec.idname, spec.tname, spec.yname, spec.gname] + ([cl] if cl else [])
+    if any(c not in data.columns for c in need):
+        return None  # the dense path names the missing column
+    try:
+        # notyettreated: no control-group recoding of the latest cohort (es_moments declines
+        # panels without never-treated units anyway)
+        m = moments_from_frame(data, spec.yname, spec.tname, spec.idname, spec.gname, clustervar=cl, control_group="notyettreated")
+    except (BadInputError, DesignError):
+        return None  # e.g. a cluster varying within a unit: the dense path decides
+    return fit_from_moments(m, spec)

@@ -76,7 +76,7 @@ def _col(k: int) -> str:
     return f"_ev_m{-k}" if k < 0 else f"_ev_{k}"
 
 
-def fit(data: pd.DataFrame, spec) -> EstimationResult:
+def _check_options(spec) -> dict:
     opts = {**OPTIONS, **(spec.options or {})}
     unknown = set(opts) - set(OPTIONS)
     if unknown:
@@ -84,6 +84,26 @@ def fit(data: pd.DataFrame, spec) -> EstimationResult:
 
         raise ConfigError(f"estimate.{NAME}: unknown option(s) {sorted(unknown)}; allowed: {sorted(OPTIONS)}")
     spec.vcov.require(NAME, SUPPORTED_VCOV)
+    return opts
+
+
+def fit(data: pd.DataFrame, spec) -> EstimationResult:
+    """The event study: from per-cohort moments where that is exact (balanced panel, no
+    covariates, iid/hetero/cluster, binned or trimmed endpoints;
+    :func:`models.did.es_moments.fit_in_memory`), else the unit-level fit
+    (:func:`fit_dense`). Same numbers to 1e-10 (tests); ``meta["solver"]`` says which ran."""
+    from .es_moments import fit_in_memory
+
+    _check_options(spec)
+    res = fit_in_memory(data, spec, fit_from_moments)
+    return res if res is not None else fit_dense(data, spec)
+
+
+def fit_dense(data: pd.DataFrame, spec) -> EstimationResult:
+    """The event study on the unit-level panel through pyfixest (any panel, covariates, every vcov kind)."""
+    from .es_moments import SOLVER_DENSE
+
+    opts = _check_options(spec)
     panel = _panel.prepare(data, spec, NAME)
     lo, hi = _panel.bin_event_time(panel, opts["event_window"], opts["endpoints"], NAME)
     _panel.drop_singletons(panel)
@@ -152,6 +172,7 @@ def fit(data: pd.DataFrame, spec) -> EstimationResult:
         **extra,
     )
     _cluster_inference.annotate(meta, panel, spec)
+    meta["solver"] = SOLVER_DENSE
     return EstimationResult(
         estimator=NAME, outcome=spec.yname, tidy=pd.DataFrame(rows), meta=meta, tables={"vcov_dynamic": vc}
     )

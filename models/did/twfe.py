@@ -9,7 +9,9 @@ comparisons, including "forbidden" ones that use already-treated units as contro
 (Goodman-Bacon 2021, see :mod:`models.did.bacon`); report it next to the
 heterogeneity-robust estimators (cs, sunab, imputation).
 
-Backend: pyfixest ``feols(y ~ post + x | firm + year)``; ``spec.vcov`` translated with
+Solver: on a balanced panel without covariates (iid, hetero or cluster vcov) the closed-form
+compressed regression of :mod:`.es_moments` (per-cohort moments, exact there); otherwise
+pyfixest ``feols(y ~ post + x | firm + year)`` (:func:`fit_dense`); ``spec.vcov`` translated with
 :meth:`VcovSpec.to_pyfixest` (iid, hetero, cluster, twoway). The few-clusters kinds
 ``wild`` (wild cluster restricted bootstrap p-value, CI by test inversion, CRV1 standard
 error) and ``crv3`` (jackknife vcov, t(G-1) inference) are computed on the same fit by
@@ -49,6 +51,21 @@ def fit_from_moments(moments, spec) -> EstimationResult | None:
 
 
 def fit(data: pd.DataFrame, spec) -> EstimationResult:
+    """Static TWFE: from per-cohort moments where that is exact (balanced panel, no
+    covariates, iid/hetero/cluster; :func:`models.did.es_moments.fit_in_memory`), else the
+    unit-level fit (:func:`fit_dense`). Both give the same numbers to 1e-10 (tests);
+    ``meta["solver"]`` says which ran."""
+    from .es_moments import fit_in_memory
+
+    spec.vcov.require(NAME, SUPPORTED_VCOV)
+    res = fit_in_memory(data, spec, fit_from_moments)
+    return res if res is not None else fit_dense(data, spec)
+
+
+def fit_dense(data: pd.DataFrame, spec) -> EstimationResult:
+    """Static TWFE on the unit-level panel through pyfixest (any panel, covariates, every vcov kind)."""
+    from .es_moments import SOLVER_DENSE
+
     spec.vcov.require(NAME, SUPPORTED_VCOV)
     panel = _panel.prepare(data, spec, NAME)
     _panel.drop_singletons(panel)
@@ -81,6 +98,7 @@ def fit(data: pd.DataFrame, spec) -> EstimationResult:
         **extra,
     )
     _cluster_inference.annotate(meta, panel, spec)
+    meta["solver"] = SOLVER_DENSE
     return EstimationResult(estimator=NAME, outcome=spec.yname, tidy=pd.DataFrame([row]), meta=meta)
 
 
