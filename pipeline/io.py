@@ -52,17 +52,83 @@ def dumps_json(obj: Any) -> str:
     return json.dumps(_clean_json(obj), sort_keys=True, indent=2, default=_json_default, allow_nan=False) + "\n"
 
 
+PARQUET_OPTIONS = dict(compression="zstd", write_statistics=True, use_dictionary=True)
+
+
+def frame_table(df: pd.DataFrame) -> pa.Table:
+    """``df`` as the Arrow table the Parquet writers store: no index, no pandas metadata
+    (it can vary; the schema is kept)."""
+    return pa.Table.from_pandas(df.reset_index(drop=True), preserve_index=False).replace_schema_metadata(None)
+
+
 def parquet_bytes_writer(df: pd.DataFrame) -> Callable[[Path], None]:
     def write(path: Path) -> None:
-        table = pa.Table.from_pandas(df.reset_index(drop=True), preserve_index=False)
-        # drop pandas metadata that can vary; keep the schema
-        table = table.replace_schema_metadata(None)
-        pq.write_table(table, path, compression="zstd", write_statistics=True, use_dictionary=True)
+        pq.write_table(frame_table(df), path, **PARQUET_OPTIONS)
 
     return write
 
 
 ROW_GROUP_ROWS = 1024 * 1024  # pyarrow's default row group: streamed files equal write_table's bytes
+
+
+class ParquetAppender:
+    """One Parquet file written from tables appended in order, in row groups of
+    ``ROW_GROUP_ROWS`` rows: the bytes equal :func:`parquet_bytes_writer` of all the rows at
+    once (same schema, compression and row groups; how the rows arrive does not matter), while
+    at most one row group waits in memory.
+
+    >>> with ParquetAppender(path, schema) as w:
+    ...     for part in parts:
+    ...         w.append(part)
+    """
+
+    def __init__(self, path: Path, schema: pa.Schema) -> None:
+        self.schema = schema.remove_metadata()
+        self._writer = pq.ParquetWriter(path, self.schema, **PARQUET_OPTIONS)
+        self._buf: list[pa.Table] = []
+        self._n_buf = 0
+        self.num_rows = 0
+
+    def append(self, table: pa.Table) -> None:
+        table = table.replace_schema_metadata(None).cast(self.schema)
+        self._buf.append(table)
+        self._n_buf += table.num_rows
+        self.num_rows += table.num_rows
+        while self._n_buf >= ROW_GROUP_ROWS:
+            whole = pa.concat_tables(self._buf)
+            self._write(whole.slice(0, ROW_GROUP_ROWS))
+            rest = whole.slice(ROW_GROUP_ROWS)
+            # a compact copy of the rows left over, so that the appended table can be freed
+            self._buf, self._n_buf = ([rest.combine_chunks()] if rest.num_rows else []), rest.num_rows
+
+    def _write(self, group: pa.Table) -> None:
+        # one contiguous array per column, as a slice of a whole in-memory table is: where the
+        # writer falls back from dictionary to plain encoding depends on the chunk boundaries
+        self._writer.write_table(group.combine_chunks(), row_group_size=ROW_GROUP_ROWS)
+
+    def close(self) -> None:
+        if self._writer is None:
+            return
+        try:
+            if self._n_buf or not self.num_rows:
+                self._write(pa.concat_tables(self._buf) if self._buf else self.schema.empty_table())
+        finally:
+            self._writer.close()
+            self._writer = None
+            self._buf, self._n_buf = [], 0
+
+    def abort(self) -> None:
+        """Close without writing the rows still waiting (the file is to be removed)."""
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+            self._buf, self._n_buf = [], 0
+
+    def __enter__(self) -> "ParquetAppender":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self.close() if exc_type is None else self.abort()
 
 
 def extended_parquet_writer(
@@ -83,11 +149,9 @@ def extended_parquet_writer(
         if pf.metadata.num_rows != len(keep):
             raise ValueError(f"{source}: {pf.metadata.num_rows} rows but a mask of {len(keep)}")
         head = pd.concat([pf.schema_arrow.empty_table().to_pandas(), new.head(0)], axis=1)
-        schema = pa.Schema.from_pandas(head, preserve_index=False).remove_metadata()
-        buf: list[pa.Table] = []
-        n_buf = 0
+        schema = pa.Schema.from_pandas(head, preserve_index=False)
         pos = kpos = 0
-        with pq.ParquetWriter(path, schema, compression="zstd", write_statistics=True, use_dictionary=True) as w:
+        with ParquetAppender(path, schema) as w:
             for batch in pf.iter_batches(batch_size=batch_rows):
                 k = keep[pos : pos + batch.num_rows]
                 pos += batch.num_rows
@@ -97,15 +161,7 @@ def extended_parquet_writer(
                 kpos += m
                 for name in extra.column_names:
                     t = t.append_column(name, extra.column(name))
-                buf.append(t.replace_schema_metadata(None).cast(schema))
-                n_buf += t.num_rows
-                while n_buf >= ROW_GROUP_ROWS:
-                    whole = pa.concat_tables(buf)
-                    w.write_table(whole.slice(0, ROW_GROUP_ROWS), row_group_size=ROW_GROUP_ROWS)
-                    rest = whole.slice(ROW_GROUP_ROWS)
-                    buf, n_buf = [rest], rest.num_rows
-            if n_buf or not pos:
-                w.write_table(pa.concat_tables(buf) if buf else schema.empty_table(), row_group_size=ROW_GROUP_ROWS)
+                w.append(t)
 
     return write
 
@@ -140,6 +196,15 @@ class StageOutputs:
             tmp.unlink(missing_ok=True)
             raise
         self._pending.append((tmp, target))
+
+    def stream(self, target: Path) -> Path:
+        """A temporary file for ``target`` that the caller fills itself (e.g. a Parquet file
+        written part by part, closed before the stage ends); committed or removed with the
+        other outputs."""
+        target = Path(target)
+        tmp = self._tmp_for(target)
+        self._pending.append((tmp, target))
+        return tmp
 
     def text(self, target: Path, text: str) -> None:
         self.write(target, lambda p: p.write_text(text, encoding="utf-8", newline="\n"))
