@@ -13,7 +13,10 @@ file, ragged rows, wrong separator, a zip bomb posing as .xlsx) is turned into a
 
 Large CSV files are streamed with pyarrow's multithreaded CSV reader in blocks, reading only
 the requested columns (``usecols``) as text and converting each block at once, so memory is
-the final numeric columns plus one block of text.
+the final numeric columns plus one block of text. :func:`open_table` gives the same conversion
+block by block (:class:`TableStream`): CSV in the reader's blocks, Parquet by record batches,
+Stata and Excel as one block (their readers hold the whole file anyway); :func:`load_table`
+is that stream concatenated.
 
 CSV options (``params.yaml``, ``data.<role>``): ``sep`` (default ``,``; ``\\t`` for .tsv),
 ``decimal`` (default ``.``), ``thousands`` (default none; ``" "`` also removes the
@@ -28,7 +31,7 @@ import codecs
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 import numpy as np
 import pandas as pd
@@ -139,14 +142,13 @@ def format_key(v: Any) -> str:
     return str(v)
 
 
-def describe_issue(table: Table, issue: ParseIssue, keys: list[str] | None = None) -> str:
+def describe_issue(table: "Table | TableStream", issue: ParseIssue, keys: list[str] | None = None, shown: list[str] | None = None) -> str:
     """One problem line for a ParseIssue, naming the first keys (``keys`` columns of the
-    offending rows, else file row numbers)."""
+    offending rows, else file row numbers). ``shown``: those keys already formatted, for a
+    streamed file that has no frame to look them up in (:func:`key_tuples` of its blocks)."""
     if keys:
-        sub = table.frame.iloc[issue.rows]
-        shown = [
-            "(" + ", ".join(format_key(v) for v in row) + ")" for row in sub[keys].itertuples(index=False)
-        ]
+        if shown is None:
+            shown = key_tuples(table.frame.iloc[issue.rows], keys)
         where = f"first keys ({', '.join(keys)}): " + ", ".join(shown)
     else:
         where = "first data rows: " + ", ".join(str(r + 1) for r in issue.rows)
@@ -156,6 +158,11 @@ def describe_issue(table: Table, issue: ParseIssue, keys: list[str] | None = Non
         f"written under data.{table.role} in params.yaml (decimal: ',' / thousands: ' ' / "
         f"na_values: [...] for missing-value markers such as 'n.a.'), or clean the column"
     )
+
+
+def key_tuples(frame: pd.DataFrame, keys: list[str]) -> list[str]:
+    """'(F001, 2010)' for each row of ``frame`` (its ``keys`` columns, :func:`format_key`)."""
+    return ["(" + ", ".join(format_key(v) for v in row) + ")" for row in frame[list(keys)].itertuples(index=False)]
 
 
 def load_table(
@@ -170,10 +177,97 @@ def load_table(
 ) -> Table:
     """Like :func:`read_table` but returns a :class:`Table` whose ``issues`` hold the
     non-numeric text found in ``numeric`` columns (those cells are NaN in the frame)."""
+    return open_table(path, options, role=role, columns=columns, numeric=numeric, text=text, label=label).load()
+
+
+@dataclass
+class Block:
+    """One block of a :class:`TableStream`: rows ``offset .. offset + len(frame) - 1`` of the
+    file (0-based), converted as :func:`load_table` converts; ``bad`` maps a numeric column
+    to the block positions of its cells that are not numbers (NaN in the frame)."""
+
+    offset: int
+    frame: pd.DataFrame
+    bad: dict[str, np.ndarray]
+
+
+class RestartRead(Exception):
+    """A CSV read on the fast path (Arrow parses the numbers) met text in a numeric column:
+    the blocks read so far are void; call :meth:`TableStream.blocks` again (it now reads
+    every column as text and records each offending cell, as :func:`load_table` does)."""
+
+
+class TableStream:
+    """A file opened by :func:`open_table`, read block by block with :meth:`blocks`.
+
+    Opening checks the file (exists, supported type, not empty, the requested columns
+    present) and raises BadInputError at once; Stata and Excel files are read whole here.
+    ``issues`` collects the ParseIssues of the blocks read so far (all of them once
+    :meth:`blocks` is exhausted), in the order :func:`load_table` reports them."""
+
+    def __init__(self, path: Path, options: dict[str, Any], *, role: str, columns, numeric, text, label: str) -> None:
+        self.path, self.options, self.role, self.label = path, options, role, label
+        self.numeric, self.text = list(numeric), list(text)
+        self.issues: dict[str, ParseIssue] = {}
+        self.format = file_format(path)
+        self._whole: tuple[pd.DataFrame, dict[str, ParseIssue], dict[str, np.ndarray]] | None = None
+        if self.format == "csv":
+            self._csv = _CsvSource(path, label, role, options, columns)
+            self.columns = self._csv.wanted
+        elif self.format == "parquet":
+            self.columns = _parquet_columns(path, label, role, columns)
+        else:
+            raw = _read_dta(path, label, role, columns) if self.format == "dta" else _read_xlsx(path, label, role, options, columns)
+            self.columns = list(raw.columns)
+            issues: dict[str, ParseIssue] = {}
+            frame, bad = _convert_block(raw, options, self.numeric, self.text, 0, issues)
+            self._whole = (frame, issues, bad)
+
+    def blocks(self) -> Iterator[Block]:
+        """The file's rows in file order, one :class:`Block` at a time (restarting
+        ``issues``). Raises BadInputError for a file that breaks mid-way and
+        :class:`RestartRead` (CSV only, at most once) when the fast path must be redone."""
+        self.issues = {}
+        if self._whole is not None:
+            frame, issues, bad = self._whole
+            self.issues = dict(issues)
+            yield Block(0, frame, bad)
+        elif self.format == "csv":
+            yield from self._csv.blocks(set(self.numeric), set(self.text), self.issues)
+        else:
+            yield from _parquet_blocks(self, self.issues)
+
+    def load(self) -> Table:
+        """The whole file as one :class:`Table` (the blocks concatenated)."""
+        while True:
+            try:
+                frames = [b.frame for b in self.blocks()]
+                break
+            except RestartRead:
+                continue
+        if not frames:
+            frame = _empty_frame(self.columns, set(self.numeric), set(self.text))
+        elif len(frames) == 1:
+            frame = frames[0]
+        else:
+            frame = pd.concat(frames, ignore_index=True)
+        return Table(frame=frame, label=self.label, role=self.role, format=self.format, issues=self.issues)
+
+
+def open_table(
+    path: str | Path,
+    options: dict[str, Any] | None,
+    *,
+    role: str,
+    columns: list[str] | None = None,
+    numeric: Iterable[str] = (),
+    text: Iterable[str] = (),
+    label: str | None = None,
+) -> TableStream:
+    """Open ``path`` for reading block by block (arguments as :func:`read_table`)."""
     path = Path(path)
     options = dict(options or {})
     label = label or str(options.get("path") or path.name)
-    numeric, text = list(numeric), list(text)
     if not path.is_file():
         raise BadInputError(f"{label}: file not found (resolved to {path}); check data.{role}.path in params.yaml")
     fmt = file_format(path)
@@ -184,17 +278,19 @@ def load_table(
         )
     if path.stat().st_size == 0:
         raise BadInputError(f"{label}: the file is empty (0 bytes); re-export it")
-    if fmt == "csv":
-        frame, issues = _read_csv(path, label, role, options, columns, numeric, text)
-    else:
-        if fmt == "parquet":
-            raw = _read_parquet(path, label, role, columns)
-        elif fmt == "dta":
-            raw = _read_dta(path, label, role, columns)
+    return TableStream(path, options, role=role, columns=columns, numeric=numeric, text=text, label=label)
+
+
+def _empty_frame(columns: list[str], num_set: set[str], text_set: set[str]) -> pd.DataFrame:
+    cols: dict[str, Any] = {}
+    for c in columns:
+        if c in num_set:
+            cols[c] = np.empty(0)
+        elif c in text_set:
+            cols[c] = clean_text(pa.array([], type=pa.string())).array
         else:
-            raw = _read_xlsx(path, label, role, options, columns)
-        frame, issues = _convert_frame(raw, options, numeric, text)
-    return Table(frame=frame, label=label, role=role, format=fmt, issues=issues)
+            cols[c] = pd.array([], dtype="str")
+    return pd.DataFrame(cols, copy=False)
 
 
 # ------------------------------------------------------------------------------------------
@@ -306,9 +402,10 @@ def _cell_text(v: Any) -> str | None:
     return str(v)
 
 
-def to_numeric(s: pd.Series, options: dict[str, Any], column: str) -> tuple[np.ndarray, ParseIssue | None]:
+def to_numeric(s: pd.Series, options: dict[str, Any], column: str, max_raw: int = MAX_EXAMPLES * 20) -> tuple[np.ndarray, ParseIssue | None]:
     """A column of any dtype -> float64 + a ParseIssue for the cells that are not numbers
-    (text under the declared decimal/thousands/na_values, dates, booleans)."""
+    (text under the declared decimal/thousands/na_values, dates, booleans). The examples are
+    the first distinct ones among the first ``max_raw`` offending cells."""
     if pd.api.types.is_bool_dtype(s.dtype):
         return s.astype("float64").to_numpy(), None
     if pd.api.types.is_numeric_dtype(s.dtype):
@@ -323,7 +420,7 @@ def to_numeric(s: pd.Series, options: dict[str, Any], column: str) -> tuple[np.n
             return vals, None
         pos = np.flatnonzero(bad)
         issue = ParseIssue(column)
-        issue.add(pos, s.iloc[pos[: MAX_EXAMPLES * 20]].tolist())
+        issue.add(pos, s.iloc[pos[:max_raw]].tolist())
         return vals, issue
     obj = s.to_numpy(dtype=object)
     n = len(obj)
@@ -353,24 +450,29 @@ def to_numeric(s: pd.Series, options: dict[str, Any], column: str) -> tuple[np.n
     out[bad] = np.nan
     pos = np.flatnonzero(bad)
     issue = ParseIssue(column)
-    issue.add(pos, obj[pos[: MAX_EXAMPLES * 20]])
+    issue.add(pos, obj[pos[:max_raw]])
     return out, issue
 
 
-def _convert_frame(raw: pd.DataFrame, options, numeric, text) -> tuple[pd.DataFrame, dict[str, ParseIssue]]:
-    issues: dict[str, ParseIssue] = {}
+def _convert_block(raw: pd.DataFrame, options, numeric, text, offset: int, issues: dict[str, ParseIssue]) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
+    """Convert one block (rows ``offset ..`` of the file) and merge its ParseIssues into
+    ``issues``: as if the whole file were converted at once (the examples come from the
+    file's first offending cells). Returns the frame and the block's bad positions."""
+    bad: dict[str, np.ndarray] = {}
     cols = {}
     for c in raw.columns:
         if c in numeric:
-            vals, issue = to_numeric(raw[c], options, c)
+            seen = issues[c].count if c in issues else 0
+            vals, issue = to_numeric(raw[c], options, c, max_raw=max(0, MAX_EXAMPLES * 20 - seen))
             cols[c] = vals
             if issue is not None:
-                issues[c] = issue
+                issues.setdefault(c, ParseIssue(c)).add(issue.positions + offset, issue.examples)
+                bad[c] = issue.positions
         elif c in text:
             cols[c] = clean_text(raw[c]).array
         else:
             cols[c] = raw[c].array
-    return pd.DataFrame(cols, copy=False), issues
+    return pd.DataFrame(cols, copy=False), bad
 
 
 # ------------------------------------------------------------------------------------------
@@ -443,115 +545,194 @@ def _sniff_text(path: Path, label: str, role: str, enc: str) -> None:
         )
 
 
-def _read_csv(path, label, role, options, columns, numeric, text):
-    sep, enc, decimal, thousands, na = _csv_options(path, role, options)
-    _sniff_text(path, label, role, enc)
-    read_opts = pacsv.ReadOptions(encoding=enc, block_size=BLOCK_SIZE, use_threads=True)
-    parse_opts = pacsv.ParseOptions(delimiter=sep)
-    try:
-        probe = pacsv.open_csv(
-            path,
-            read_options=pacsv.ReadOptions(encoding=enc, block_size=1 << 16),
-            parse_options=parse_opts,
-            convert_options=pacsv.ConvertOptions(column_types={}, null_values=na, strings_can_be_null=True),
+class _CsvSource:
+    """A CSV file's options and header, checked when opened; :meth:`blocks` streams it.
+
+    Without ``thousands`` the first read is the fast path: Arrow parses the numeric columns
+    itself. Text that is not a number makes it fail; the stream then raises
+    :class:`RestartRead` and the next :meth:`blocks` reads every column as text, numbers
+    parsed here with every offending cell recorded."""
+
+    def __init__(self, path: Path, label: str, role: str, options: dict[str, Any], columns) -> None:
+        self.path, self.label, self.role = path, label, role
+        sep, enc, decimal, thousands, na = _csv_options(path, role, options)
+        self.enc, self.decimal, self.thousands, self.na = enc, decimal, thousands, na
+        _sniff_text(path, label, role, enc)
+        self.read_opts = pacsv.ReadOptions(encoding=enc, block_size=BLOCK_SIZE, use_threads=True)
+        self.parse_opts = pacsv.ParseOptions(delimiter=sep)
+        try:
+            probe = pacsv.open_csv(
+                path,
+                read_options=pacsv.ReadOptions(encoding=enc, block_size=1 << 16),
+                parse_options=self.parse_opts,
+                convert_options=pacsv.ConvertOptions(column_types={}, null_values=na, strings_can_be_null=True),
+            )
+            header = probe.schema.names
+        except (pa.ArrowInvalid, pa.ArrowTypeError, UnicodeDecodeError, ValueError, OSError) as exc:
+            raise _arrow_csv_error(label, role, enc, exc) from exc
+        finally:
+            try:
+                probe.close()  # type: ignore[possibly-undefined]
+            except Exception:
+                pass
+        wanted = list(columns) if columns is not None else list(header)
+        hint = ""
+        if len(header) == 1 and sep != ";" and ";" in header[0]:
+            hint = "; the header is one field containing ';': is the separator ';'? (data." + role + ".sep)"
+        elif len(header) == 1 and sep != "\t" and "\t" in header[0]:
+            hint = "; the header is one field containing tabs: is the separator a tab? (data." + role + ".sep: '\\t')"
+        _missing_columns_error(label, role, header, wanted, hint)
+        dups = sorted({c for c in wanted if header.count(c) > 1})
+        if dups:
+            raise BadInputError(f"{label}: column name(s) {', '.join(map(repr, dups))} appear more than once in the header; rename them")
+        self.wanted = wanted
+        self.typed = not thousands
+
+    def _error(self, exc: Exception, typed: bool) -> Exception:
+        """The exception to raise for a reader failure: RestartRead on the fast path's
+        conversion error (text in a numeric column), else a BadInputError."""
+        if typed and isinstance(exc, (pa.ArrowInvalid, pa.ArrowTypeError)) and "conversion error" in str(exc) and "UTF8" not in str(exc):
+            self.typed = False
+            return RestartRead(str(exc))
+        return _arrow_csv_error(self.label, self.role, self.enc, exc)
+
+    def blocks(self, num_set: set[str], text_set: set[str], issues: dict[str, ParseIssue]) -> Iterator[Block]:
+        typed = self.typed
+        wanted = self.wanted
+        conv = pacsv.ConvertOptions(
+            include_columns=wanted,
+            column_types={c: (pa.float64() if typed and c in num_set else pa.string()) for c in wanted},
+            null_values=self.na,
+            strings_can_be_null=True,
+            decimal_point=self.decimal,
         )
-        header = probe.schema.names
-    except (pa.ArrowInvalid, pa.ArrowTypeError, UnicodeDecodeError, ValueError, OSError) as exc:
-        raise _arrow_csv_error(label, role, enc, exc) from exc
-    finally:
+        errors = (pa.ArrowInvalid, pa.ArrowTypeError, UnicodeDecodeError, ValueError)
         try:
-            probe.close()  # type: ignore[possibly-undefined]
-        except Exception:
-            pass
-    wanted = list(columns) if columns is not None else list(header)
-    hint = ""
-    if len(header) == 1 and sep != ";" and ";" in header[0]:
-        hint = "; the header is one field containing ';': is the separator ';'? (data." + role + ".sep)"
-    elif len(header) == 1 and sep != "\t" and "\t" in header[0]:
-        hint = "; the header is one field containing tabs: is the separator a tab? (data." + role + ".sep: '\\t')"
-    _missing_columns_error(label, role, header, wanted, hint)
-    dups = sorted({c for c in wanted if header.count(c) > 1})
-    if dups:
-        raise BadInputError(f"{label}: column name(s) {', '.join(map(repr, dups))} appear more than once in the header; rename them")
-    num_set, text_set = set(numeric), set(text)
-    result = None
-    if not thousands:
-        # fast path: Arrow parses the numeric columns itself; any text that is not a number
-        # makes it fail, and the file is read again as text to find and report every cell
-        try:
-            result = _stream_csv(path, read_opts, parse_opts, wanted, num_set, na, decimal, None, typed=True)
-        except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
-            if "conversion error" not in str(exc) or "UTF8" in str(exc):
-                raise _arrow_csv_error(label, role, enc, exc) from exc
-        except (UnicodeDecodeError, ValueError) as exc:
-            raise _arrow_csv_error(label, role, enc, exc) from exc
-    if result is None:
-        try:
-            result = _stream_csv(path, read_opts, parse_opts, wanted, num_set, na, decimal, thousands, typed=False)
-        except (pa.ArrowInvalid, pa.ArrowTypeError, UnicodeDecodeError, ValueError) as exc:
-            raise _arrow_csv_error(label, role, enc, exc) from exc
-    parts, issues = result
-    cols = {}
-    for c in wanted:
-        if c in num_set:
-            cols[c] = np.concatenate(parts[c]) if parts[c] else np.empty(0)
-        else:
-            chunked = pa.chunked_array(parts[c], type=pa.string())
-            cols[c] = (clean_text(chunked) if c in text_set else pd.Series(chunked.to_pandas(), dtype="str")).array
-    return pd.DataFrame(cols, copy=False), issues
-
-
-def _stream_csv(path, read_opts, parse_opts, wanted, num_set, na, decimal, thousands, *, typed: bool):
-    """Read the ``wanted`` columns block by block. ``typed``: numeric columns parsed by Arrow
-    (raises on the first non-number); else every column as text, numbers parsed here with
-    every offending cell recorded."""
-    conv = pacsv.ConvertOptions(
-        include_columns=wanted,
-        column_types={c: (pa.float64() if typed and c in num_set else pa.string()) for c in wanted},
-        null_values=na,
-        strings_can_be_null=True,
-        decimal_point=decimal,
-    )
-    parts: dict[str, list] = {c: [] for c in wanted}
-    issues: dict[str, ParseIssue] = {}
-    offset = 0
-    reader = pacsv.open_csv(path, read_options=read_opts, parse_options=parse_opts, convert_options=conv)
-    for batch in reader:
-        for c in wanted:
-            arr = batch.column(c)
-            if c in num_set:
-                if typed:
-                    parts[c].append(arr.to_numpy(zero_copy_only=False))
-                    continue
-                vals, bad = parse_numbers(arr, decimal, thousands)
-                parts[c].append(vals)
-                if bad is not None:
-                    pos = np.flatnonzero(bad)
-                    raw = arr.take(pa.array(pos[: MAX_EXAMPLES * 20])).to_pylist()
-                    issues.setdefault(c, ParseIssue(c)).add(pos + offset, raw)
-            else:
-                parts[c].append(arr)
-        offset += batch.num_rows
-    return parts, issues
+            reader = pacsv.open_csv(self.path, read_options=self.read_opts, parse_options=self.parse_opts, convert_options=conv)
+        except errors as exc:
+            raise self._error(exc, typed) from exc
+        offset = 0
+        batches = _readahead(reader.read_next_batch)
+        while True:
+            try:
+                batch = next(batches)
+            except StopIteration:
+                break
+            except errors as exc:
+                raise self._error(exc, typed) from exc
+            cols: dict[str, Any] = {}
+            bad: dict[str, np.ndarray] = {}
+            try:
+                for c in wanted:
+                    arr = batch.column(c)
+                    if c in num_set:
+                        if typed:
+                            cols[c] = arr.to_numpy(zero_copy_only=False)
+                            continue
+                        vals, mask = parse_numbers(arr, self.decimal, self.thousands)
+                        cols[c] = vals
+                        if mask is not None:
+                            pos = np.flatnonzero(mask)
+                            raw = arr.take(pa.array(pos[: MAX_EXAMPLES * 20])).to_pylist()
+                            issues.setdefault(c, ParseIssue(c)).add(pos + offset, raw)
+                            bad[c] = pos
+                    elif c in text_set:
+                        cols[c] = clean_text(arr).array
+                    else:
+                        cols[c] = pd.Series(arr.to_pandas(), dtype="str").array
+            except errors as exc:
+                raise self._error(exc, typed) from exc
+            yield Block(offset, pd.DataFrame(cols, copy=False), bad)
+            offset += batch.num_rows
 
 
 # ------------------------------------------------------------------------------------------
 # Parquet, Stata, Excel
 # ------------------------------------------------------------------------------------------
-def _read_parquet(path: Path, label: str, role: str, columns) -> pd.DataFrame:
+def _readahead(fetch, depth: int = 2) -> Iterator[Any]:
+    """``fetch()``'s results until it raises StopIteration, produced by a background thread up
+    to ``depth`` ahead (Arrow parses the next block while the caller converts this one); an
+    exception of ``fetch`` is raised here, in order."""
+    import queue
+    import threading
+
+    q: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def work() -> None:
+        while not stop.is_set():
+            try:
+                item = (True, fetch())
+            except StopIteration:
+                item = (False, None)
+            except BaseException as exc:  # handed to the reading thread
+                item = (False, exc)
+            while not stop.is_set():
+                try:
+                    q.put(item, timeout=0.1)
+                    break
+                except queue.Full:
+                    continue
+            if not item[0]:
+                return
+
+    worker = threading.Thread(target=work, name="readahead", daemon=True)
+    worker.start()
     try:
-        schema = pq.read_schema(path)
-        present = list(schema.names)
-        _missing_columns_error(label, role, present, list(columns) if columns is not None else present)
-        table = pq.read_table(path, columns=list(columns) if columns is not None else None)
-        return table.to_pandas()
-    except BadInputError:
-        raise
+        while True:
+            ok, value = q.get()
+            if not ok:
+                if value is None:
+                    return
+                raise value
+            yield value
+    finally:
+        stop.set()
+        worker.join()
+
+
+PARQUET_BATCH_ROWS = 1 << 17  # rows per block of a streamed Parquet file
+
+
+def _parquet_error(label: str, exc: Exception) -> BadInputError:
+    return BadInputError(
+        f"{label}: not a readable Parquet file ({type(exc).__name__}: {str(exc)[:200]}); "
+        "the file is truncated or not Parquet: re-export it"
+    )
+
+
+def _parquet_columns(path: Path, label: str, role: str, columns) -> list[str]:
+    try:
+        present = list(pq.read_schema(path).names)
     except Exception as exc:  # hostile/truncated file: any library failure is bad input
-        raise BadInputError(
-            f"{label}: not a readable Parquet file ({type(exc).__name__}: {str(exc)[:200]}); "
-            "the file is truncated or not Parquet: re-export it"
-        ) from exc
+        raise _parquet_error(label, exc) from exc
+    wanted = list(columns) if columns is not None else present
+    _missing_columns_error(label, role, present, wanted)
+    return wanted
+
+
+def _parquet_blocks(stream: "TableStream", issues: dict[str, ParseIssue]) -> Iterator[Block]:
+    """A Parquet file by record batches, converted as if read whole (same issues, same order)."""
+    try:
+        batches = pq.ParquetFile(stream.path).iter_batches(batch_size=PARQUET_BATCH_ROWS, columns=stream.columns)
+    except Exception as exc:
+        raise _parquet_error(stream.label, exc) from exc
+    offset = 0
+    while True:
+        try:
+            batch = next(batches, None)
+            if batch is None:
+                break
+            raw = batch.to_pandas()
+        except Exception as exc:
+            raise _parquet_error(stream.label, exc) from exc
+        frame, bad = _convert_block(raw, stream.options, stream.numeric, stream.text, offset, issues)
+        yield Block(offset, frame, bad)
+        offset += len(frame)
+    # a whole-file read reports the columns in file order
+    ordered = {c: issues[c] for c in stream.columns if c in issues}
+    issues.clear()
+    issues.update(ordered)
 
 
 def _read_dta(path: Path, label: str, role: str, columns) -> pd.DataFrame:
