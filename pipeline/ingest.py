@@ -1,10 +1,11 @@
 """Stage 1 library: raw firm panel + membership register (+ deflators) -> interim panel.
 
-``ingest(params)`` reads the files named in ``params.yaml`` (``data.firms``,
-``data.membership``, ``data.deflators``), maps the file's column names to pipeline names
-(``columns``, ``membership_columns``), validates everything at the boundary, deflates,
-derives the outcomes listed in ``ingest.derive`` (see :mod:`pipeline.outcomes`) and returns
-the interim panel, the harmonised register and a JSON-serialisable sample-flow record.
+``ingest(params, panel_path=None)`` reads the files named in ``params.yaml``
+(``data.firms``, ``data.membership``, ``data.deflators``), maps the file's column names to
+pipeline names (``columns``, ``membership_columns``), validates everything at the boundary,
+deflates, derives the outcomes listed in ``ingest.derive`` (see :mod:`pipeline.outcomes`)
+and returns the harmonised register, a JSON-serialisable sample-flow record and the interim
+panel — or, given ``panel_path``, writes the panel there as Parquet, shard by shard (below).
 
 Validation collects *all* problems of all files and raises one
 :class:`~models.errors.BadInputError` (exit 2); each problem names the file, the column,
@@ -40,77 +41,135 @@ Without it the value-added outcomes are nominal, which the flow notes say.
 Output: rows sorted by (firm_id, year); ``firm_id`` text, ``year`` int64,
 ``founding_year`` Int64, sector/region/group_id text, every other mapped column float64, then
 the derived outcomes in registry order (``export_status`` and ``patent_status`` Int64, the rest float64).
+
+Out of core: the firm panel is never whole in memory
+----------------------------------------------------
+1. *Read* (pass 1). The firm file is streamed (:func:`pipeline.readers.open_table`): CSV in
+   the reader's 16 MiB blocks, Parquet by record batches, keeping only the mapped columns.
+   Stata ``.dta`` and Excel ``.xlsx`` files are read whole by their libraries, so they stay
+   in memory (one block). The per-row checks (text in numeric columns, missing ids and years,
+   non-integer years, infinite and negative values) run here, in file order, so their counts,
+   examples and first keys are those of the whole file. Rows that can enter the panel (firm id
+   and year present, inside ``ingest.years``) are spilled to a temporary Arrow file with their
+   file position, and their firm ids counted.
+2. *Shards*. The sorted distinct firm ids are cut into contiguous ranges of about
+   ``SHARD_ROWS`` rows and the spilled rows split into one temporary file per range (a file of
+   at most ``SHARD_ROWS`` rows is one shard: no split). Every firm lies whole in one shard, and
+   the shards in order are the panel in (firm_id, year) order.
+3. *Per shard* (pass 2), in firm order: duplicates, the log policy, sorting, deflation (a
+   sector-year lookup) and the derived outcomes — all within a firm or a row
+   (``employment_growth``'s previous year is in the same shard). Problems are collected across
+   shards: counts are summed and first keys merged by file position, so every message is the
+   one a whole-file read gives. While no problem is known the finished rows go straight to the
+   output; a problem (here or in a later check) discards it (the stage's temporary file is
+   removed: a failed ingest writes nothing).
+4. ``log_tfp`` is one production function over all rows: its inputs (firm code, year and four
+   float64 logs) are gathered across shards, estimated once as before, and the column is added
+   in a third pass over the derived shards, kept on disk meanwhile.
+5. The panel is written shard by shard into one Parquet file through
+   :class:`pipeline.io.ParquetAppender` (the same bytes as writing the whole frame at once).
+   Without ``panel_path`` (library use, tests) the same shard frames are concatenated.
+
+In memory at any time: one block of the raw file, one shard (and its output rows, at most one
+Parquet row group waiting), the distinct firm ids with their row counts, the problem tallies,
+the registers and deflators (small, in pandas) and, with ``log_tfp``, its six input columns
+for all rows (plus what the estimator itself needs). The temporary files live in a hidden
+folder beside ``panel_path`` (the system temp folder without it) and are removed at the end
+and on any error. Progress (one line per pass and per shard) goes to stderr.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+import math
+import shutil
+import tempfile
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from models.errors import BadInputError, ConfigError, first_keys
 
 from . import outcomes
 from .config import MEMBERSHIP_FIELDS, PANEL_FIELDS, Params
-from .readers import Table, clean_text, describe_issue, format_key, load_table, to_numeric
+from .io import ParquetAppender, frame_table
+from .progress import note, step
+from .readers import Block, RestartRead, clean_text, describe_issue, format_key, key_tuples, load_table, open_table, to_numeric
 
 TEXT_FIELDS = ("firm_id", "sector", "region", "group_id")
 INTEGER_FIELDS = ("year", "founding_year")
 NONNEGATIVE = ("employment", "turnover", "value_added", "wage_bill", "capital", "intermediates", "exports", "patents", "rd")
+SHARD_ROWS = 1_000_000  # rows of the firm panel per shard: about 0.5 GiB while one is processed, 2 GiB peak at 20M rows
+N_KEYS = 5  # offending keys a problem shows
 
 
 @dataclass
 class IngestOutput:
-    panel: pd.DataFrame
+    panel: pd.DataFrame | None  # None when written to ``panel_path``
     membership: pd.DataFrame
     flow: dict[str, Any]
     other_programme: pd.DataFrame | None = None  # firm_id, start_year, end_year (empty without the file)
 
 
-def ingest(params: Params) -> IngestOutput:
-    """Read, validate, deflate and derive; see the module docstring."""
+def ingest(params: Params, panel_path: str | Path | None = None) -> IngestOutput:
+    """Read, validate, deflate and derive; see the module docstring.
+
+    ``panel_path``: write the interim panel there (Parquet) instead of returning it
+    (``IngestOutput.panel`` is then None). After an error the file may hold part of a panel:
+    pass a temporary file that the caller removes on error (``StageOutputs.stream``)."""
     cols: dict[str, str] = dict(params["columns"])
     mcols: dict[str, str] = dict(params["membership_columns"])
     ing = params["ingest"]
     derive = _check_config(cols, mcols, ing, params["data"].get("deflators") is not None)
-    problems: list[str] = []
     notes: list[str] = []
+    panel_path = None if panel_path is None else Path(panel_path)
 
-    firms = _read_firms(params, cols, problems)
-    panel, firms_flow, codes, firm_ids = _validate_firms(firms, cols, ing, derive, problems)
-    defl, defl_flow = _deflators(params, cols, panel, derive, problems, notes)
-    membership, mem_flow = _membership(params, mcols, firm_ids, firms.label, problems)
-    other, other_flow = _other_programme(params, firm_ids, firms.label, problems)
+    with _spill_dir(panel_path) as tmp:
+        firms = _FirmFile(params, cols, ing, tmp)
+        defl = _Deflators(params, cols, derive, notes, firms.year_range())
+        sink = _PanelSink(panel_path)
+        try:
+            shards = _Shards(params, cols, ing, derive, firms, defl, sink, tmp)
+            shards.run()
+            problems = firms.problems() + shards.problems()
+            problems += defl.problems + defl.panel_problems(shards, notes)
+            firm_ids = shards.firm_ids()
+            membership, mem_flow = _membership(params, mcols, firm_ids, firms.label, problems)
+            other, other_flow = _other_programme(params, firm_ids, firms.label, problems)
+            if problems:
+                raise BadInputError(
+                    f"{len(problems)} problem(s) in the input data; nothing was written. Fix them and run again:", problems=problems
+                )
+            derived_flow = shards.finish()
+            with step("ingest: finish the panel"):
+                panel = sink.close()
+        finally:
+            sink.abort()
 
-    if problems:
-        raise BadInputError(
-            f"{len(problems)} problem(s) in the input data; nothing was written. Fix them and run again:", problems=problems
-        )
-
-    panel, derived_flow = _derive(panel, codes, defl, derive, cols, notes)
-    if "log_tfp" in (ing.get("derive") or []):
-        panel, derived_flow["log_tfp"] = _derive_tfp(panel, defl, ing.get("tfp") or {}, params.seed)
-    if ing.get("drop_missing_outcomes"):
-        panel = _drop_missing(panel, [d for d in ing["derive"] or []], firms_flow)
-    firms_flow["rows_kept"] = len(panel)
+    firms_flow = shards.flow()
     mem_flow["rows_kept"] = len(membership)
-    for f in (firms_flow, mem_flow, defl_flow, other_flow):
+    for f in (firms_flow, mem_flow, defl.flow, other_flow):
         if f is not None:
             assert f["rows_in"] == f["rows_kept"] + sum(f["excluded"].values()), f
     flow = {
         "firms": firms_flow,
         "membership": mem_flow,
-        "deflators": defl_flow,
+        "deflators": defl.flow,
         "other_programme": other_flow,
-        "years": list(ing["years"]) if ing["years"] else [int(panel["year"].min()), int(panel["year"].max())] if len(panel) else None,
+        "years": list(ing["years"]) if ing["years"] else [sink.year_min, sink.year_max] if sink.rows else None,
         "columns": cols,
         "membership_columns": mcols,
         "derived": derived_flow,
-        "deflated": defl is not None,
+        "deflated": defl.usable,
         "log_nonpositive": ing["log_nonpositive"],
-        "n_firms": int(panel["firm_id"].nunique()),
+        "n_firms": sink.n_firms,
         "notes": notes,
     }
     return IngestOutput(panel=panel, membership=membership, flow=flow, other_programme=other)
@@ -162,7 +221,7 @@ def _check_config(cols: dict[str, str], mcols: dict[str, str], ing: dict[str, An
 
 
 # ------------------------------------------------------------------------------------------
-# firms
+# firms, pass 1: stream the file, check every row, spill the panel's rows into shards
 # ------------------------------------------------------------------------------------------
 _fmt = format_key
 
@@ -175,251 +234,732 @@ def keys_text(frame: pd.DataFrame, mask: np.ndarray, keys: tuple[str, ...] = ("f
     return first_keys(shown + [""] * (len(pos) - len(shown)), n) if len(pos) > n else ", ".join(shown)
 
 
-def _read_firms(params: Params, cols: dict[str, str], problems: list[str]) -> Table:
-    spec = params["data"]["firms"]
-    file_cols = list(dict.fromkeys(cols.values()))
-    numeric = [f for p, f in cols.items() if p not in TEXT_FIELDS]
-    text = [f for p, f in cols.items() if p in TEXT_FIELDS]
-    return load_table(params.resolve(spec["path"]), spec, role="firms", columns=file_cols, numeric=numeric, text=text, label=spec["path"])
+def _count_text(count: int, shown: list[str]) -> str:
+    """:func:`keys_text` from the count and the first keys already formatted."""
+    return ", ".join(shown[:N_KEYS]) + (f" (+{count - N_KEYS} more)" if count > N_KEYS else "")
 
 
-def _validate_firms(table: Table, cols: dict[str, str], ing: dict[str, Any], derive: list[str], problems: list[str]):
-    label = table.label
-    raw = table.frame
-    order = [p for p in PANEL_FIELDS if p in cols]
-    df = pd.DataFrame({p: raw[cols[p]].array for p in order}, copy=False)
-    n_in = len(df)
-    flow: dict[str, Any] = {"file": label, "format": table.format, "rows_in": n_in, "rows_kept": 0, "excluded": {}}
-    if n_in == 0:
-        problems.append(f"{label}: no data rows (only a header); nothing to analyse")
+@dataclass
+class _Tally:
+    """Rows with one problem: how many, the first keys (formatted; in pass 2 with their file
+    position, to merge shards in file order) and the first example values."""
 
-    def where(p: str) -> str:
-        return f"{label}, column '{cols[p]}'" + (f" ({p})" if cols[p] != p else "")
+    count: int = 0
+    keys: list = field(default_factory=list)
+    examples: list[str] = field(default_factory=list)
 
-    # non-numeric text (all rows)
-    for issue in table.issues.values():
-        problems.append(describe_issue(table, issue, keys=[cols["firm_id"], cols["year"]]))
-    parse_bad = {c: np.zeros(n_in, bool) for c in table.issues}
-    for c, issue in table.issues.items():
-        parse_bad[c][issue.positions] = True
+    def add(self, frame: pd.DataFrame, mask: np.ndarray, values: np.ndarray | None = None, pos: np.ndarray | None = None) -> None:
+        k = int(mask.sum())
+        if not k:
+            return
+        if len(self.keys) < N_KEYS:
+            rows = np.flatnonzero(mask)[: N_KEYS - len(self.keys)]
+            shown = key_tuples(frame.iloc[rows], ["firm_id", "year"])
+            self.keys.extend(shown if pos is None else zip(pos[rows].tolist(), shown))
+        if values is not None and len(self.examples) < 3:
+            self.examples.extend(_fmt(x) for x in values[mask][: 3 - len(self.examples)])
+        self.count += k
 
-    fid_missing = df["firm_id"].isna().to_numpy()
-    if fid_missing.any():
-        rows = np.flatnonzero(fid_missing)
-        problems.append(
-            f"{where('firm_id')}: {fid_missing.sum()} row(s) without a firm id; first data rows (year): "
-            + ", ".join(f"{r + 1} ({_fmt(df['year'].iat[r])})" for r in rows[:5])
-            + ". Fix: fill in the firm id or delete these rows"
+    def merge(self, other: "_Tally") -> None:
+        self.count += other.count
+        self.keys = sorted(self.keys + other.keys)[:N_KEYS]
+
+    def text(self) -> str:
+        shown = [k if isinstance(k, str) else k[1] for k in self.keys]
+        return _count_text(self.count, shown)
+
+
+class _FirmFile:
+    """Pass 1 over the firm file (module docstring, steps 1 and 2): every row checked in file
+    order, the rows that can enter the panel spilled into shards under ``tmp``."""
+
+    def __init__(self, params: Params, cols: dict[str, str], ing: dict[str, Any], tmp: Path) -> None:
+        spec = params["data"]["firms"]
+        self.cols, self.ing, self.tmp = cols, ing, tmp
+        self.order = [p for p in PANEL_FIELDS if p in cols]
+        numeric = [f for p, f in cols.items() if p not in TEXT_FIELDS]
+        text = [f for p, f in cols.items() if p in TEXT_FIELDS]
+        self.stream = open_table(
+            params.resolve(spec["path"]), spec, role="firms", columns=list(dict.fromkeys(cols.values())),
+            numeric=numeric, text=text, label=spec["path"],
         )
-    year = df["year"].to_numpy(dtype=np.float64)
-    year_missing = np.isnan(year) & ~parse_bad.get(cols["year"], np.zeros(n_in, bool))
-    if year_missing.any():
-        problems.append(
-            f"{where('year')}: {year_missing.sum()} row(s) without a year; first keys (firm_id, year): "
-            f"{keys_text(df, year_missing)}. Fix: fill in the year or delete these rows"
-        )
-    for p in INTEGER_FIELDS:
-        if p not in df:
-            continue
-        v = df[p].to_numpy(dtype=np.float64)
-        with np.errstate(invalid="ignore"):
-            frac = np.isfinite(v) & (np.floor(v) != v)
-        if frac.any():
-            problems.append(
-                f"{where(p)}: {frac.sum()} non-integer value(s) (e.g. {', '.join(_fmt(x) for x in v[frac][:3])}); first keys "
-                f"(firm_id, year): {keys_text(df, frac)}. Fix: {p} must be a whole calendar year"
+        self.label, self.format = self.stream.label, self.stream.format
+        with step(f"ingest: read and check {self.label}"):
+            while True:
+                try:
+                    self._read()
+                    break
+                except RestartRead:  # text in a numeric column: read again as text, recording every cell
+                    continue
+        note(f"ingest: {self.n_in} rows in {self.label}; {self.n_rows} rows of {len(self.firm_rows)} firms can enter the panel")
+        self._split()
+
+    # -- the pass ---------------------------------------------------------------------------
+    def _read(self) -> None:
+        self.n_in = 0
+        self.fid_missing = 0
+        self.fid_rows: list[str] = []
+        self.checks: dict[tuple[str, str], _Tally] = {}
+        self.issue_keys: dict[str, list[str]] = {}
+        self.outside = 0
+        self.year_seen: tuple[float, float] | None = None  # finite years of all rows
+        self.year_kept: tuple[float, float] | None = None  # years of the spilled rows
+        self.n_rows = 0
+        ids: list[pa.Array] = []
+        counts: list[pa.Array] = []
+        n_ids = 0
+        self.spill = self.tmp / "rows.arrow"
+        self.spill.unlink(missing_ok=True)
+        writer = None
+        shown = time.perf_counter()
+        try:
+            for block in self.stream.blocks():
+                if time.perf_counter() - shown > 10:
+                    note(f"ingest: {block.offset} rows of {self.label} read")
+                    shown = time.perf_counter()
+                df = pd.DataFrame({p: block.frame[self.cols[p]].array for p in self.order}, copy=False)
+                keep = self._check(block, df)
+                self.n_in += len(df)
+                part = df.loc[keep] if not keep.all() else df
+                part = part.assign(_row=np.flatnonzero(keep) + block.offset)
+                table = pa.Table.from_pandas(part, preserve_index=False)
+                if writer is None:
+                    schema = table.schema
+                    writer = pa.ipc.new_file(str(self.spill), schema)
+                writer.write_table(table.cast(schema))
+                self.n_rows += len(part)
+                if len(part):
+                    vc = pc.value_counts(table.column("firm_id"))
+                    ids.append(vc.field("values"))
+                    counts.append(vc.field("counts"))
+                    n_ids += len(vc)
+                    if n_ids > 4 * SHARD_ROWS:  # a file not sorted by firm: fold the counts now and then
+                        folded = _fold_counts(ids, counts)
+                        ids, counts, n_ids = [folded[0]], [folded[1]], len(folded[0])
+        finally:
+            if writer is not None:
+                writer.close()
+        if ids:
+            self.firm_ids_all, self.firm_rows = _fold_counts(ids, counts)
+        else:
+            self.firm_ids_all, self.firm_rows = pa.array([], pa.large_string()), pa.array([], pa.int64())
+
+    def _check(self, block: Block, df: pd.DataFrame) -> np.ndarray:
+        """The per-row checks of one block; returns the rows that can enter the panel."""
+        n = len(df)
+        off = block.offset
+        for c, issue in self.stream.issues.items():  # the keys of the first rows with text in numeric columns
+            shown = self.issue_keys.setdefault(c, [])
+            if len(shown) < len(issue.rows) and c in block.bad:
+                rows = [r - off for r in issue.rows[len(shown):] if off <= r < off + n]
+                shown.extend(key_tuples(df.iloc[rows], ["firm_id", "year"]))
+        fid_missing = df["firm_id"].isna().to_numpy()
+        year = df["year"].to_numpy(dtype=np.float64)
+        if fid_missing.any():
+            rows = np.flatnonzero(fid_missing)
+            room = N_KEYS - len(self.fid_rows)
+            self.fid_rows.extend(f"{off + r + 1} ({_fmt(year[r])})" for r in rows[:max(room, 0)])
+            self.fid_missing += len(rows)
+        parse_bad = np.zeros(n, bool)
+        if self.cols["year"] in block.bad:
+            parse_bad[block.bad[self.cols["year"]]] = True
+        self._tally(("year", "missing"), df, np.isnan(year) & ~parse_bad)
+        for p in INTEGER_FIELDS:
+            if p in df:
+                v = df[p].to_numpy(dtype=np.float64)
+                with np.errstate(invalid="ignore"):
+                    frac = np.isfinite(v) & (np.floor(v) != v)
+                self._tally((p, "fraction"), df, frac, v)
+        for p in self.order:
+            if p in TEXT_FIELDS:
+                continue
+            v = df[p].to_numpy(dtype=np.float64)
+            self._tally((p, "inf"), df, np.isinf(v))
+            if p in NONNEGATIVE:
+                self._tally((p, "negative"), df, v < 0, v)
+        finite = np.isfinite(year)
+        if finite.any():
+            lo, hi = float(year[finite].min()), float(year[finite].max())
+            self.year_seen = (lo, hi) if self.year_seen is None else (min(lo, self.year_seen[0]), max(hi, self.year_seen[1]))
+        keep = ~fid_missing & finite
+        yrs = self.ing.get("years")
+        if yrs:
+            outside = keep & ((year < yrs[0]) | (year > yrs[1]))
+            self.outside += int(outside.sum())
+            keep &= ~outside
+        if keep.any():
+            lo, hi = float(year[keep].min()), float(year[keep].max())
+            self.year_kept = (lo, hi) if self.year_kept is None else (min(lo, self.year_kept[0]), max(hi, self.year_kept[1]))
+        return keep
+
+    def _tally(self, name: tuple[str, str], df: pd.DataFrame, mask: np.ndarray, values: np.ndarray | None = None) -> None:
+        if mask.any():
+            self.checks.setdefault(name, _Tally()).add(df, mask, values)
+
+    def year_range(self) -> tuple[int, int] | None:
+        """Whole years the kept panel can have (its years truncated, as the panel stores them)."""
+        if self.year_kept is None:
+            return None
+        return int(np.int64(self.year_kept[0])), int(np.int64(self.year_kept[1]))
+
+    # -- the shards ---------------------------------------------------------------------------
+    def _split(self) -> None:
+        """Cut the sorted firm ids into contiguous ranges of about SHARD_ROWS rows and split
+        the spilled rows into one file per range (one range: the spill is the shard)."""
+        self.shards: list[Path] = []
+        if not self.spill.exists():  # no block at all (a header-only file)
+            return
+        n_shards = max(1, math.ceil(self.n_rows / SHARD_ROWS))
+        if n_shards == 1:
+            self.shards = [self.spill]
+            return
+        order = pc.sort_indices(self.firm_ids_all)
+        ids = self.firm_ids_all.take(order)
+        rows = self.firm_rows.take(order).to_numpy()
+        which = (np.cumsum(rows) - rows) * n_shards // self.n_rows  # the shard of each firm, non-decreasing
+        starts = np.flatnonzero(np.diff(which)) + 1
+        bounds = [ids[int(i)].as_py() for i in starts]  # first firm id of shards 2, 3, ...
+        paths = [self.tmp / f"shard-{k:04d}.arrow" for k in range(len(bounds) + 1)]
+        with step(f"ingest: split {self.n_rows} rows into {len(paths)} shards of about {SHARD_ROWS} rows"):
+            with pa.OSFile(str(self.spill), "rb") as src:
+                reader = pa.ipc.open_file(src)
+                writers = [pa.ipc.new_file(str(p), reader.schema) for p in paths]
+                try:
+                    for i in range(reader.num_record_batches):
+                        batch = reader.get_batch(i)
+                        for k, part in _split_batch(batch, bounds):
+                            writers[k].write_batch(part)
+                finally:
+                    for w in writers:
+                        w.close()
+            self.spill.unlink()
+        self.shards = paths
+
+    # -- the messages -------------------------------------------------------------------------
+    def problems(self) -> list[str]:
+        """The problems found row by row, in the order (and words) of a whole-file read."""
+        cols, label = self.cols, self.label
+        out: list[str] = []
+
+        def where(p: str) -> str:
+            return f"{label}, column '{cols[p]}'" + (f" ({p})" if cols[p] != p else "")
+
+        if self.n_in == 0:
+            out.append(f"{label}: no data rows (only a header); nothing to analyse")
+        for c, issue in self.stream.issues.items():
+            out.append(describe_issue(self.stream, issue, keys=[cols["firm_id"], cols["year"]], shown=self.issue_keys.get(c, [])))
+        if self.fid_missing:
+            out.append(
+                f"{where('firm_id')}: {self.fid_missing} row(s) without a firm id; first data rows (year): "
+                + ", ".join(self.fid_rows)
+                + ". Fix: fill in the firm id or delete these rows"
             )
-    floats = [p for p in order if p not in TEXT_FIELDS]
-    for p in floats:
-        v = df[p].to_numpy(dtype=np.float64)
-        inf = np.isinf(v)
-        if inf.any():
-            problems.append(
-                f"{where(p)}: {inf.sum()} infinite value(s); first keys (firm_id, year): {keys_text(df, inf)}. "
-                "Fix: replace them by the true value or leave the cell empty (missing)"
+        t = self.checks.get(("year", "missing"))
+        if t:
+            out.append(
+                f"{where('year')}: {t.count} row(s) without a year; first keys (firm_id, year): "
+                f"{t.text()}. Fix: fill in the year or delete these rows"
             )
-        if p in NONNEGATIVE:
-            neg = v < 0
-            if neg.any():
-                problems.append(
-                    f"{where(p)}: {neg.sum()} negative value(s) (e.g. {', '.join(_fmt(x) for x in v[neg][:3])}), impossible for "
-                    f"{p}; first keys (firm_id, year): {keys_text(df, neg)}. Fix: correct them or leave the cells empty (missing)"
+        for p in INTEGER_FIELDS:
+            t = self.checks.get((p, "fraction"))
+            if t:
+                out.append(
+                    f"{where(p)}: {t.count} non-integer value(s) (e.g. {', '.join(t.examples)}); first keys "
+                    f"(firm_id, year): {t.text()}. Fix: {p} must be a whole calendar year"
                 )
-
-    valid = ~fid_missing & np.isfinite(year)
-    excluded: dict[str, int] = {}
-    keep = np.ones(n_in, bool)
-    # rows outside the study window
-    yrs = ing.get("years")
-    if yrs:
-        outside = valid & ((year < yrs[0]) | (year > yrs[1]))
-        excluded["outside_window"] = int(outside.sum())
-        keep &= ~outside
-
-    # duplicate firm-years among the kept rows
-    excluded["exact_duplicate"] = 0
-    cand = keep & valid
-    if cand.any():
-        ymin = np.nanmin(year[cand])
-        codes = pd.factorize(df["firm_id"])[0].astype(np.int64)
-        span = int(np.nanmax(year[cand]) - ymin) + 1
-        key = np.where(cand, codes * span + np.where(cand, year - ymin, 0).astype(np.int64), -1 - np.arange(n_in))
-        dup = pd.Series(key).duplicated(keep=False).to_numpy() & cand
-        if dup.any():
-            sub = df.loc[dup].assign(_key=key[dup])
-            exact = sub.duplicated(keep="first").to_numpy()
-            exact_pos = np.flatnonzero(dup)[exact]
-            excluded["exact_duplicate"] = int(len(exact_pos))
-            keep[exact_pos] = False
-            rest = sub.loc[~exact]
-            conflict = rest["_key"].duplicated(keep=False).to_numpy()
-            if conflict.any():
-                conf = rest.loc[conflict]
-                differ = [p for p in order if p not in ("firm_id", "year") and conf.groupby("_key")[p].nunique(dropna=False).gt(1).any()]
-                first = conf.drop_duplicates("_key")
-                n_keys = len(first)
-                problems.append(
-                    f"{label}: {n_keys} firm-year(s) appear more than once with different values (conflicting duplicates, "
-                    f"{len(conf)} rows; differing column(s): {', '.join(cols[p] for p in differ)}); first keys (firm_id, year): "
-                    f"{keys_text(first, np.ones(n_keys, bool))}. Fix: keep one row per firm and year (exact copies are "
-                    "dropped automatically)"
+        for p in self.order:
+            t = self.checks.get((p, "inf"))
+            if t:
+                out.append(
+                    f"{where(p)}: {t.count} infinite value(s); first keys (firm_id, year): {t.text()}. "
+                    "Fix: replace them by the true value or leave the cell empty (missing)"
                 )
+            t = self.checks.get((p, "negative"))
+            if t:
+                out.append(
+                    f"{where(p)}: {t.count} negative value(s) (e.g. {', '.join(t.examples)}), impossible for "
+                    f"{p}; first keys (firm_id, year): {t.text()}. Fix: correct them or leave the cells empty (missing)"
+                )
+        return out
 
-    # logs / ratios of non-positive value added or employment
-    policy_cols = [c for c in outcomes.POLICY_COLUMNS if any(c in outcomes.REGISTRY[d].positive for d in derive)]
-    for c in policy_cols:
-        v = df[c].to_numpy(dtype=np.float64)
-        users = [d for d in derive if c in outcomes.REGISTRY[d].positive]
-        nonpos = keep & valid & (v <= 0)
-        if ing["log_nonpositive"] == "drop":
-            excluded[f"nonpositive_for_log:{c}"] = int(nonpos.sum())
-            keep &= ~nonpos
-        elif nonpos.any():
-            problems.append(
-                f"{where(c)}: {nonpos.sum()} row(s) with {c} <= 0, which {', '.join(users)} cannot use (log or per-employee "
-                f"ratio); first keys (firm_id, year): {keys_text(df, nonpos)}. Fix: set ingest.log_nonpositive: drop (the "
-                "rows are excluded and counted), correct the values, or remove those outcomes from ingest.derive"
+
+def _split_batch(batch: pa.RecordBatch, bounds: list[str]) -> Iterator[tuple[int, pa.RecordBatch]]:
+    """The rows of ``batch`` for each shard ``k`` (shard k + 1 starts at firm id
+    ``bounds[k]``), in file order within a shard."""
+    n = batch.num_rows
+    if not n:
+        return
+    fid = batch.column(batch.schema.get_field_index("firm_id"))
+    if n == 1 or pc.all(pc.greater_equal(fid.slice(1), fid.slice(0, n - 1))).as_py():
+        # sorted by firm id (the usual layout of a firm panel): cut at the bounds
+        cuts = [0]
+        for b in bounds:
+            lo, hi = cuts[-1], n
+            while lo < hi:  # the first row >= b
+                mid = (lo + hi) // 2
+                if fid[mid].as_py() < b:
+                    lo = mid + 1
+                else:
+                    hi = mid
+            cuts.append(lo)
+        cuts.append(n)
+        for k in range(len(cuts) - 1):
+            if cuts[k + 1] > cuts[k]:
+                yield k, batch.slice(cuts[k], cuts[k + 1] - cuts[k])
+        return
+    shard = np.zeros(n, np.int64)
+    for b in bounds:
+        shard += pc.greater_equal(fid, pa.scalar(b, fid.type)).to_numpy(zero_copy_only=False)
+    order = np.argsort(shard, kind="stable")
+    part = batch.take(pa.array(order))
+    ends = np.cumsum(np.bincount(shard, minlength=len(bounds) + 1))
+    for k in range(len(bounds) + 1):
+        a = int(ends[k - 1]) if k else 0
+        if ends[k] > a:
+            yield k, part.slice(a, int(ends[k]) - a)
+
+
+def _fold_counts(ids: list[pa.Array], counts: list[pa.Array]) -> tuple[pa.Array, pa.Array]:
+    """Distinct firm ids and their rows, summed over the parts."""
+    t = pa.table({"id": pa.chunked_array(ids), "n": pa.chunked_array(counts)}).group_by("id").aggregate([("n", "sum")])
+    return t.column("id").combine_chunks(), t.column("n_sum").combine_chunks()
+
+
+def _read_arrow(path: Path) -> pd.DataFrame:
+    """A temporary Arrow file as the DataFrame that was written (dtypes restored)."""
+    with pa.OSFile(str(path), "rb") as f:
+        table = pa.ipc.open_file(f).read_all()
+    return table.to_pandas(split_blocks=True, self_destruct=True)
+
+
+@contextmanager
+def _spill_dir(panel_path: Path | None) -> Iterator[Path]:
+    """A temporary folder for the shards, removed at the end and on any error: hidden beside
+    ``panel_path`` (the same disk as the output; a later run's commit also removes one left by
+    a killed run), else in the system temp folder."""
+    if panel_path is None:
+        d = tempfile.mkdtemp(prefix="cluster-impact-ingest-")
+    else:
+        name = panel_path.name if panel_path.name.startswith(".") else "." + panel_path.name
+        panel_path.parent.mkdir(parents=True, exist_ok=True)
+        d = tempfile.mkdtemp(prefix=f"{name}.shards.", suffix=".tmp", dir=panel_path.parent)
+    try:
+        yield Path(d)
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+# ------------------------------------------------------------------------------------------
+# firms, pass 2: per shard, in firm order
+# ------------------------------------------------------------------------------------------
+class _Shards:
+    """Pass 2 over the shards (module docstring, steps 3-5): duplicates, log policy, sorting,
+    deflation and derived outcomes per shard; the problems' tallies merged across shards."""
+
+    def __init__(self, params: Params, cols, ing, derive: list[str], firms: _FirmFile, defl: "_Deflators", sink: "_PanelSink", tmp: Path) -> None:
+        self.params, self.cols, self.ing, self.derive = params, cols, ing, derive
+        self.firms, self.defl, self.sink, self.tmp = firms, defl, sink, tmp
+        self.order = firms.order
+        self.policy_cols = [c for c in outcomes.POLICY_COLUMNS if any(c in outcomes.REGISTRY[d].positive for d in derive)]
+        self.drop_names = list(ing["derive"] or []) if ing.get("drop_missing_outcomes") else []
+        self.want_tfp = "log_tfp" in (ing.get("derive") or [])
+        # tallies over all shards
+        self.n_kept = 0
+        self.exact = 0
+        self.nonpositive = {c: 0 for c in self.policy_cols}
+        self.fail = {c: _Tally() for c in self.policy_cols}
+        self.conflict = _Tally()
+        self.conflict_rows = 0
+        self.differ: set[str] = set()
+        self.ids: list[pd.Index] = []
+        self.sectors: dict[str, None] = {}
+        self.gap_rows = 0
+        self.gap_cells: list[pd.DataFrame] = []
+        self.no_sector = 0
+        # the output, while no problem is known
+        self.info: dict[str, Any] | None = None
+        self.missing_outcome = {n: 0 for n in self.drop_names}
+        self.tfp_parts: list[pd.DataFrame] = []
+        self.derived: list[Path] = []
+        self.code_base = 0
+
+    def run(self) -> None:
+        fr = self.firms
+        if fr.year_kept is not None:
+            self.ymin = fr.year_kept[0]
+            self.span = int(fr.year_kept[1] - fr.year_kept[0]) + 1
+        for k, path in enumerate(fr.shards):
+            t0 = time.perf_counter()
+            df = _read_arrow(path)
+            path.unlink()
+            n = len(df)
+            self._shard(df, k)
+            note(f"ingest: shard {k + 1}/{len(fr.shards)} ({n} rows) checked, derived and written in {time.perf_counter() - t0:.1f}s")
+
+    def live(self) -> bool:
+        """No problem known yet: the finished rows may go to the output."""
+        return not (self.firms.checks or self.firms.fid_missing or self.firms.stream.issues or not self.firms.n_in
+                    or self.defl.problems or self.conflict.count or any(t.count for t in self.fail.values()) or self.gap_rows)
+
+    def _shard(self, df: pd.DataFrame, k: int) -> None:
+        pos = df["_row"].to_numpy()
+        df = df.drop(columns="_row")
+        n = len(df)
+        keep = np.ones(n, bool)
+        codes, uniques = pd.factorize(df["firm_id"], sort=True)
+        codes = codes.astype(np.int64)
+        # duplicate firm-years (the year key as a whole-file read makes it, non-integer years too)
+        if n:
+            year = df["year"].to_numpy(dtype=np.float64)
+            key = codes * self.span + (year - self.ymin).astype(np.int64)
+            dup = pd.Series(key).duplicated(keep=False).to_numpy()
+            if dup.any():
+                sub = df.loc[dup].assign(_key=key[dup])
+                exact = sub.duplicated(keep="first").to_numpy()
+                exact_pos = np.flatnonzero(dup)[exact]
+                self.exact += len(exact_pos)
+                keep[exact_pos] = False
+                rest = sub.loc[~exact]
+                conflict = rest["_key"].duplicated(keep=False).to_numpy()
+                if conflict.any():
+                    conf = rest.loc[conflict]
+                    self.differ |= {p for p in self.order if p not in ("firm_id", "year") and conf.groupby("_key")[p].nunique(dropna=False).gt(1).any()}
+                    first = conf.drop_duplicates("_key")
+                    part = _Tally()
+                    part.add(first.reset_index(drop=True), np.ones(len(first), bool), pos=pos[first.index.to_numpy()])
+                    self.conflict.merge(part)
+                    self.conflict_rows += len(conf)
+        # logs / ratios of non-positive value added or employment
+        for c in self.policy_cols:
+            v = df[c].to_numpy(dtype=np.float64)
+            nonpos = keep & (v <= 0)
+            if self.ing["log_nonpositive"] == "drop":
+                self.nonpositive[c] += int(nonpos.sum())
+                keep &= ~nonpos
+            elif nonpos.any():
+                part = _Tally()
+                part.add(df, nonpos, pos=pos)
+                self.fail[c].merge(part)
+        # sort by (firm_id, year): the shard's firm codes are sorted, the shards are in firm order
+        panel = df.loc[keep] if not keep.all() else df
+        fcodes = codes[keep]
+        yr = panel["year"].to_numpy(dtype=np.float64).astype(np.int64)
+        if len(panel):
+            skey = fcodes * (int(yr.max() - yr.min()) + 1) + (yr - yr.min())
+            if not (np.diff(skey) > 0).all():
+                order = np.argsort(skey, kind="stable")
+                panel = panel.iloc[order]
+                fcodes = fcodes[order]
+                yr = yr[order]
+        panel = panel.reset_index(drop=True)
+        panel["year"] = yr
+        if "founding_year" in panel:
+            fy = panel["founding_year"].to_numpy(dtype=np.float64)
+            panel["founding_year"] = pd.arrays.IntegerArray(np.nan_to_num(fy).astype(np.int64), np.isnan(fy))
+        self.n_kept += len(panel)
+        self.ids.append(uniques.take(fcodes[np.r_[True, fcodes[1:] != fcodes[:-1]]] if len(fcodes) else fcodes))  # fcodes are sorted
+        # deflators: the panel's sector-years looked up, gaps counted
+        defl_row = None
+        if self.defl.usable:
+            for s in panel["sector"].dropna().unique():
+                self.sectors.setdefault(s, None)
+            defl_row, has_sec = self.defl.lookup(panel)
+            gap = has_sec & np.isnan(defl_row)
+            if gap.any():
+                self.gap_rows += int(gap.sum())
+                self.gap_cells.append(pd.DataFrame({"sector": panel["sector"].to_numpy()[gap], "year": yr[gap]}).drop_duplicates())
+            self.no_sector += int((~has_sec).sum())
+        if not self.live():
+            self.info, self.tfp_parts, self.derived = None, [], []
+            self.sink.discard()
+            return
+        out, info = _derive(panel, fcodes, defl_row, self.derive, self.cols)
+        self._add_info(info)
+        if self.want_tfp:  # log_tfp needs all rows: keep the inputs, and the shard on disk until then
+            self.tfp_parts.append(_tfp_inputs(panel, defl_row, fcodes + self.code_base, (self.ing.get("tfp") or {}).get("by")))
+            path = self.tmp / f"derived-{k:04d}.arrow"
+            table = pa.Table.from_pandas(out, preserve_index=False)
+            with pa.ipc.new_file(str(path), table.schema) as w:
+                w.write_table(table)
+            self.derived.append(path)
+        else:
+            self._emit(out)
+        self.code_base += len(uniques)
+
+    def _add_info(self, info: dict[str, Any]) -> None:
+        if self.info is None:
+            self.info = info
+            return
+        for name, entry in info.items():
+            total = self.info[name]
+            total["n_missing"] += entry["n_missing"]
+            total["n_rows"] += entry["n_rows"]
+            for cause, n in entry.get("missing_because", {}).items():
+                total["missing_because"][cause] += n
+
+    def _emit(self, panel: pd.DataFrame) -> None:
+        if self.drop_names:
+            panel, dropped = _drop_missing(panel, self.drop_names)
+            for n, c in dropped.items():
+                self.missing_outcome[n] += c
+        self.sink.add(panel)
+
+    def excluded(self) -> dict[str, int]:
+        excluded: dict[str, int] = {}
+        if self.ing.get("years"):
+            excluded["outside_window"] = self.firms.outside
+        excluded["exact_duplicate"] = self.exact
+        if self.ing["log_nonpositive"] == "drop":
+            for c in self.policy_cols:
+                excluded[f"nonpositive_for_log:{c}"] = self.nonpositive[c]
+        return excluded
+
+    def problems(self) -> list[str]:
+        """The problems found across shards (duplicates, log policy, nothing left)."""
+        cols, label = self.cols, self.firms.label
+        out: list[str] = []
+        if self.conflict.count:
+            differ = [p for p in self.order if p in self.differ]
+            out.append(
+                f"{label}: {self.conflict.count} firm-year(s) appear more than once with different values (conflicting duplicates, "
+                f"{self.conflict_rows} rows; differing column(s): {', '.join(cols[p] for p in differ)}); first keys (firm_id, year): "
+                f"{self.conflict.text()}. Fix: keep one row per firm and year (exact copies are "
+                "dropped automatically)"
             )
+        for c in self.policy_cols:
+            t = self.fail[c]
+            if t.count:
+                users = [d for d in self.derive if c in outcomes.REGISTRY[d].positive]
+                where = f"{label}, column '{cols[c]}'" + (f" ({c})" if cols[c] != c else "")
+                out.append(
+                    f"{where}: {t.count} row(s) with {c} <= 0, which {', '.join(users)} cannot use (log or per-employee "
+                    f"ratio); first keys (firm_id, year): {t.text()}. Fix: set ingest.log_nonpositive: drop (the "
+                    "rows are excluded and counted), correct the values, or remove those outcomes from ingest.derive"
+                )
+        fr = self.firms
+        if fr.n_in and not self.n_kept and not out and not fr.problems():
+            excluded = self.excluded()
+            span = f"{int(fr.year_seen[0])}-{int(fr.year_seen[1])}" if fr.year_seen is not None else "none"
+            out.append(
+                f"{label}: no rows left after the exclusions ({', '.join(f'{k}: {v}' for k, v in excluded.items() if v)}); the file's "
+                f"years are {span}, ingest.years is {self.ing.get('years')}. Fix: set ingest.years to the years of your panel (or null for all)"
+            )
+        return out
 
-    flow["excluded"] = excluded
-    if n_in and not (keep & valid).any() and not problems:
-        span = f"{int(np.nanmin(year))}-{int(np.nanmax(year))}" if np.isfinite(year).any() else "none"
-        problems.append(
-            f"{label}: no rows left after the exclusions ({', '.join(f'{k}: {v}' for k, v in excluded.items() if v)}); the file's "
-            f"years are {span}, ingest.years is {yrs}. Fix: set ingest.years to the years of your panel (or null for all)"
-        )
-    # with problems the panel (valid rows only) still serves the register and deflator checks
-    panel = df.loc[keep & valid] if not (keep & valid).all() else df
-    # sort by (firm_id, year); firm codes sorted lexicographically
-    fcodes, firm_ids = pd.factorize(panel["firm_id"], sort=True)
-    yr = panel["year"].to_numpy(dtype=np.float64).astype(np.int64)
-    if len(panel):
-        key = fcodes.astype(np.int64) * (int(yr.max() - yr.min()) + 1) + (yr - yr.min())
-        if not (np.diff(key) > 0).all():
-            order = np.argsort(key, kind="stable")
-            panel = panel.iloc[order]
-            fcodes = fcodes[order]
-            yr = yr[order]
-    panel = panel.reset_index(drop=True)
-    panel["year"] = yr
-    if "founding_year" in panel:
-        fy = panel["founding_year"].to_numpy(dtype=np.float64)
-        panel["founding_year"] = pd.arrays.IntegerArray(np.nan_to_num(fy).astype(np.int64), np.isnan(fy))
-    flow["rows_kept"] = len(panel)
-    return panel, flow, fcodes, pd.Index(firm_ids)
+    def firm_ids(self) -> pd.Index:
+        """The kept panel's firm ids, sorted (the shards are in firm order)."""
+        if not self.ids:
+            return pd.Index(pd.array([], dtype="str"))
+        return self.ids[0].append(self.ids[1:]) if len(self.ids) > 1 else self.ids[0]
+
+    def finish(self) -> dict[str, Any]:
+        """After all checks passed: ``log_tfp`` (estimated over all rows, then added shard by
+        shard); returns the derived outcomes' flow."""
+        info = self.info or {}
+        if self.want_tfp:
+            parts = self.tfp_parts
+            work = pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
+            self.tfp_parts = []
+            with step(f"ingest: production function for log_tfp ({len(work)} rows)"):
+                tfp, info["log_tfp"] = _estimate_tfp(work, self.ing.get("tfp") or {}, self.params.seed)
+            del work
+            start = 0
+            for k, path in enumerate(self.derived):
+                t0 = time.perf_counter()
+                out = _read_arrow(path)
+                path.unlink()
+                out["log_tfp"] = tfp[start : start + len(out)]
+                start += len(out)
+                self._emit(out)
+                note(f"ingest: log_tfp into shard {k + 1}/{len(self.derived)} ({len(out)} rows) in {time.perf_counter() - t0:.1f}s")
+        return info
+
+    def flow(self) -> dict[str, Any]:
+        excluded = self.excluded()
+        for n, c in self.missing_outcome.items():
+            excluded[f"missing_outcome:{n}"] = c
+        return {"file": self.firms.label, "format": self.firms.format, "rows_in": self.firms.n_in, "rows_kept": self.sink.rows,
+                "excluded": excluded}
+
+
+class _PanelSink:
+    """Where the finished shards go: appended to the Parquet file ``path`` (by a writer thread,
+    so that compressing one shard overlaps computing the next; one shard waits at most) or,
+    without a path, collected and concatenated. ``discard`` drops the frames collected so far
+    (a problem was found; a file is removed by the caller)."""
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+        self.frames: list[pd.DataFrame] = []
+        self.writer: ParquetAppender | None = None
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest-writer") if path is not None else None
+        self._pending: Future | None = None
+        self.rows = self.n_firms = 0
+        self.year_min = self.year_max = None
+
+    def add(self, panel: pd.DataFrame) -> None:
+        self.rows += len(panel)
+        if len(panel):
+            self.n_firms += int(panel["firm_id"].nunique())
+            lo, hi = int(panel["year"].min()), int(panel["year"].max())
+            self.year_min = lo if self.year_min is None else min(lo, self.year_min)
+            self.year_max = hi if self.year_max is None else max(hi, self.year_max)
+        if self.path is None:
+            self.frames.append(panel)
+            return
+        table = frame_table(panel)
+        if self.writer is None:
+            self.writer = ParquetAppender(self.path, table.schema)
+        self._wait()
+        self._pending = self._pool.submit(self.writer.append, table)
+
+    def _wait(self) -> None:
+        if self._pending is not None:
+            pending, self._pending = self._pending, None
+            pending.result()  # re-raises the writer's error
+
+    def discard(self) -> None:
+        self.frames = []
+
+    def close(self) -> pd.DataFrame | None:
+        if self.path is not None:
+            self._wait()
+            if self.writer is not None:
+                self.writer.close()
+            return None
+        if len(self.frames) == 1:
+            return self.frames[0]
+        return pd.concat(self.frames, ignore_index=True)
+
+    def abort(self) -> None:
+        """Stop the writer thread and close the file (after close(): nothing left to do)."""
+        if self._pool is None:
+            return
+        try:
+            self._wait()
+        except Exception:
+            pass
+        finally:
+            self._pool.shutdown(wait=True)
+            if self.writer is not None:
+                self.writer.abort()
 
 
 # ------------------------------------------------------------------------------------------
 # deflators
 # ------------------------------------------------------------------------------------------
-def _deflators(params: Params, cols, panel: pd.DataFrame, derive: list[str], problems: list[str], notes: list[str]):
-    deflated = [d for d in derive if outcomes.REGISTRY[d].deflated]
-    n_problems = len(problems)
-    spec = params["data"].get("deflators")
-    if spec is None:
-        if deflated:
-            notes.append(
-                f"no deflator file (data.deflators: null): {', '.join(deflated)} use NOMINAL value added; give sector "
-                "price indices to make them real"
-            )
-        return None, None
-    label = spec["path"]
-    table = load_table(params.resolve(spec["path"]), spec, role="deflators", label=label)
-    raw = table.frame
-    sec_col = next((c for c in (cols.get("sector"), "sector") if c and c in raw.columns), None)
-    yr_col = next((c for c in (cols["year"], "year") if c in raw.columns), None)
-    missing = [n for n, c in (("sector", sec_col), ("year", yr_col), ("deflator", "deflator" if "deflator" in raw.columns else None)) if c is None]
-    flow = {"file": label, "format": table.format, "rows_in": len(raw), "rows_kept": len(raw), "excluded": {"exact_duplicate": 0}}
-    if missing:
-        problems.append(
-            f"{label}: column(s) {', '.join(missing)} not found (the file has: {', '.join(map(str, raw.columns))}); the "
-            f"deflators file needs {cols.get('sector', 'sector')!r} (or 'sector'), {cols['year']!r} (or 'year') and 'deflator'"
-        )
-        return None, flow
-    d = pd.DataFrame({"sector": clean_text(raw[sec_col]).array})
-    opts = {k: spec.get(k) for k in ("decimal", "thousands", "na_values")}
-    for name, c in (("year", yr_col), ("deflator", "deflator")):
-        vals, issue = to_numeric(raw[c], opts, c)
-        d[name] = vals
-        if issue is not None:
+class _Deflators:
+    """The deflators file, read and checked on its own; ``lookup`` gives each panel row its
+    sector-year deflator (shard by shard) and ``panel_problems`` the checks that need the
+    whole panel (sector codes that match only without leading zeros, missing sector-years).
+
+    ``usable``: the panel is deflated (a deflated outcome is requested and the file is fine)."""
+
+    def __init__(self, params: Params, cols, derive: list[str], notes: list[str], years: tuple[int, int] | None) -> None:
+        deflated = [d for d in derive if outcomes.REGISTRY[d].deflated]
+        self.problems: list[str] = []
+        self.flow: dict[str, Any] | None = None
+        self.usable = False
+        self.firms_label = params["data"]["firms"]["path"]
+        spec = params["data"].get("deflators")
+        if spec is None:
+            if deflated:
+                notes.append(
+                    f"no deflator file (data.deflators: null): {', '.join(deflated)} use NOMINAL value added; give sector "
+                    "price indices to make them real"
+                )
+            return
+        label = self.label = spec["path"]
+        problems = self.problems
+        table = load_table(params.resolve(spec["path"]), spec, role="deflators", label=label)
+        raw = table.frame
+        sec_col = next((c for c in (cols.get("sector"), "sector") if c and c in raw.columns), None)
+        yr_col = next((c for c in (cols["year"], "year") if c in raw.columns), None)
+        missing = [n for n, c in (("sector", sec_col), ("year", yr_col), ("deflator", "deflator" if "deflator" in raw.columns else None)) if c is None]
+        flow = self.flow = {"file": label, "format": table.format, "rows_in": len(raw), "rows_kept": len(raw), "excluded": {"exact_duplicate": 0}}
+        if missing:
             problems.append(
-                f"{label}, column '{c}': {issue.count} value(s) are not numbers (e.g. {', '.join(map(repr, issue.examples))}); "
-                f"first data rows: {', '.join(str(r + 1) for r in issue.rows)}. Fix: declare decimal/thousands/na_values "
-                "under data.deflators or clean the column"
+                f"{label}: column(s) {', '.join(missing)} not found (the file has: {', '.join(map(str, raw.columns))}); the "
+                f"deflators file needs {cols.get('sector', 'sector')!r} (or 'sector'), {cols['year']!r} (or 'year') and 'deflator'"
             )
-    bad = d["sector"].isna().to_numpy() | ~np.isfinite(d["year"].to_numpy()) | ~(d["deflator"].to_numpy() > 0) | ~np.isfinite(d["deflator"].to_numpy())
-    if bad.any():
-        problems.append(
-            f"{label}: {bad.sum()} row(s) with a missing sector or year or a missing, non-positive or infinite deflator; first "
-            f"keys (sector, year): {keys_text(d, bad, ('sector', 'year'))}. Fix: a price index is a positive number (2015 = 1.0)"
-        )
-    d = d.loc[~bad]
-    exact = d.duplicated().to_numpy()
-    flow["excluded"]["exact_duplicate"] = int(exact.sum())
-    d = d.loc[~exact]
-    conf = d.duplicated(["sector", "year"], keep=False).to_numpy()
-    if conf.any():
-        cells = d.loc[conf].drop_duplicates(["sector", "year"])
-        problems.append(
-            f"{label}: {len(cells)} sector-year(s) with different deflators; first keys (sector, year): "
-            f"{keys_text(cells, np.ones(len(cells), bool), ('sector', 'year'))}. Fix: one deflator per sector and year"
-        )
-    flow["rows_kept"] = len(raw) - flow["excluded"]["exact_duplicate"]
-    flow["rows_kept"] -= int(bad.sum())
-    flow["excluded"]["invalid"] = int(bad.sum())
-    if not deflated or not len(panel) or len(problems) > n_problems:
-        return None, flow
-    # the panel's sector-years must all be in the file
-    sec_codes, sectors = pd.factorize(panel["sector"])
-    clash = id_format_clash(pd.Index(sectors), pd.Index(d["sector"].unique()))
-    if clash:
-        n, ex = clash
-        problems.append(
-            f"{label} vs {params['data']['firms']['path']}: {n} sector code(s) match only after removing leading zeros "
-            f"(e.g. {ex}); one file stored the codes as numbers. Fix: write sector codes as text with the same padding in both files"
-        )
-        return None, flow
-    yr = panel["year"].to_numpy()
-    y0, span = int(yr.min()), int(yr.max() - yr.min()) + 1
-    grid = np.full((len(sectors), span), np.nan)
-    dsec = pd.Index(sectors).get_indexer(d["sector"])
-    dyr = d["year"].to_numpy().astype(np.int64) - y0
-    ok = (dsec >= 0) & (dyr >= 0) & (dyr < span)
-    grid[dsec[ok], dyr[ok]] = d["deflator"].to_numpy()[ok]
-    has_sec = sec_codes >= 0
-    row = np.full(len(panel), np.nan)
-    row[has_sec] = grid[sec_codes[has_sec], yr[has_sec] - y0]
-    gap = has_sec & np.isnan(row)
-    if gap.any():
-        cells = pd.DataFrame({"sector": panel["sector"].to_numpy()[gap], "year": yr[gap]}).drop_duplicates().sort_values(["sector", "year"])
-        problems.append(
-            f"{label}: {len(cells)} sector-year(s) of the firm panel have no deflator ({gap.sum()} firm-years); first "
-            f"(sector, year): {keys_text(cells, np.ones(len(cells), bool), ('sector', 'year'))}. Fix: add these rows to the "
-            "deflators file (or set data.deflators: null for nominal values)"
-        )
-    if (~has_sec).any():
-        notes.append(f"{(~has_sec).sum()} firm-year(s) without a sector: their real value-added outcomes are missing")
-    return row, flow
+            return
+        d = pd.DataFrame({"sector": clean_text(raw[sec_col]).array})
+        opts = {k: spec.get(k) for k in ("decimal", "thousands", "na_values")}
+        for name, c in (("year", yr_col), ("deflator", "deflator")):
+            vals, issue = to_numeric(raw[c], opts, c)
+            d[name] = vals
+            if issue is not None:
+                problems.append(
+                    f"{label}, column '{c}': {issue.count} value(s) are not numbers (e.g. {', '.join(map(repr, issue.examples))}); "
+                    f"first data rows: {', '.join(str(r + 1) for r in issue.rows)}. Fix: declare decimal/thousands/na_values "
+                    "under data.deflators or clean the column"
+                )
+        bad = d["sector"].isna().to_numpy() | ~np.isfinite(d["year"].to_numpy()) | ~(d["deflator"].to_numpy() > 0) | ~np.isfinite(d["deflator"].to_numpy())
+        if bad.any():
+            problems.append(
+                f"{label}: {bad.sum()} row(s) with a missing sector or year or a missing, non-positive or infinite deflator; first "
+                f"keys (sector, year): {keys_text(d, bad, ('sector', 'year'))}. Fix: a price index is a positive number (2015 = 1.0)"
+            )
+        d = d.loc[~bad]
+        exact = d.duplicated().to_numpy()
+        flow["excluded"]["exact_duplicate"] = int(exact.sum())
+        d = d.loc[~exact]
+        conf = d.duplicated(["sector", "year"], keep=False).to_numpy()
+        if conf.any():
+            cells = d.loc[conf].drop_duplicates(["sector", "year"])
+            problems.append(
+                f"{label}: {len(cells)} sector-year(s) with different deflators; first keys (sector, year): "
+                f"{keys_text(cells, np.ones(len(cells), bool), ('sector', 'year'))}. Fix: one deflator per sector and year"
+            )
+        flow["rows_kept"] = len(raw) - flow["excluded"]["exact_duplicate"]
+        flow["rows_kept"] -= int(bad.sum())
+        flow["excluded"]["invalid"] = int(bad.sum())
+        self.d = d
+        self.usable = bool(deflated) and not problems and years is not None
+        if not self.usable:
+            return
+        # a (sector x year) grid over the years the panel can have: row i of the file sets
+        # cell (sector, int(year)) in file order, as a grid over the panel's years would
+        dsec, sectors = pd.factorize(d["sector"])
+        self.sector_set = pa.array(sectors, type=pa.large_string(), from_pandas=True)
+        self.y0 = years[0]
+        span = years[1] - years[0] + 1
+        dyr = d["year"].to_numpy().astype(np.int64) - self.y0
+        ok = (dyr >= 0) & (dyr < span)
+        self.grid = np.full((len(sectors), span), np.nan)
+        self.grid[dsec[ok], dyr[ok]] = d["deflator"].to_numpy()[ok]
+
+    def lookup(self, panel: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        """Each row's deflator (NaN where the file lacks its sector-year) and whether it has a sector."""
+        has_sec = panel["sector"].notna().to_numpy()
+        sector = pa.array(panel["sector"], type=pa.large_string(), from_pandas=True)
+        sec = pc.fill_null(pc.index_in(sector, value_set=self.sector_set), -1).to_numpy(zero_copy_only=False)
+        row = np.full(len(panel), np.nan)
+        hit = sec >= 0
+        row[hit] = self.grid[sec[hit], panel["year"].to_numpy()[hit] - self.y0]
+        return row, has_sec
+
+    def panel_problems(self, shards: "_Shards", notes: list[str]) -> list[str]:
+        if not self.usable or not shards.n_kept:
+            return []
+        clash = id_format_clash(pd.Index(list(shards.sectors)), pd.Index(self.d["sector"].unique()))
+        if clash:
+            n, ex = clash
+            return [
+                f"{self.label} vs {self.firms_label}: {n} sector code(s) match only after removing leading zeros "
+                f"(e.g. {ex}); one file stored the codes as numbers. Fix: write sector codes as text with the same padding in both files"
+            ]
+        out = []
+        if shards.gap_rows:
+            cells = pd.concat(shards.gap_cells, ignore_index=True).drop_duplicates().sort_values(["sector", "year"])
+            out.append(
+                f"{self.label}: {len(cells)} sector-year(s) of the firm panel have no deflator ({shards.gap_rows} firm-years); first "
+                f"(sector, year): {keys_text(cells, np.ones(len(cells), bool), ('sector', 'year'))}. Fix: add these rows to the "
+                "deflators file (or set data.deflators: null for nominal values)"
+            )
+        if shards.no_sector:
+            notes.append(f"{shards.no_sector} firm-year(s) without a sector: their real value-added outcomes are missing")
+        return out
 
 
 # ------------------------------------------------------------------------------------------
@@ -612,7 +1152,7 @@ def _other_programme(params: Params, firm_ids: pd.Index, firms_label: str, probl
 # ------------------------------------------------------------------------------------------
 # derived outcomes
 # ------------------------------------------------------------------------------------------
-def _derive(panel: pd.DataFrame, codes, defl, derive: list[str], cols, notes: list[str]):
+def _derive(panel: pd.DataFrame, codes, defl, derive: list[str], cols):
     data: dict[str, Any] = {p: panel[p].to_numpy(dtype=np.float64) for p in cols if p not in TEXT_FIELDS and p in panel}
     data["firm_code"] = codes
     data["year"] = panel["year"].to_numpy()
@@ -645,9 +1185,28 @@ def _derive(panel: pd.DataFrame, codes, defl, derive: list[str], cols, notes: li
     return panel, info
 
 
-def _derive_tfp(panel: pd.DataFrame, defl, options: dict[str, Any], seed: int):
+def _tfp_inputs(panel: pd.DataFrame, defl, codes: np.ndarray, by: str | None) -> pd.DataFrame:
+    """One shard's rows of the production function's inputs: real logs of value added,
+    capital and intermediates (divided by the sector-year deflator), log employment; the firm
+    as an integer code in firm-id order (the estimator only sorts and groups by it)."""
+    d = np.ones(len(panel)) if defl is None else np.asarray(defl, dtype=float)
+    work = pd.DataFrame({
+        "firm_id": codes,
+        "year": panel["year"].to_numpy(),
+        "y": outcomes._log(panel["value_added"].to_numpy(float) / d),
+        "l": outcomes._log(panel["employment"].to_numpy(float)),
+        "k": outcomes._log(panel["capital"].to_numpy(float) / d),
+        "m": outcomes._log(panel["intermediates"].to_numpy(float) / d),
+    })
+    if by is not None and "sector" in panel:  # the grouping column, when there is one
+        work["sector"] = panel["sector"].to_numpy()
+    return work
+
+
+def _estimate_tfp(work: pd.DataFrame, options: dict[str, Any], seed: int) -> tuple[np.ndarray, dict[str, Any]]:
     """``log_tfp``: log total factor productivity from a production-function estimator
-    (models.production.estimate_tfp; ``ingest.tfp`` chooses method, output and grouping).
+    (models.production.estimate_tfp; ``ingest.tfp`` chooses method, output and grouping) on
+    all rows of the panel (``work``: :func:`_tfp_inputs` of every shard, in panel order).
 
     Inputs are real: value added, capital and intermediates are divided by the sector-year
     deflator (the one price index given; state a better one if you have it), employment is
@@ -655,24 +1214,12 @@ def _derive_tfp(panel: pd.DataFrame, defl, options: dict[str, Any], seed: int):
     DiD treats log_tfp as data (the report says so)."""
     from models.production import estimate_tfp
 
-    d = np.ones(len(panel)) if defl is None else np.asarray(defl, dtype=float)
-    work = pd.DataFrame({
-        "firm_id": panel["firm_id"].to_numpy(),
-        "year": panel["year"].to_numpy(),
-        "y": outcomes._log(panel["value_added"].to_numpy(float) / d),
-        "l": outcomes._log(panel["employment"].to_numpy(float)),
-        "k": outcomes._log(panel["capital"].to_numpy(float) / d),
-        "m": outcomes._log(panel["intermediates"].to_numpy(float) / d),
-    })
-    if "sector" in panel:
-        work["sector"] = panel["sector"].to_numpy()
     res = estimate_tfp(
         work, options.get("method", "acf"), y="y", l="l", k="k", m="m", idname="firm_id", tname="year",
         output=options.get("output", "value_added"), by=options.get("by"), seed=seed,
         bootstrap=int(options.get("bootstrap", 0)),
     )
-    panel = panel.copy(deep=False)
-    panel["log_tfp"] = res.tfp.to_numpy(dtype=float)
+    tfp = res.tfp.to_numpy(dtype=float)
     info = {
         "formula": "log_tfp = ln(real value added) - b_l ln(employment) - b_k ln(real capital), "
                    f"elasticities by {res.method} ({res.output})",
@@ -680,19 +1227,20 @@ def _derive_tfp(panel: pd.DataFrame, defl, options: dict[str, Any], seed: int):
         "output": res.output,
         "elasticities": res.elasticities.to_dict(orient="records"),
         "std_errors": res.std_errors.to_dict(orient="records"),
-        "n_missing": int(np.isnan(panel["log_tfp"].to_numpy(float)).sum()),
-        "n_rows": len(panel),
+        "n_missing": int(np.isnan(tfp).sum()),
+        "n_rows": len(work),
         "propagated_to_effect_se": False,
     }
-    return panel, info
+    return tfp, info
 
 
-def _drop_missing(panel: pd.DataFrame, names: list[str], flow: dict[str, Any]) -> pd.DataFrame:
+def _drop_missing(panel: pd.DataFrame, names: list[str]) -> tuple[pd.DataFrame, dict[str, int]]:
     """``ingest.drop_missing_outcomes: true``: drop rows where a listed derived outcome is
     missing, counted as ``missing_outcome:<first missing name>``."""
     keep = np.ones(len(panel), bool)
+    counts = {}
     for n in names:
         miss = panel[n].isna().to_numpy() & keep
-        flow["excluded"][f"missing_outcome:{n}"] = int(miss.sum())
+        counts[n] = int(miss.sum())
         keep &= ~miss
-    return panel.loc[keep].reset_index(drop=True)
+    return panel.loc[keep].reset_index(drop=True), counts
