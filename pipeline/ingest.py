@@ -594,7 +594,7 @@ class _Shards:
             path.unlink()
             n = len(df)
             self._shard(df, k)
-            note(f"ingest: shard {k + 1}/{len(fr.shards)} ({n} rows) checked, derived and written in {time.perf_counter() - t0:.1f}s")
+            note(f"ingest: shard {k + 1}/{len(fr.shards)} ({n} rows) done in {time.perf_counter() - t0:.1f}s")
 
     def live(self) -> bool:
         """No problem known yet: the finished rows may go to the output."""
