@@ -350,6 +350,12 @@ def _prepare(data, yname, tname, idname, gname, covariates, clustervar, anticipa
         Xw[tcode, ucode, 1:] = Xl
         tv = bool(np.any(Xw != Xw[:1]))
         X = Xw if tv else Xw[0]
+    cluster, glist = _cluster_and_cohorts(df, clustervar, ucode, n, unit_g, tlist, anticipation, exclude_g, control_group)
+    return _Panel(Y, X, tv, unit_g, uid, tlist, glist, cluster, int(n * T), dropped, notes, exclude_g=exclude_g)
+
+
+def _cluster_and_cohorts(df, clustervar, ucode, n, unit_g, tlist, anticipation, exclude_g, control_group):
+    """Per-unit integer cluster codes (None without ``clustervar``) and the estimable cohorts."""
     cluster = None
     if clustervar:
         cl = np.empty(n, dtype=object)
@@ -361,7 +367,7 @@ def _prepare(data, yname, tname, idname, gname, covariates, clustervar, anticipa
         glist = glist[glist < exclude_g]
     if glist.size == 0:
         raise DesignError("att_gt: no treated cohort with a pre-treatment period in the data")
-    return _Panel(Y, X, tv, unit_g, uid, tlist, glist, cluster, int(n * T), dropped, notes, exclude_g=exclude_g)
+    return cluster, glist
 
 
 def _long_panel(df, g, t, ucode, uid, tlist, yname, covariates, clustervar, anticipation, control_group, exclude_g,
@@ -380,17 +386,7 @@ def _long_panel(df, g, t, ucode, uid, tlist, yname, covariates, clustervar, anti
     start = np.searchsorted(period, np.arange(tlist.size + 1))
     unit_g = np.empty(n)
     unit_g[ucode] = g
-    cluster = None
-    if clustervar:
-        cl = np.empty(n, dtype=object)
-        cl[ucode] = df[clustervar].to_numpy()
-        cluster = pd.factorize(pd.Series(cl))[0].astype(np.int64)
-    glist = np.unique(unit_g[np.isfinite(unit_g)])
-    glist = glist[glist > tlist[0] + anticipation]
-    if exclude_g is not None and control_group != "nevertreated":
-        glist = glist[glist < exclude_g]
-    if glist.size == 0:
-        raise DesignError("att_gt: no treated cohort with a pre-treatment period in the data")
+    cluster, glist = _cluster_and_cohorts(df, clustervar, ucode, n, unit_g, tlist, anticipation, exclude_g, control_group)
     notes = [*notes, f"unbalanced panel kept (allow_unbalanced_panel): {n_unbalanced} of {n} units are not observed in all "
              f"{tlist.size} periods; each (g,t) cell uses the rows of its two periods as repeated cross sections"]
     return _Panel(None, None, False, unit_g, uid, tlist, glist, cluster, int(y.size), dropped, notes,
