@@ -550,7 +550,6 @@ def att_gt(
     Y, tlist, glist, unit_g = P.Y, P.tlist, P.glist, P.unit_g
     n, T = unit_g.size, tlist.size
     never = np.isinf(unit_g)
-    tfac = 1 if base_period == "varying" else 0
     nevertreated = control_group == "nevertreated"
 
     cells = gt_cells(tlist, glist, base_period, anticipation)

@@ -283,7 +283,6 @@ def fit_event_study_from_moments(m, spec, options: dict, ref: int = -1) -> Estim
     return EstimationResult(estimator="event_study", outcome=spec.yname, tidy=pd.DataFrame(rows), meta=meta, tables={"vcov_dynamic": vc})
 
 
-
 def fit_in_memory(data: pd.DataFrame, spec, fit_from_moments) -> EstimationResult | None:
     """The compressed fit of an in-memory panel: its per-cohort moments (one numpy pass,
     :func:`models.did.cs_moments.moments_from_frame`, with CS's validation and recodings)
