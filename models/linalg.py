@@ -41,6 +41,26 @@ import scipy.linalg as sla
 from models.errors import DesignError
 
 EPS = np.finfo(float).eps
+_CONTROLLER = None
+
+
+def single_thread_blas():
+    """Context in which BLAS/LAPACK run on one thread.
+
+    OpenBLAS splits a product (and LAPACK's blocked QR and triangular solves) differently
+    with 1 and 2 threads, and its edge micro-kernels round differently from the full ones:
+    ``R^-1 R^-T`` of a 30-column design changed in the last bits with the thread count,
+    and a wild-bootstrap confidence bound obtained by bisection inherited it. The least-
+    squares core runs single-threaded so that library results do not depend on the
+    caller's thread setting (the CLI additionally pins the kernel: pipeline/cli.py). About
+    17 microseconds per entry (threadpoolctl's controller is built once).
+    """
+    global _CONTROLLER
+    if _CONTROLLER is None:
+        from threadpoolctl import ThreadpoolController
+
+        _CONTROLLER = ThreadpoolController()
+    return _CONTROLLER.limit(limits=1, user_api="blas")
 #: default ceiling on kappa_2 of the column-equilibrated design (about 4.5e12):
 #: kappa * eps > 1e-3, i.e. fewer than ~3 reliable digits, is refused.
 MAX_COND = 1.0 / (1e3 * EPS)
@@ -96,8 +116,13 @@ def ols(
 
     b = argmin sum_i w_i (y_i - x_i'b)^2. Raises DesignError when the design is rank
     deficient (naming the collinear columns) or kappa_2 of the equilibrated design
-    exceeds ``max_cond``.
+    exceeds ``max_cond``. Runs with single-threaded BLAS (:func:`single_thread_blas`).
     """
+    with single_thread_blas():
+        return _ols(X, y, w, names=names, max_cond=max_cond)
+
+
+def _ols(X, y, w, *, names, max_cond) -> OLSFit:
     X = np.asarray(X, dtype=float)
     y = np.asarray(y, dtype=float)
     if X.ndim == 1:
@@ -183,7 +208,13 @@ def solve_spd(A, b, *, max_cond: float = MAX_COND) -> np.ndarray:
     """Solve A x = b for symmetric positive definite A by Cholesky, after checking
     symmetry, definiteness and the condition number of the Jacobi-scaled matrix
     D^{-1/2} A D^{-1/2} (van der Sluis 1969: near-optimal diagonal scaling).
-    Raises DesignError when A is not SPD or kappa exceeds ``max_cond``."""
+    Raises DesignError when A is not SPD or kappa exceeds ``max_cond``. Runs with
+    single-threaded BLAS (:func:`single_thread_blas`)."""
+    with single_thread_blas():
+        return _solve_spd(A, b, max_cond=max_cond)
+
+
+def _solve_spd(A, b, *, max_cond: float) -> np.ndarray:
     A = np.asarray(A, dtype=float)
     b = np.asarray(b, dtype=float)
     if A.ndim != 2 or A.shape[0] != A.shape[1]:

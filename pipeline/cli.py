@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
+import platform
 import sys
 import time
 from pathlib import Path
@@ -37,19 +39,54 @@ def _run_stage(name: str, params_path: Path) -> None:
     note(f"stage {name}: done in {time.perf_counter() - t0:.1f}s")
 
 
-def _pin_hash_seed(argv: list[str]) -> None:
-    """Re-execute with PYTHONHASHSEED=0 unless it is already pinned.
+def _cpu_flags() -> set[str]:
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as fh:
+            for line in fh:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
 
-    String hashing is randomised per process by default, and a backend that iterates over a
-    set of names (pyfixest orders its fixed effects this way) then sums in a different order
-    from run to run: the last bits of an estimate changed between two identical runs. Pinning
-    the hash seed makes every run byte-identical (DESIGN.md: same data and params, same bytes).
+
+def pinned_environment() -> dict[str, str]:
+    """The variables the CLI fixes before numpy loads, so that a run is byte-identical
+    whatever the machine's core count, BLAS kernel or SIMD width (README: Reproducibility).
+
+    * ``PYTHONHASHSEED=0``: string hashing is randomised per process by default, and a
+      backend that iterates over a set of names (pyfixest orders its fixed effects this way)
+      then sums in a different order from run to run.
+    * ``OPENBLAS_NUM_THREADS=1`` (and ``MKL_NUM_THREADS``): a multithreaded BLAS splits a
+      product's work differently with 1 and 2 threads, and the edge micro-kernels round
+      differently from the full ones, so ``R^-1 R^-T``, ``Q'y`` and a GMM moment vector
+      changed in the last bits with the thread count, and an iterative solver (the ACF
+      production function) amplified that to 1e-11 in the elasticities.
+    * ``OPENBLAS_CORETYPE=Haswell`` on x86-64 CPUs with AVX2 and FMA (x86-64-v3): OpenBLAS
+      otherwise picks a kernel per CPU model (Haswell, SkylakeX, Zen, ...), and kernels
+      accumulate in different orders and with or without FMA.
+    * ``NPY_DISABLE_CPU_FEATURES``: numpy's AVX-512 loops (exp, log, reductions) are
+      switched off so that every x86-64-v3 machine runs the same AVX2 loops.
+
+    What can still differ: a machine without AVX2/FMA (pre-2013 x86, or another
+    architecture) runs other kernels and may differ in the last bits; engine duckdb/spark
+    sum in parallel.
     """
-    import os
+    want = {"PYTHONHASHSEED": "0", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    if platform.machine() in ("x86_64", "AMD64") and {"avx2", "fma"} <= _cpu_flags():
+        want["OPENBLAS_CORETYPE"] = "Haswell"
+        want["NPY_DISABLE_CPU_FEATURES"] = "X86_V4 AVX512_ICL AVX512_SPR"
+    return want
 
-    if os.environ.get("PYTHONHASHSEED") == "0" or os.environ.get("CLUSTER_IMPACT_NO_REEXEC") == "1":
+
+def _pin_environment(argv: list[str]) -> None:
+    """Re-execute once with :func:`pinned_environment` unless it is already in force."""
+    if os.environ.get("CLUSTER_IMPACT_NO_REEXEC") == "1":
         return
-    os.environ["PYTHONHASHSEED"] = "0"
+    want = pinned_environment()
+    if all(os.environ.get(k) == v for k, v in want.items()):
+        return
+    os.environ.update(want)
     os.execv(sys.executable, [sys.executable, "-m", "pipeline", *argv])
 
 
@@ -57,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     from_command_line = argv is None
     argv = list(sys.argv[1:] if argv is None else argv)
     if from_command_line:
-        _pin_hash_seed(argv)
+        _pin_environment(argv)
     if argv and argv[0] == "simulate":
         from .simulate import main as simulate_main
 

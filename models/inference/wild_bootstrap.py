@@ -266,7 +266,14 @@ def wild_cluster_bootstrap_many(
     coefficient is tested with the same weights, as boottest does with one seed), one
     dict per entry of ``param_indices``. ``k_fe`` overrides the count of absorbed
     fixed-effect parameters in the CRV1 factor (N-1)/(N-k) (it changes t and the
-    ``std_error``, not the p-value)."""
+    ``std_error``, not the p-value). Runs with single-threaded BLAS
+    (:func:`models.linalg.single_thread_blas`): the bootstrap products must not change in
+    the last bits with the caller's thread count."""
+    with _linalg.single_thread_blas():
+        return _wild_many(X, y, cluster, param_indices, B, weights, impose_null, r, seed, fe, enumerate_all, ci_level, return_draws, k_fe)
+
+
+def _wild_many(X, y, cluster, param_indices, B, weights, impose_null, r, seed, fe, enumerate_all, ci_level, return_draws, k_fe) -> list[dict]:
     X, y, codes, G, k_fe0 = _prepare(X, y, cluster, fe)
     k_fe = k_fe0 if k_fe is None else int(k_fe)
     N, k = X.shape
