@@ -1,10 +1,12 @@
 """The ``cluster-impact`` command.
 
-    cluster-impact run          --params params.yaml   # all four stages in order
+    cluster-impact run          --params params.yaml   # every stage in order, then publish each format
     cluster-impact ingest       --params params.yaml
     cluster-impact build_groups --params params.yaml
     cluster-impact estimate     --params params.yaml
-    cluster-impact report       --params params.yaml
+    cluster-impact report       --params params.yaml   # renders the documents into data/report/
+    cluster-impact publish      --params params.yaml --format html   # -> reports/report.html
+    cluster-impact input        --params params.yaml --name firms    # fingerprint of data.firms
     cluster-impact simulate     --firms 2500 --seed 1 --out data/raw   # the sample generator
 
 Exit codes (DESIGN.md §3.5): 0 ok, 2 bad input data, 3 disclosure blocked, 4 design cannot be
@@ -27,16 +29,23 @@ from models.errors import ClusterImpactError
 STAGES = ("ingest", "build_groups", "estimate", "report")
 
 
-def _run_stage(name: str, params_path: Path) -> None:
+def _run_stage(name: str, params_path: Path, *args: str) -> None:
     from .config import load_params
     from .progress import note
 
     params = load_params(params_path)
     module = importlib.import_module(f"pipeline.stages.{name}")
     t0 = time.perf_counter()
-    note(f"stage {name}: start")
-    module.run(params)
-    note(f"stage {name}: done in {time.perf_counter() - t0:.1f}s")
+    what = f"{name} {' '.join(args)}".strip()
+    note(f"stage {what}: start")
+    module.run(params, *args)
+    note(f"stage {what}: done in {time.perf_counter() - t0:.1f}s")
+
+
+def _formats(params_path: Path) -> list[str]:
+    from .config import load_params
+
+    return list(load_params(params_path)["report"]["formats"] or [])
 
 
 def _cpu_flags() -> set[str]:
@@ -96,22 +105,37 @@ def main(argv: list[str] | None = None) -> int:
     if from_command_line:
         _pin_environment(argv)
     if argv and argv[0] == "simulate":
-        from .simulate import main as simulate_main
+        simulate = importlib.import_module("pipeline.simulate")  # by name, like the stages: not a stage's code
 
-        return _guard(lambda: simulate_main(argv[1:]) or 0)
+        return _guard(lambda: simulate.main(argv[1:]) or 0)
 
     parser = argparse.ArgumentParser(prog="cluster-impact", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    for name in ("run", *STAGES, "build-groups"):
-        p = sub.add_parser(name, help="all stages in order" if name == "run" else f"the {name} stage")
+    helps = {"run": "all stages in order (ingest, build_groups, estimate, report, publish)",
+             "input": "fingerprint one input of data: (DVC's input@<name> stages)",
+             "publish": "copy one rendered document to reports/ (DVC's publish@<format> stages)"}
+    for name in ("run", *STAGES, "build-groups", "input", "publish"):
+        p = sub.add_parser(name, help=helps.get(name, f"the {name} stage"))
         p.add_argument("--params", default="params.yaml", type=Path, help="params file (default: params.yaml)")
+        if name == "input":
+            p.add_argument("--name", required=True, help="the key under data: (firms, membership, deflators, ...)")
+        if name == "publish":
+            p.add_argument("--format", required=True, choices=("html", "pdf"), help="one of report.formats")
     sub.add_parser("simulate", help="generate a synthetic economy (see: cluster-impact simulate --help)")
     args = parser.parse_args(argv)
 
     def go() -> int:
         command = args.command.replace("-", "_")
-        for stage in STAGES if command == "run" else (command,):
-            _run_stage(stage, args.params)
+        if command == "input":
+            _run_stage("input", args.params, args.name)
+        elif command == "publish":
+            _run_stage("publish", args.params, args.format)
+        else:
+            for stage in STAGES if command == "run" else (command,):
+                _run_stage(stage, args.params)
+            if command == "run":
+                for fmt in _formats(args.params):
+                    _run_stage("publish", args.params, fmt)
         return 0
 
     return _guard(go)

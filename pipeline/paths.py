@@ -13,6 +13,8 @@ from pathlib import Path
 from .config import Params, resolve_path
 
 LAYOUT = {
+    # input fingerprints (DVC's per-input stages, dvc.yaml `input@<name>`)
+    "inputs_dir": "data/interim/inputs",
     # ingest
     "interim_panel": "data/interim/panel.parquet",
     "interim_membership": "data/interim/membership.parquet",
@@ -24,8 +26,10 @@ LAYOUT = {
     "groups_flow": "data/processed/groups_flow.json",
     # estimate
     "estimates_dir": "data/estimates",
-    # report
+    # report: the documents are rendered into documents_dir and published (copied) to
+    # reports/ by one `publish` step per format in report.formats (dvc.yaml `publish@<fmt>`)
     "reports_dir": "reports",
+    "documents_dir": "data/report",
 }
 
 

@@ -7,7 +7,6 @@ same digest DVC records in dvc.lock for a file dependency.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import platform
 import subprocess
@@ -16,14 +15,7 @@ from typing import Any
 
 from .config import Params
 from .estimate import package_versions
-
-
-def md5_file(path: Path) -> str:
-    h = hashlib.md5()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+from .fingerprint import md5_file
 
 
 def git_commit(root: Path) -> str | None:
