@@ -17,7 +17,8 @@ into calendar years:
   Parquet dates/timestamps, Stata variables with a ``%td`` display format); ``iso`` or
   ``dmy`` accept only that spelling; ``excel`` reads numbers as Excel serial days (1900 date
   system, day 1 = 1900-01-01, Lotus leap-year bug included: origin 1899-12-30); ``stata``
-  reads numbers as Stata ``%td`` days; any other string is a ``strftime`` pattern
+  reads numbers as Stata ``%td`` days (under both, a whole number 1000..9999 is still a year:
+  as a serial day it would be a date in 1902-1927 or 1962-1987); any other string is a ``strftime`` pattern
   (``%d/%m/%Y``, ``%m/%d/%Y`` …: slash dates are ambiguous, so they need one).
 
 Nothing is guessed silently: a cell that is neither a number nor a date under these rules is
@@ -89,6 +90,16 @@ def years_from_cells(s: pd.Series, *, date_format: str | None = None, after_mont
             kinds["year"] = kinds.get("year", 0) + int(np.isfinite(vals).sum())
             return
         ok = np.isfinite(vals) & (np.abs(vals) < 1e7)
+        if not stata_td:  # date_format excel/stata: a whole number 1000..9999 is still a year
+            yr = np.isfinite(vals) & (vals >= YEAR_MIN) & (vals <= YEAR_MAX) & (np.floor(vals) == vals)
+            if yr.any():
+                idx = np.flatnonzero(where)
+                years[idx[yr]] = vals[yr]
+                kinds["year"] = kinds.get("year", 0) + int(yr.sum())
+                w2 = np.zeros_like(where)
+                w2[idx[~yr]] = True
+                vals, where = vals[~yr], w2
+                ok = ok[~yr]
         days = np.where(ok, np.floor(np.where(ok, vals, 0)), 0).astype("int64").astype("timedelta64[D]")
         origin = EXCEL_ORIGIN if num_as == "excel" else STATA_ORIGIN
         dt = pd.Series(np.where(ok, origin + days, np.datetime64("NaT")).astype("datetime64[ns]"))
