@@ -176,6 +176,8 @@ def ingest(params: Params, panel_path: str | Path | None = None) -> IngestOutput
         "log_nonpositive": ing["log_nonpositive"],
         "n_firms": sink.n_firms,
         "notes": notes,
+        # code -> label of sector / region from Stata value labels or Excel label sheets (the report's tables use them)
+        "labels": firms.labels(),
     }
     return IngestOutput(panel=panel, membership=membership, flow=flow, other_programme=other)
 
@@ -456,6 +458,14 @@ class _FirmFile:
         if self.member_col:
             df[MEMBER] = clean_text(block.frame[self.member_col]).array
         return df
+
+    def labels(self) -> dict[str, dict[str, str]]:
+        if self.format not in ("dta", "xlsx"):
+            return {}
+        from .readers import table_labels
+
+        want = {p: self.cols[p] for p in ("sector", "region") if p in self.cols}
+        return table_labels(self.stream.path, self.stream.options, want) if want else {}
 
     def flex_numeric(self) -> list[str]:
         return [p for p in self.flex if p not in self.flex_text]

@@ -875,3 +875,46 @@ def _xlsx_sheet(wb, options: dict[str, Any], label: str, role: str):
     if sheet not in names:
         raise BadInputError(f"{label}: no sheet {sheet!r}; the workbook has sheets {names} (data.{role}.sheet)")
     return wb[sheet]
+
+
+def table_labels(path: str | Path, options: dict[str, Any] | None, columns: dict[str, str]) -> dict[str, dict[str, str]]:
+    """Code -> label tables a file carries for the pipeline columns ``columns`` ({pipeline
+    name: file column}, e.g. sector and region): Stata value labels of those variables, or
+    in an .xlsx workbook a sheet named after the pipeline name or the file column (``sector``,
+    ``nace2``) whose first two columns are code and label (header row first). Codes are
+    written as the panel stores them (:func:`clean_text`). Other formats: none."""
+    path = Path(path)
+    fmt = file_format(path)
+    out: dict[str, dict[str, str]] = {}
+    try:
+        if fmt == "dta":
+            with pd.io.stata.StataReader(path, convert_categoricals=False) as rdr:
+                names = list(rdr.variable_labels())
+                tables = rdr.value_labels()
+                lbl = list(getattr(rdr, "_lbllist", []) or [])
+            for p, col in columns.items():
+                if col in names and names.index(col) < len(lbl) and lbl[names.index(col)] in tables:
+                    t = tables[lbl[names.index(col)]]
+                    out[p] = {_cell_text(k): str(v) for k, v in sorted(t.items())}
+        elif fmt == "xlsx":
+            import openpyxl
+
+            wb = openpyxl.load_workbook(path, read_only=True, data_only=True)
+            try:
+                for p, col in columns.items():
+                    sheet = next((s for s in wb.sheetnames if s.strip().lower() in (p.lower(), str(col).lower())), None)
+                    if sheet is None:
+                        continue
+                    rows = wb[sheet].iter_rows(values_only=True)
+                    next(rows, None)  # header
+                    t = {}
+                    for r in rows:
+                        if r and len(r) >= 2 and r[0] is not None and r[1] is not None:
+                            t[_cell_text(r[0]).strip()] = str(r[1]).strip()
+                    if t:
+                        out[p] = dict(sorted(t.items()))
+            finally:
+                wb.close()
+    except Exception:  # labels are a courtesy: a file the readers accept but whose labels cannot be read has none
+        return {}
+    return out

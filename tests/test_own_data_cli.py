@@ -346,3 +346,30 @@ def test_register_hostile_cases_exit_2(sample, tmp_path, case, mutate, needles):
         assert n in res.stderr, (case, n, res.stderr)
     assert "Traceback" not in res.stderr and "pre-treatment period" not in res.stderr
     assert not (root / "data/interim/panel.parquet").exists()
+
+
+@pytest.mark.slow
+def test_stata_value_labels_and_excel_label_sheets(sample, tmp_path):
+    """A .dta panel's value labels of sector, and an .xlsx panel's sheet named after the
+    region column, are kept as code -> label tables in ingest_flow.json."""
+    root = copy_project(sample, tmp_path)
+    f = _firms(root)
+    num = [c for c in f.columns if c not in ("firm_id", "nuts2", "group_id")]
+    d = f.copy()
+    for c in num:
+        d[c] = pd.to_numeric(d[c])
+    d["nace2"] = d["nace2"].astype("int32")
+    codes = sorted(d["nace2"].unique())
+    d.to_stata(root / "data/raw/firms.dta", write_index=False, value_labels={"nace2": {int(c): f"Sector {c}" for c in codes}})
+    _params(root, lambda p: (_light(p), p["data"].update({"firms": {"path": "data/raw/firms.dta"}})))
+    res = cli("ingest", "--params", "params.yaml", cwd=root)
+    assert res.returncode == 0, res.stderr
+    assert _flow(root)["labels"] == {"sector": {str(c): f"Sector {c}" for c in codes}}
+    with pd.ExcelWriter(root / "data/raw/firms.xlsx") as xw:
+        d.to_excel(xw, sheet_name="panel", index=False)
+        regions = sorted(d["nuts2"].unique())
+        pd.DataFrame({"code": regions, "name": [f"Region {r}" for r in regions]}).to_excel(xw, sheet_name="nuts2", index=False)
+    _params(root, lambda p: p["data"].update({"firms": {"path": "data/raw/firms.xlsx", "sheet": "panel"}}))
+    res = cli("ingest", "--params", "params.yaml", cwd=root)
+    assert res.returncode == 0, res.stderr
+    assert _flow(root)["labels"] == {"region": {r: f"Region {r}" for r in regions}}
