@@ -40,7 +40,16 @@ Without it the value-added outcomes are nominal, which the flow notes say.
 
 Output: rows sorted by (firm_id, year); ``firm_id`` text, ``year`` int64,
 ``founding_year`` Int64, sector/region/group_id text, every other mapped column float64, then
-the derived outcomes in registry order (``export_status`` and ``patent_status`` Int64, the rest float64).
+the firm file's own columns that some stage uses (:func:`passthrough_plan`: float64 when
+every cell is a number, else text), then the derived outcomes in registry order
+(``export_status`` and ``patent_status`` Int64, the rest float64).
+
+Register (``data.membership``): join/leave years or dates (:mod:`pipeline.dates`,
+``date_format``, ``join_rule``), or spells built from a panel column (``from_panel``,
+:func:`spells_from_panel`); refused (exit 2): ids that match the panel only ignoring case or
+leading zeros, implausible years, a header-only register, a register whose ids match no
+panel id; counted, never merged (:func:`register_oddities`): firms absent from the panel, in
+several initiatives, with overlapping spells.
 
 Out of core: the firm panel is never whole in memory
 ----------------------------------------------------
@@ -271,7 +280,6 @@ def passthrough_plan(params: Params, cols: dict[str, str], header: list[str], de
             used += list(_strings(estimator_options(params, k)))
         except ConfigError:
             pass
-    fp = (params["data"].get("membership") or {}).get("from_panel")
     header_set = set(header)
     problems = []
     for name in dict.fromkeys(used):
@@ -291,8 +299,6 @@ def passthrough_plan(params: Params, cols: dict[str, str], header: list[str], de
         numeric.update((v or {}).get("covariates") or [])
     order = {c: i for i, c in enumerate(header)}
     extra = dict(sorted(extra.items(), key=lambda kv: (order.get(kv[1], len(order)), kv[0])))
-    if fp is not None and fp in extra.values():
-        pass
     return extra, {n for n in extra if n in numeric}
 
 
