@@ -65,6 +65,8 @@ def test_mpdta_as_own_files_reproduces_r_did_through_run(tmp_path):
     assert flow["passthrough"] == {"lemp": {"column": "lemp", "type": "number"}, "lpop": {"column": "lpop", "type": "number"}}
     panel = pd.read_parquet(tmp_path / "data/interim/panel.parquet")
     assert list(panel.columns) == ["firm_id", "year", "lpop", "lemp"]  # pruned: first.treat and treat are never read
+    html = (tmp_path / "reports/report.html").read_text()
+    assert "register checks" in html and "firms in several initiatives" in html  # the register oddities are shown
     for name, cfg in (("lemp-cs", "unconditional_never_varying"), ("lemp-cs_lpop", "lpop_dr_never_varying")):
         ref = R_REF["configs"][cfg]["gt"]
         gt = _gt(tmp_path, name)
