@@ -48,7 +48,9 @@ DEFAULTS: dict[str, Any] = {
     "engine": "pandas",
     "data": {
         "firms": {"path": "data/raw/firms.csv"},
-        "membership": {"path": "data/raw/membership.csv"},
+        # the register; date_format / join_rule: join and leave given as dates (README "Registers");
+        # from_panel: membership read from a 0/1 or cluster-id column of the firm panel instead
+        "membership": {"path": "data/raw/membership.csv", "date_format": None, "join_rule": "year_of_date", "from_panel": None},
         "deflators": None,
         "truth": None,
         # a second programme's register (e.g. an R&D subsidy): firm_id, start_year[, end_year];
@@ -99,6 +101,12 @@ DEFAULTS: dict[str, Any] = {
 }
 
 FILE_OPTIONS = {"path", "sep", "decimal", "thousands", "encoding", "sheet", "na_values"}
+MEMBERSHIP_OPTIONS = {"date_format", "join_rule", "from_panel"}  # data.membership only
+DATE_FORMATS = ("iso", "dmy", "excel", "stata")  # or a strftime pattern such as '%d/%m/%Y'
+# panel column names the pipeline creates after ingest (build_groups) or uses internally: a
+# firm-file column may not pass through under them
+RESERVED_COLUMNS = ("first_treat", "ever_member", "post", "rel_time", "cluster_id", "leave_year", "colocated",
+                    "eligible", "exposure_year", "other_programme", "arm", "_row", "_key")
 
 
 @dataclass(frozen=True)
@@ -157,10 +165,39 @@ def _merge(default: Any, given: Any, where: str, problems: list[str], open_keys:
 
 def check_name(name: Any, where: str, problems: list[str]) -> None:
     if not isinstance(name, str) or not SAFE_NAME.match(name):
+        hint = ""
+        if isinstance(name, str) and name:
+            safe = re.sub(r"[^A-Za-z0-9_]", "_", name)
+            safe = safe if re.match(r"[A-Za-z_]", safe) else "_" + safe
+            hint = (f"; if it is a column of your firm file, give it a safe name under columns: "
+                    f"(e.g. columns: {{{safe[:64]}: {name!r}}}) and use that name here")
         problems.append(
             f"{where}: {name!r} is not a safe column name (letters, digits, underscore; "
-            "starting with a letter or underscore; at most 64 characters)"
+            f"starting with a letter or underscore; at most 64 characters){hint}"
         )
+
+
+def _check_membership_options(spec: dict[str, Any], problems: list[str]) -> None:
+    """data.membership.date_format / join_rule / from_panel (see the README, "Registers")."""
+    df = spec.get("date_format")
+    if df is not None and not (isinstance(df, str) and (df in DATE_FORMATS or "%" in df)):
+        problems.append(f"data.membership.date_format: {df!r}; allowed: null (years, ISO yyyy-mm-dd, dd.mm.yyyy and the "
+                        f"file's own date cells), {', '.join(DATE_FORMATS)}, or a strftime pattern such as '%d/%m/%Y'")
+    rule = spec.get("join_rule", "year_of_date")
+    ok = rule is None or rule == "year_of_date"
+    if isinstance(rule, dict) and set(rule) == {"next_year_if_after_month"}:
+        m = rule["next_year_if_after_month"]
+        ok = isinstance(m, int) and not isinstance(m, bool) and 0 <= m <= 11
+    if not ok:
+        problems.append(f"data.membership.join_rule: {rule!r}; allowed: year_of_date, or {{next_year_if_after_month: N}} "
+                        "with N in 0..11 (a join date after month N counts from the next year)")
+    fp = spec.get("from_panel")
+    if fp is not None:
+        if not isinstance(fp, str) or not fp or len(fp) > 128 or any(c in fp for c in "\n\r\x00"):
+            problems.append(f"data.membership.from_panel: {fp!r}; give the firm file's 0/1 or cluster-id column")
+        if "path" in spec:
+            problems.append("data.membership: give either path (a register file) or from_panel (a column of the firm "
+                            "panel), not both")
 
 
 def validate(raw: dict[str, Any], problems: list[str]) -> dict[str, Any]:
@@ -202,16 +239,26 @@ def validate(raw: dict[str, Any], problems: list[str]) -> dict[str, Any]:
         if isinstance(spec, str):
             spec = {"path": spec}
             merged["data"][name] = spec
+        if name == "membership" and isinstance(spec, dict):
+            _check_membership_options(spec, problems)
+            if spec.get("from_panel") is not None:
+                continue
         if not isinstance(spec, dict) or "path" not in spec:
             problems.append(f"data.{name}: give a mapping with at least 'path'")
             continue
-        for k in set(spec) - FILE_OPTIONS:
-            problems.append(f"data.{name}.{k}: unknown key (allowed: {', '.join(sorted(FILE_OPTIONS))})")
+        allowed = FILE_OPTIONS | (MEMBERSHIP_OPTIONS if name == "membership" else set())
+        for k in set(spec) - allowed:
+            problems.append(f"data.{name}.{k}: unknown key (allowed: {', '.join(sorted(allowed))})")
 
     # column maps
     for pname, fname in merged["columns"].items():
-        if pname not in PANEL_FIELDS:
-            problems.append(f"columns.{pname}: unknown pipeline column (known: {', '.join(PANEL_FIELDS)})")
+        if pname not in PANEL_FIELDS:  # a column of your own under a name of your choice (a rename)
+            if not isinstance(pname, str) or not SAFE_NAME.match(pname):
+                problems.append(f"columns.{pname}: not a safe column name for a column of your own (letters, digits, "
+                                f"underscore; known pipeline columns: {', '.join(PANEL_FIELDS)})")
+            elif pname in RESERVED_COLUMNS:
+                problems.append(f"columns.{pname}: the pipeline creates a column of that name; map your column "
+                                f"under another name (e.g. {pname}_file: {fname!r})")
         if not isinstance(fname, str) or not fname or len(fname) > 128 or any(c in fname for c in "\n\r\x00"):
             problems.append(f"columns.{pname}: {fname!r} is not a usable column name")
     for pname, fname in merged["membership_columns"].items():

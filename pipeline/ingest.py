@@ -40,7 +40,16 @@ Without it the value-added outcomes are nominal, which the flow notes say.
 
 Output: rows sorted by (firm_id, year); ``firm_id`` text, ``year`` int64,
 ``founding_year`` Int64, sector/region/group_id text, every other mapped column float64, then
-the derived outcomes in registry order (``export_status`` and ``patent_status`` Int64, the rest float64).
+the firm file's own columns that some stage uses (:func:`passthrough_plan`: float64 when
+every cell is a number, else text), then the derived outcomes in registry order
+(``export_status`` and ``patent_status`` Int64, the rest float64).
+
+Register (``data.membership``): join/leave years or dates (:mod:`pipeline.dates`,
+``date_format``, ``join_rule``), or spells built from a panel column (``from_panel``,
+:func:`spells_from_panel`); refused (exit 2): ids that match the panel only ignoring case or
+leading zeros, implausible years, a header-only register, a register whose ids match no
+panel id; counted, never merged (:func:`register_oddities`): firms absent from the panel, in
+several initiatives, with overlapping spells.
 
 Out of core: the firm panel is never whole in memory
 ----------------------------------------------------
@@ -98,16 +107,18 @@ import pyarrow.compute as pc
 from models.errors import BadInputError, ConfigError, first_keys
 
 from . import outcomes
-from .config import MEMBERSHIP_FIELDS, PANEL_FIELDS, Params
+from .config import MEMBERSHIP_FIELDS, PANEL_FIELDS, RESERVED_COLUMNS, SAFE_NAME, Params, estimator_options, estimators_for
 from .io import ParquetAppender, frame_table
 from .progress import note, step
-from .readers import Block, RestartRead, clean_text, describe_issue, format_key, key_tuples, load_table, open_table, to_numeric
+from .readers import Block, RestartRead, clean_text, describe_issue, format_key, key_tuples, load_table, open_table, read_header, to_numeric
 
 TEXT_FIELDS = ("firm_id", "sector", "region", "group_id")
 INTEGER_FIELDS = ("year", "founding_year")
 NONNEGATIVE = ("employment", "turnover", "value_added", "wage_bill", "capital", "intermediates", "exports", "patents", "rd")
 SHARD_ROWS = 1_000_000  # rows of the firm panel per shard: about 0.5 GiB while one is processed, 2 GiB peak at 20M rows
 N_KEYS = 5  # offending keys a problem shows
+NUM = "num:"  # spill-file prefix of a pass-through column's values as numbers (not a safe name: no clash)
+MEMBER = "membership:from_panel"  # spill-file column of data.membership.from_panel
 
 
 @dataclass
@@ -132,7 +143,8 @@ def ingest(params: Params, panel_path: str | Path | None = None) -> IngestOutput
     panel_path = None if panel_path is None else Path(panel_path)
 
     with _spill_dir(panel_path) as tmp:
-        firms = _FirmFile(params, cols, ing, tmp)
+        firms = _FirmFile(params, cols, ing, tmp, derive)
+        cols = firms.cols  # + the pass-through columns
         defl = _Deflators(params, cols, derive, notes, firms.year_range())
         sink = _PanelSink(panel_path)
         try:
@@ -141,7 +153,8 @@ def ingest(params: Params, panel_path: str | Path | None = None) -> IngestOutput
             problems = firms.problems() + shards.problems()
             problems += defl.problems + defl.panel_problems(shards, notes)
             firm_ids = shards.firm_ids()
-            membership, mem_flow = _membership(params, mcols, firm_ids, firms.label, problems)
+            membership, mem_flow = _membership(params, mcols, firm_ids, firms.label, problems, shards.member_spells)
+            notes.extend(register_notes(mem_flow))
             other, other_flow = _other_programme(params, firm_ids, firms.label, problems)
             if problems:
                 raise BadInputError(
@@ -164,13 +177,16 @@ def ingest(params: Params, panel_path: str | Path | None = None) -> IngestOutput
         "deflators": defl.flow,
         "other_programme": other_flow,
         "years": list(ing["years"]) if ing["years"] else [sink.year_min, sink.year_max] if sink.rows else None,
-        "columns": cols,
+        "columns": {p: f for p, f in cols.items() if p in PANEL_FIELDS},
+        "passthrough": firms.passthrough_flow(),
         "membership_columns": mcols,
         "derived": derived_flow,
         "deflated": defl.usable,
         "log_nonpositive": ing["log_nonpositive"],
         "n_firms": sink.n_firms,
         "notes": notes,
+        # code -> label of sector / region from Stata value labels or Excel label sheets (the report's tables use them)
+        "labels": firms.labels(),
     }
     return IngestOutput(panel=panel, membership=membership, flow=flow, other_programme=other)
 
@@ -188,6 +204,8 @@ def _check_config(cols: dict[str, str], mcols: dict[str, str], ing: dict[str, An
             problems.append(f"membership_columns.{req}: required")
     by_file: dict[str, list[str]] = {}
     for p, f in cols.items():
+        if p not in PANEL_FIELDS:  # a column of the user's own (passes through, typed by its values)
+            continue
         by_file.setdefault(f, []).append(p)
     for f, ps in by_file.items():
         kinds = {"text" if p in TEXT_FIELDS else "number" for p in ps}
@@ -218,6 +236,70 @@ def _check_config(cols: dict[str, str], mcols: dict[str, str], ing: dict[str, An
     if problems:
         raise ConfigError(f"{len(problems)} problem(s) in params.yaml for the ingest stage:", problems=problems)
     return todo
+
+
+# ------------------------------------------------------------------------------------------
+# the firm file's own columns (pass-through)
+# ------------------------------------------------------------------------------------------
+def _strings(x: Any) -> Iterator[str]:
+    """Every string inside a params value (lists and mappings, recursively)."""
+    if isinstance(x, str):
+        yield x
+    elif isinstance(x, dict):
+        for k, v in x.items():
+            yield from _strings(k)
+            yield from _strings(v)
+    elif isinstance(x, (list, tuple)):
+        for v in x:
+            yield from _strings(v)
+
+
+def passthrough_plan(params: Params, cols: dict[str, str], header: list[str], derive: list[str]) -> tuple[dict[str, str], set[str]]:
+    """The firm file's columns that enter the panel besides the mapped pipeline columns:
+    ``({panel name: file column}, names that must be numeric)``.
+
+    A column passes through when (a) it is mapped under ``columns:`` to a name that is not a
+    pipeline column (a rename: ``columns: {first_treat_file: "first.treat"}``), or (b) a
+    stage will use it: its name (a safe identifier, not mapped, not a pipeline name) appears
+    in the ``estimate`` section — outcomes, covariates, variants, ``vcov.by``, any estimator's
+    options (``matching.exact``, ``heterogeneity.by``, placebo outcomes ...), the default
+    options of the estimators run included — or is ``data.membership.from_panel``. Nothing
+    else is read (column pruning). Outcomes and covariates must be numeric (text in them is
+    exit 2, as for mapped numeric columns); the others are numbers when every cell parses as
+    one, else text. A file column whose name is not a safe identifier is never used under its
+    own name: rename it under ``columns:`` (a params name that is not safe is exit 5, with the
+    rename suggested)."""
+    est = params["estimate"]
+    extra: dict[str, str] = {p: f for p, f in cols.items() if p not in PANEL_FIELDS}
+    mapped_files = {f for p, f in cols.items()}
+    taken = set(PANEL_FIELDS) | set(RESERVED_COLUMNS) | set(derive) | set(extra)
+    used: list[str] = list(_strings(est))
+    keys = dict.fromkeys(k for o in (est.get("outcomes") or []) for k in estimators_for(params, o))
+    for k in keys:
+        try:
+            used += list(_strings(estimator_options(params, k)))
+        except ConfigError:
+            pass
+    header_set = set(header)
+    problems = []
+    for name in dict.fromkeys(used):
+        if name in taken or name in mapped_files or name not in header_set or not SAFE_NAME.match(name):
+            continue
+        extra[name] = name
+    clash = sorted(n for n in extra if n in derive)
+    for n in clash:
+        problems.append(f"columns.{n}: ingest derives an outcome of that name (ingest.derive); map your column under "
+                        f"another name (e.g. {n}_file: {extra[n]!r}) or remove {n} from ingest.derive")
+    if problems:
+        raise ConfigError(f"{len(problems)} problem(s) in params.yaml for the ingest stage:", problems=problems)
+    numeric = set()
+    for n in list(est.get("outcomes") or []) + list(est.get("covariates") or []):
+        numeric.add(n)
+    for v in (est.get("variants") or {}).values():
+        numeric.update((v or {}).get("covariates") or [])
+    order = {c: i for i, c in enumerate(header)}
+    extra = dict(sorted(extra.items(), key=lambda kv: (order.get(kv[1], len(order)), kv[0])))
+    return extra, {n for n in extra if n in numeric}
 
 
 # ------------------------------------------------------------------------------------------
@@ -273,14 +355,27 @@ class _FirmFile:
     """Pass 1 over the firm file (module docstring, steps 1 and 2): every row checked in file
     order, the rows that can enter the panel spilled into shards under ``tmp``."""
 
-    def __init__(self, params: Params, cols: dict[str, str], ing: dict[str, Any], tmp: Path) -> None:
+    def __init__(self, params: Params, cols: dict[str, str], ing: dict[str, Any], tmp: Path, derive: list[str] = ()) -> None:
         spec = params["data"]["firms"]
+        path = params.resolve(spec["path"])
+        header = read_header(path, spec, role="firms", label=spec["path"])
+        extra, must_be_numeric = passthrough_plan(params, cols, header, list(derive))
+        self.extra = extra
+        cols = {**{p: f for p, f in cols.items() if p in PANEL_FIELDS}, **extra}
         self.cols, self.ing, self.tmp = cols, ing, tmp
-        self.order = [p for p in PANEL_FIELDS if p in cols]
-        numeric = [f for p, f in cols.items() if p not in TEXT_FIELDS]
+        self.order = [p for p in PANEL_FIELDS if p in cols] + list(extra)
+        # pass-through columns typed by their values (numbers if every cell is one, else text)
+        self.flex = [p for p in extra if p not in must_be_numeric]
+        self.numeric_fields = [p for p in self.order if p not in TEXT_FIELDS and p not in self.flex]
+        self.num_opts = {k: spec.get(k) for k in ("decimal", "thousands", "na_values")}
+        self.member_col = (params["data"].get("membership") or {}).get("from_panel")
+        numeric = [cols[p] for p in self.numeric_fields]
         text = [f for p, f in cols.items() if p in TEXT_FIELDS]
+        wanted = list(cols.values()) + ([self.member_col] if self.member_col else [])
+        if self.member_col and self.member_col not in numeric:
+            text.append(self.member_col)
         self.stream = open_table(
-            params.resolve(spec["path"]), spec, role="firms", columns=list(dict.fromkeys(cols.values())),
+            path, spec, role="firms", columns=list(dict.fromkeys(wanted)),
             numeric=numeric, text=text, label=spec["path"],
         )
         self.label, self.format = self.stream.label, self.stream.format
@@ -301,6 +396,8 @@ class _FirmFile:
         self.fid_rows: list[str] = []
         self.checks: dict[tuple[str, str], _Tally] = {}
         self.issue_keys: dict[str, list[str]] = {}
+        self.flex_text: set[str] = set()  # pass-through columns with a cell that is not a number
+        self.flex_inf: dict[str, _Tally] = {}
         self.outside = 0
         self.year_seen: tuple[float, float] | None = None  # finite years of all rows
         self.year_kept: tuple[float, float] | None = None  # years of the spilled rows
@@ -318,6 +415,8 @@ class _FirmFile:
                     note(f"ingest: {block.offset} rows of {self.label} read")
                     shown = time.perf_counter()
                 df = pd.DataFrame({p: block.frame[self.cols[p]].array for p in self.order}, copy=False)
+                if self.flex or self.member_col:
+                    df = self._flex(block, df)
                 keep = self._check(block, df)
                 self.n_in += len(df)
                 part = df.loc[keep] if not keep.all() else df
@@ -343,6 +442,44 @@ class _FirmFile:
             self.firm_ids_all, self.firm_rows = _fold_counts(ids, counts)
         else:
             self.firm_ids_all, self.firm_rows = pa.array([], pa.large_string()), pa.array([], pa.int64())
+        for p in self.flex:  # infinite values of a pass-through column that is numeric
+            if p not in self.flex_text and p in self.flex_inf:
+                self.checks[(p, "inf")] = self.flex_inf[p]
+
+    def _flex(self, block: Block, df: pd.DataFrame) -> pd.DataFrame:
+        """A pass-through column typed by its values: the block's cells as text (trimmed) and
+        as numbers (``NUM`` + name); whether every cell of the file is a number is decided
+        when the whole file was read (one text cell: the column is text)."""
+        for p in self.flex:
+            raw = block.frame[self.cols[p]]
+            vals, issue = to_numeric(raw, self.num_opts, self.cols[p])
+            if issue is not None:
+                self.flex_text.add(p)
+            df[p] = clean_text(raw).array
+            df[NUM + p] = vals
+            if p not in self.flex_text:
+                inf = np.isinf(vals)
+                if inf.any():
+                    self.flex_inf.setdefault(p, _Tally()).add(df, inf)
+        if self.member_col:
+            df[MEMBER] = clean_text(block.frame[self.member_col]).array
+        return df
+
+    def labels(self) -> dict[str, dict[str, str]]:
+        if self.format not in ("dta", "xlsx"):
+            return {}
+        from .readers import table_labels
+
+        want = {p: self.cols[p] for p in ("sector", "region") if p in self.cols}
+        return table_labels(self.stream.path, self.stream.options, want) if want else {}
+
+    def flex_numeric(self) -> list[str]:
+        return [p for p in self.flex if p not in self.flex_text]
+
+    def passthrough_flow(self) -> dict[str, Any]:
+        """The pass-through columns for the sample flow: file column and type."""
+        num = set(self.numeric_fields)
+        return {p: {"column": f, "type": "number" if p in num or p in self.flex_numeric() else "text"} for p, f in self.extra.items()}
 
     def _check(self, block: Block, df: pd.DataFrame) -> np.ndarray:
         """The per-row checks of one block; returns the rows that can enter the panel."""
@@ -370,9 +507,7 @@ class _FirmFile:
                 with np.errstate(invalid="ignore"):
                     frac = np.isfinite(v) & (np.floor(v) != v)
                 self._tally((p, "fraction"), df, frac, v)
-        for p in self.order:
-            if p in TEXT_FIELDS:
-                continue
+        for p in self.numeric_fields:
             v = df[p].to_numpy(dtype=np.float64)
             self._tally((p, "inf"), df, np.isinf(v))
             if p in NONNEGATIVE:
@@ -582,6 +717,7 @@ class _Shards:
         self.tfp_parts: list[pd.DataFrame] = []
         self.derived: list[Path] = []
         self.code_base = 0
+        self.member_spells: list[pd.DataFrame] = []  # data.membership.from_panel
 
     def run(self) -> None:
         fr = self.firms
@@ -604,6 +740,13 @@ class _Shards:
     def _shard(self, df: pd.DataFrame, k: int) -> None:
         pos = df["_row"].to_numpy()
         df = df.drop(columns="_row")
+        fr = self.firms
+        if fr.flex:  # pass-through columns: numbers if every cell of the file was one, else text
+            nums = set(fr.flex_numeric())
+            for p in fr.flex:
+                if p in nums:
+                    df[p] = df[NUM + p]
+            df = df.drop(columns=[NUM + p for p in fr.flex])
         n = len(df)
         keep = np.ones(n, bool)
         codes, uniques = pd.factorize(df["firm_id"], sort=True)
@@ -629,6 +772,10 @@ class _Shards:
                     part.add(first.reset_index(drop=True), np.ones(len(first), bool), pos=pos[first.index.to_numpy()])
                     self.conflict.merge(part)
                     self.conflict_rows += len(conf)
+        if fr.member_col:  # data.membership.from_panel: the shard's spells (all its firms are whole in it)
+            self.member_spells.append(spells_from_panel(df["firm_id"].to_numpy()[keep], codes[keep],
+                                                        df["year"].to_numpy(dtype=np.float64)[keep], df[MEMBER].to_numpy()[keep]))
+            df = df.drop(columns=MEMBER)
         # logs / ratios of non-positive value added or employment
         for c in self.policy_cols:
             v = df[c].to_numpy(dtype=np.float64)
@@ -997,54 +1144,192 @@ def id_format_clash(a: pd.Index, b: pd.Index) -> tuple[int, str] | None:
     return int(hit.sum()), ", ".join(pairs)
 
 
-def _membership(params: Params, mcols: dict[str, str], firm_ids: pd.Index, firms_label: str, problems: list[str]):
+def case_clash(a: pd.Index, b: pd.Index) -> tuple[int, str] | None:
+    """Ids of ``b`` absent from ``a`` that match an id of ``a`` when case is ignored ('f001' vs
+    'F001'): ``(count, "'b-id' vs 'a-id', ...")`` or None."""
+    a = pd.Index(a.dropna().astype("str")).unique()
+    b = pd.Index(b.dropna().astype("str")).unique()
+    only_b = b[~isin_text(b, a)]
+    if not len(only_b):
+        return None
+    a_low = pd.Series(a, index=a.str.casefold())
+    a_low = a_low[~a_low.index.duplicated()]
+    b_low = only_b.str.casefold()
+    hit = isin_text(b_low, a_low.index)
+    if not hit.any():
+        return None
+    pairs = [f"'{bi}' vs '{a_low[bl]}'" for bi, bl in zip(only_b[hit][:5], b_low[hit][:5])]
+    return int(hit.sum()), ", ".join(pairs)
+
+
+def _first_ids(ids, n: int = N_KEYS) -> str:
+    """'A, B, C (+7 more)' for a sequence of ids."""
+    shown = [str(i) for i in ids[:n]]
+    return ", ".join(shown) + (f" (+{len(ids) - n} more)" if len(ids) > n else "")
+
+
+def register_oddities(m: pd.DataFrame) -> tuple[dict[str, int], dict[str, list[str]]]:
+    """Counts (and first firm ids) of what a register holds that build_groups resolves by
+    rule, none of it merged: firms in several initiatives (build_groups takes the cluster of
+    the first spell), firms with overlapping spells (two spells of one firm covering a common
+    year, same or different initiative; the first join counts) and firms with several spells.
+    ``m``: firm_id, cluster_id, join_year, leave_year (float, NaN = open)."""
+    if not len(m):
+        return {"firms": 0, "firms_in_several_initiatives": 0, "firms_with_overlapping_spells": 0,
+                "overlapping_spell_pairs": 0, "firms_with_several_spells": 0}, {}
+    d = m.sort_values(["firm_id", "join_year", "cluster_id"], kind="stable")
+    fid = d["firm_id"].astype("str").to_numpy()
+    n_clusters = d.groupby("firm_id", sort=True)["cluster_id"].nunique()
+    several = n_clusters.index[n_clusters > 1]
+    n_spells = d.groupby("firm_id", sort=True).size()
+    # overlap: a spell starts while an earlier spell of the firm is still running
+    join = d["join_year"].to_numpy(dtype=np.float64)
+    leave = d["leave_year"].to_numpy(dtype=np.float64, na_value=np.nan)
+    end = np.where(np.isnan(leave), np.inf, leave)
+    same = np.r_[False, fid[1:] == fid[:-1]]
+    run_end = pd.Series(end).groupby(fid).cummax().to_numpy()  # latest end of the spells so far
+    prev_end = np.r_[-np.inf, run_end[:-1]]
+    overlap = same & (join <= prev_end)
+    ov_firms = pd.unique(fid[overlap])
+    counts = {"firms": int(len(n_spells)), "firms_in_several_initiatives": int(len(several)),
+              "firms_with_overlapping_spells": int(len(ov_firms)), "overlapping_spell_pairs": int(overlap.sum()),
+              "firms_with_several_spells": int((n_spells > 1).sum())}
+    first = {"firms_in_several_initiatives": [str(x) for x in several[:N_KEYS]],
+             "firms_with_overlapping_spells": [str(x) for x in ov_firms[:N_KEYS]]}
+    return counts, first
+
+
+def _membership(params: Params, mcols: dict[str, str], firm_ids: pd.Index, firms_label: str, problems: list[str],
+                panel_spells: list[pd.DataFrame] | None = None):
     spec = params["data"]["membership"]
+    if spec.get("from_panel") is not None:
+        return _membership_from_panel(spec, panel_spells or [], firm_ids, firms_label, problems)
     label = spec["path"]
     fcols = [mcols[f] for f in MEMBERSHIP_FIELDS]
+    path = params.resolve(spec["path"])
     table = load_table(
-        params.resolve(spec["path"]),
+        path,
         spec,
         role="membership",
         columns=list(dict.fromkeys(fcols)),
-        numeric=[mcols["join_year"], mcols["leave_year"]],
         text=[mcols["firm_id"], mcols["cluster_id"]],
         label=label,
     )
-    m = pd.DataFrame({f: table.frame[mcols[f]] for f in MEMBERSHIP_FIELDS})
-    n_in = len(m)
+    raw = pd.DataFrame({f: table.frame[mcols[f]] for f in MEMBERSHIP_FIELDS})
+    n_in = len(raw)
     flow: dict[str, Any] = {"file": label, "format": table.format, "rows_in": n_in, "rows_kept": 0, "excluded": {}}
     keys = ("firm_id", "cluster_id", "join_year")
     kt = "first keys (firm_id, cluster_id, join_year)"
 
     def where(f: str) -> str:
-        return f"{label}, column '{mcols[f]}'"
+        return f"{label}, column '{mcols[f]}'" + (f" ({f})" if mcols[f] != f else "")
 
     for issue in table.issues.values():
         problems.append(describe_issue(table, issue, keys=[mcols[k] for k in keys]))
+    if n_in == 0:
+        problems.append(
+            f"{label}: the register has no data rows (only a header), so no firm is a member and there is nothing to "
+            f"evaluate. Fix: export the register with its spells (one row per firm x cluster spell: "
+            f"{', '.join(mcols[f] for f in MEMBERSHIP_FIELDS)}), or point data.membership.path at the right file"
+        )
+    # join / leave: years or dates (pipeline.dates), then checked as years
+    from .dates import join_shift, years_from_cells
+
+    stata_td = _stata_td_columns(path) if table.format == "dta" else set()
+    opts = {k: spec.get(k) for k in ("decimal", "thousands", "na_values")}
+
+    def number(txt: pd.Series):
+        vals, issue = to_numeric(txt, opts, "")
+        bad = np.zeros(len(txt), bool)
+        if issue is not None:
+            bad[issue.positions] = True
+        return vals, bad
+
+    fmt = spec.get("date_format")
+    cells = {
+        f: years_from_cells(raw[f], date_format=fmt, after_month=join_shift(spec.get("join_rule")) if f == "join_year" else None,
+                            stata_td=mcols[f] in stata_td, number=number)
+        for f in ("join_year", "leave_year")
+    }
+    disp = pd.DataFrame({"firm_id": raw["firm_id"], "cluster_id": raw["cluster_id"],
+                         "join_year": pd.Series([_cell(v) for v in raw["join_year"].to_numpy(dtype=object)], dtype=object)})
+    m = pd.DataFrame({"firm_id": raw["firm_id"], "cluster_id": raw["cluster_id"],
+                      "join_year": cells["join_year"].years, "leave_year": cells["leave_year"].years})
     for f in ("firm_id", "cluster_id"):
         miss = m[f].isna().to_numpy()
         if miss.any():
-            problems.append(f"{where(f)}: {miss.sum()} spell(s) without {f}; {kt}: {keys_text(m, miss, keys)}. Fix: fill it in or delete the rows")
-    j = m["join_year"].to_numpy(dtype=np.float64)
-    lv = m["leave_year"].to_numpy(dtype=np.float64)
-    jbad = np.isnan(j)
-    issue = table.issues.get(mcols["join_year"])
-    if issue is not None:
-        jbad[issue.positions] = False  # already reported as text
+            problems.append(f"{where(f)}: {miss.sum()} spell(s) without {f}; {kt}: {keys_text(disp, miss, keys)}. Fix: fill it in or delete the rows")
+    for f, c in cells.items():
+        if c.bad.any():
+            ex = ", ".join(repr(_cell(v)) for v in pd.unique(raw[f].to_numpy(dtype=object)[c.bad])[:3])
+            problems.append(
+                f"{where(f)}: {c.bad.sum()} value(s) are neither years nor dates (e.g. {ex}); {kt}: {keys_text(disp, c.bad, keys)}. "
+                "Fix: give whole calendar years, ISO dates (2015-03-01) or dd.mm.yyyy dates, or declare how the dates are "
+                "written as data.membership.date_format (a strftime pattern such as '%d/%m/%Y'; excel or stata for serial day "
+                "numbers)"
+            )
+        if c.implausible.any():
+            vals = raw[f].to_numpy(dtype=object)[c.implausible]
+            ex = ", ".join(repr(_cell(v)) for v in pd.unique(vals)[:3])
+            nums = pd.to_numeric(pd.Series(vals, dtype=object).astype("str"), errors="coerce")
+            hint = ""
+            if fmt is None and ((nums > 9999) & (nums < 2958466)).any():
+                hint = (" Numbers such as these look like Excel serial dates (days since 1899-12-30): set "
+                        "data.membership.date_format: excel (or stata for Stata %td days since 1960-01-01).")
+            problems.append(
+                f"{where(f)}: {c.implausible.sum()} value(s) are not plausible calendar years (outside 1000..9999: e.g. {ex}); "
+                f"{kt}: {keys_text(disp, c.implausible, keys)}. Fix: correct them (a year such as 2015, or a date).{hint}"
+            )
+    j = np.where(cells["join_year"].implausible, np.nan, m["join_year"].to_numpy(dtype=np.float64))
+    lv = np.where(cells["leave_year"].implausible, np.nan, m["leave_year"].to_numpy(dtype=np.float64))
+    m["join_year"], m["leave_year"] = j, lv
+    jbad = np.isnan(j) & ~cells["join_year"].bad & ~cells["join_year"].implausible
     if jbad.any():
-        problems.append(f"{where('join_year')}: {jbad.sum()} spell(s) without a join year; {kt}: {keys_text(m, jbad, keys)}. Fix: fill in the year the firm joined")
+        problems.append(f"{where('join_year')}: {jbad.sum()} spell(s) without a join year; {kt}: {keys_text(disp, jbad, keys)}. Fix: fill in the year the firm joined")
     for f, v in (("join_year", j), ("leave_year", lv)):
         with np.errstate(invalid="ignore"):
-            frac = np.isfinite(v) & (np.floor(v) != v) | np.isinf(v)
+            frac = np.isfinite(v) & (np.floor(v) != v)
         if frac.any():
-            problems.append(f"{where(f)}: {frac.sum()} non-integer year(s); {kt}: {keys_text(m, frac, keys)}. Fix: give whole calendar years")
+            problems.append(f"{where(f)}: {frac.sum()} non-integer year(s); {kt}: {keys_text(disp, frac, keys)}. Fix: give whole calendar years")
     with np.errstate(invalid="ignore"):
         order_bad = lv < j
     if order_bad.any():
         problems.append(
-            f"{where('leave_year')}: {order_bad.sum()} spell(s) with leave_year < join_year; {kt}: {keys_text(m, order_bad, keys)}. "
+            f"{where('leave_year')}: {order_bad.sum()} spell(s) with leave_year < join_year; {kt}: {keys_text(disp, order_bad, keys)}. "
             "Fix: correct the years (leave_year is the last year of membership; blank = still a member)"
         )
+    dates = {f: c.n_dates for f, c in cells.items()}
+    if any(dates.values()):
+        flow["dates"] = {"join_dates": dates["join_year"], "leave_dates": dates["leave_year"],
+                         "join_rule": str(spec.get("join_rule") or "year_of_date"), "date_format": fmt}
+    return _register_finish(m, flow, firm_ids, label, mcols["firm_id"], firms_label, problems)
+
+
+def _cell(v: Any) -> str:
+    """A register cell for messages (its text, '<missing>' when empty)."""
+    if v is None or v is pd.NA or (isinstance(v, float) and np.isnan(v)) or v is pd.NaT:
+        return "<missing>"
+    if isinstance(v, (float, np.floating)) and float(v).is_integer() and abs(v) < 1e15:
+        return str(int(v))
+    return str(v)
+
+
+def _stata_td_columns(path: Path) -> set[str]:
+    """Variables of a .dta file with a Stata daily-date display format (%td, %d)."""
+    try:
+        with pd.io.stata.StataReader(path, convert_categoricals=False) as rdr:
+            rdr._ensure_open() if hasattr(rdr, "_ensure_open") else None
+            names = list(rdr.variable_labels())
+            fmts = list(getattr(rdr, "_fmtlist", []) or [])
+    except Exception:
+        return set()
+    return {n for n, f in zip(names, fmts) if isinstance(f, str) and (f.startswith("%td") or f.startswith("%d"))}
+
+
+def _register_finish(m: pd.DataFrame, flow: dict[str, Any], firm_ids: pd.Index, label: str, id_col: str, firms_label: str,
+                     problems: list[str]):
+    """The register's checks against the panel, its oddities, the harmonised table.
+    ``m``: firm_id, cluster_id (text), join_year, leave_year (float years)."""
     excluded = {"exact_duplicate": 0, "not_in_panel": 0}
     exact = m.duplicated().to_numpy()
     excluded["exact_duplicate"] = int(exact.sum())
@@ -1053,15 +1338,38 @@ def _membership(params: Params, mcols: dict[str, str], firm_ids: pd.Index, firms
     if clash:
         n, ex = clash
         problems.append(
-            f"{label}, column '{mcols['firm_id']}' vs {firms_label}: {n} firm id(s) match a firm of the panel only after removing "
+            f"{label}, column '{id_col}' vs {firms_label}: {n} firm id(s) match a firm of the panel only after removing "
             f"leading zeros (e.g. {ex}: register vs panel); one of the files stored ids as numbers. Fix: store firm ids as text "
             "with the same zero-padding in both files (in Excel: format the column as Text; in Stata: tostring with format)"
         )
-    absent = ~isin_text(m["firm_id"], firm_ids) & m["firm_id"].notna().to_numpy()
+    case = case_clash(firm_ids, pd.Index(m["firm_id"]))
+    if case:  # they would silently become never-members (controls): refused, like zero-padding
+        n, ex = case
+        problems.append(
+            f"{label}, column '{id_col}' vs {firms_label}: {n} firm id(s) of the register match a firm of the panel only when "
+            f"upper and lower case are ignored (e.g. {ex}: register vs panel); they would be coded as never-members. "
+            "Fix: write the ids with the same case in both files (ids are compared exactly)"
+        )
+    present = m["firm_id"].notna().to_numpy()
+    absent = ~isin_text(m["firm_id"], firm_ids) & present
     excluded["not_in_panel"] = int(absent.sum())
+    if present.any() and absent[present].all() and len(firm_ids) and not clash and not case:
+        reg_ids = pd.unique(m["firm_id"].dropna().astype("str"))
+        problems.append(
+            f"{label}, column '{id_col}' vs {firms_label}: none of the register's {len(reg_ids)} firm id(s) is a firm id of the "
+            f"panel (first register ids: {_first_ids(reg_ids)}; first panel ids: {_first_ids(firm_ids)}), "
+            "so no firm would be a member. Fix: map membership_columns.firm_id (and columns.firm_id) to the columns that hold "
+            "the same firm identifier, written the same way in both files"
+        )
+    odd_absent = pd.unique(m.loc[absent, "firm_id"].astype("str"))
     m = m.loc[~absent].reset_index(drop=True)
+    counts, first = register_oddities(m)
+    counts["firms_not_in_panel"] = int(len(odd_absent))
+    first["firms_not_in_panel"] = [str(x) for x in odd_absent[:N_KEYS]]
+    flow["register_checks"] = counts
+    flow["register_check_first_ids"] = first
+    flow["excluded"] = excluded
     if problems:
-        flow["excluded"] = excluded
         flow["rows_kept"] = len(m)
         return m, flow
     m = m.sort_values(["firm_id", "join_year", "cluster_id"], kind="stable").reset_index(drop=True)
@@ -1075,9 +1383,71 @@ def _membership(params: Params, mcols: dict[str, str], firm_ids: pd.Index, firms
             "leave_year": pd.arrays.IntegerArray(np.nan_to_num(ly).astype(np.int64), np.isnan(ly)),
         }
     )
-    flow["excluded"] = excluded
     flow["rows_kept"] = len(out)
     return out, flow
+
+
+def register_notes(flow: dict[str, Any]) -> list[str]:
+    """The register oddities as sentences for the sample-flow notes (and the report)."""
+    c = (flow or {}).get("register_checks") or {}
+    first = (flow or {}).get("register_check_first_ids") or {}
+    out = []
+    if c.get("firms_not_in_panel"):
+        out.append(f"membership register: {c['firms_not_in_panel']} firm(s) are not in the panel (first: "
+                   f"{_first_ids(first.get('firms_not_in_panel', []))}); their spells are excluded (not_in_panel)")
+    if c.get("firms_in_several_initiatives"):
+        out.append(f"membership register: {c['firms_in_several_initiatives']} firm(s) are in several cluster initiatives (first: "
+                   f"{_first_ids(first.get('firms_in_several_initiatives', []))}); every spell is kept, a firm is treated from its "
+                   "first join and attributed to the cluster of its first spell")
+    if c.get("firms_with_overlapping_spells"):
+        out.append(f"membership register: {c['firms_with_overlapping_spells']} firm(s) have overlapping spells "
+                   f"({c['overlapping_spell_pairs']} spell(s) start while an earlier one runs; first: "
+                   f"{_first_ids(first.get('firms_with_overlapping_spells', []))}); none is merged, the first join counts")
+    return out
+
+
+def spells_from_panel(fid: np.ndarray, codes: np.ndarray, year: np.ndarray, value: np.ndarray) -> pd.DataFrame:
+    """``data.membership.from_panel``: one spell per contiguous run of membership of a firm
+    in one cluster. ``value`` per firm-year: a cluster id, or 1 for a 0/1 indicator (the
+    cluster id is then '1'); missing or 0 = not a member. A run is a sequence of the firm's
+    consecutive *observed* years with the same value (a year the firm is absent from the
+    panel does not break it); join_year = its first year, leave_year = its last year, blank
+    when the run lasts to the firm's last observed year (still a member)."""
+    empty = pd.DataFrame({"firm_id": pd.array([], dtype="str"), "cluster_id": pd.array([], dtype="str"),
+                          "join_year": np.array([], float), "leave_year": np.array([], float), "left_censored": np.array([], bool)})
+    if not len(fid):
+        return empty
+    order = np.lexsort((year, codes))
+    c, y, f = codes[order], year[order], fid[order]
+    v = pd.Series(value[order], dtype="str")
+    member = (v.notna() & (v != "0")).to_numpy()
+    vv = v.fillna("").to_numpy(dtype=object)
+    new_firm = np.r_[True, c[1:] != c[:-1]]
+    last_row = np.r_[c[1:] != c[:-1], True]
+    same_prev = ~new_firm & np.r_[False, member[:-1]] & np.r_[False, vv[1:] == vv[:-1]]
+    same_next = ~last_row & np.r_[member[1:], False] & np.r_[vv[1:] == vv[:-1], False]
+    start = member & ~same_prev
+    end = member & ~same_next
+    if not start.any():
+        return empty
+    leave = np.where(last_row[end], np.nan, y[end])
+    return pd.DataFrame({"firm_id": pd.array(f[start], dtype="str"), "cluster_id": pd.array(vv[start].astype(str), dtype="str"),
+                         "join_year": y[start], "leave_year": leave, "left_censored": new_firm[start]})
+
+
+def _membership_from_panel(spec: dict[str, Any], spells: list[pd.DataFrame], firm_ids: pd.Index, firms_label: str, problems: list[str]):
+    """The register built from the firm panel's membership column (:func:`spells_from_panel`)."""
+    col = spec["from_panel"]
+    label = f"{firms_label}, column '{col}' (data.membership.from_panel)"
+    m = pd.concat(spells, ignore_index=True) if spells else spells_from_panel(np.array([]), np.array([]), np.array([]), np.array([]))
+    censored = int(m["left_censored"].sum())
+    m = m.drop(columns="left_censored")
+    flow: dict[str, Any] = {"file": label, "format": "from_panel", "rows_in": len(m), "rows_kept": 0, "excluded": {},
+                            "from_panel": {"column": col, "spells": len(m), "spells_from_first_observed_year": censored}}
+    if not len(m) and len(firm_ids):
+        problems.append(f"{label}: no firm-year is marked as a member (every value is 0 or missing), so there is nothing to "
+                        "evaluate. Fix: point data.membership.from_panel at the 0/1 or cluster-id column")
+    return _register_finish(m, flow, firm_ids, label, col, firms_label, problems)
 
 
 OTHER_FIELDS = ("firm_id", "start_year", "end_year")
@@ -1153,7 +1523,7 @@ def _other_programme(params: Params, firm_ids: pd.Index, firms_label: str, probl
 # derived outcomes
 # ------------------------------------------------------------------------------------------
 def _derive(panel: pd.DataFrame, codes, defl, derive: list[str], cols):
-    data: dict[str, Any] = {p: panel[p].to_numpy(dtype=np.float64) for p in cols if p not in TEXT_FIELDS and p in panel}
+    data: dict[str, Any] = {p: panel[p].to_numpy(dtype=np.float64) for p in cols if p in PANEL_FIELDS and p not in TEXT_FIELDS and p in panel}
     data["firm_code"] = codes
     data["year"] = panel["year"].to_numpy()
     data["deflator"] = defl if defl is not None else np.ones(len(panel))

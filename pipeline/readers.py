@@ -268,6 +268,53 @@ def open_table(
     path = Path(path)
     options = dict(options or {})
     label = label or str(options.get("path") or path.name)
+    _check_file(path, label, role)
+    return TableStream(path, options, role=role, columns=columns, numeric=numeric, text=text, label=label)
+
+
+def read_header(path: str | Path, options: dict[str, Any] | None, *, role: str, label: str | None = None) -> list[str]:
+    """The column names of a table file, without reading its data (the file is checked as
+    :func:`open_table` checks it)."""
+    path = Path(path)
+    options = dict(options or {})
+    label = label or str(options.get("path") or path.name)
+    fmt = _check_file(path, label, role)
+    if fmt == "csv":
+        return list(_CsvSource(path, label, role, options, []).header)
+    if fmt == "parquet":
+        try:
+            return list(pq.read_schema(path).names)
+        except Exception as exc:
+            raise _parquet_error(label, exc) from exc
+    if fmt == "dta":
+        try:
+            with pd.io.stata.StataReader(path, convert_categoricals=False) as rdr:
+                return list(rdr.variable_labels())
+        except Exception as exc:
+            raise BadInputError(
+                f"{label}: not a readable Stata .dta file ({type(exc).__name__}: {str(exc)[:200]}); "
+                "the file is truncated, corrupt or not a .dta file: re-save it in Stata (save, replace) or export CSV"
+            ) from exc
+    _check_xlsx_archive(path, label)
+    try:
+        import openpyxl
+
+        wb = openpyxl.load_workbook(path, read_only=True, data_only=True)
+        try:
+            header = next(_xlsx_sheet(wb, options, label, role).iter_rows(values_only=True, max_row=1), None) or ()
+        finally:
+            wb.close()
+    except BadInputError:
+        raise
+    except Exception as exc:
+        raise BadInputError(
+            f"{label}: not a readable .xlsx workbook ({type(exc).__name__}: {str(exc)[:200]}); re-save it in Excel or export CSV"
+        ) from exc
+    return [str(h).strip() for h in header if h is not None and str(h).strip()]
+
+
+def _check_file(path: Path, label: str, role: str) -> str:
+    """The file exists, has a supported type and is not empty: its format."""
     if not path.is_file():
         raise BadInputError(f"{label}: file not found (resolved to {path}); check data.{role}.path in params.yaml")
     fmt = file_format(path)
@@ -278,7 +325,7 @@ def open_table(
         )
     if path.stat().st_size == 0:
         raise BadInputError(f"{label}: the file is empty (0 bytes); re-export it")
-    return TableStream(path, options, role=role, columns=columns, numeric=numeric, text=text, label=label)
+    return fmt
 
 
 def _empty_frame(columns: list[str], num_set: set[str], text_set: set[str]) -> pd.DataFrame:
@@ -586,6 +633,7 @@ class _CsvSource:
         if dups:
             raise BadInputError(f"{label}: column name(s) {', '.join(map(repr, dups))} appear more than once in the header; rename them")
         self.wanted = wanted
+        self.header = list(header)
         self.typed = not thousands
 
     def _error(self, exc: Exception, typed: bool) -> Exception:
@@ -780,23 +828,12 @@ def _check_xlsx_archive(path: Path, label: str) -> None:
 
 def _read_xlsx(path: Path, label: str, role: str, options: dict[str, Any], columns) -> pd.DataFrame:
     _check_xlsx_archive(path, label)
-    sheet = options.get("sheet", 0)
-    if sheet is None:
-        sheet = 0
     try:
         import openpyxl
 
         wb = openpyxl.load_workbook(path, read_only=True, data_only=True)
         try:
-            names = wb.sheetnames
-            if isinstance(sheet, int):
-                if not 0 <= sheet < len(names):
-                    raise BadInputError(f"{label}: sheet index {sheet} out of range; the workbook has sheets {names} (data.{role}.sheet)")
-                ws = wb[names[sheet]]
-            else:
-                if sheet not in names:
-                    raise BadInputError(f"{label}: no sheet {sheet!r}; the workbook has sheets {names} (data.{role}.sheet)")
-                ws = wb[sheet]
+            ws = _xlsx_sheet(wb, options, label, role)
             rows = ws.iter_rows(values_only=True)
             header = next(rows, None)
             if header is None:
@@ -823,3 +860,61 @@ def _read_xlsx(path: Path, label: str, role: str, options: dict[str, Any], colum
         raise BadInputError(
             f"{label}: not a readable .xlsx workbook ({type(exc).__name__}: {str(exc)[:200]}); re-save it in Excel or export CSV"
         ) from exc
+
+
+def _xlsx_sheet(wb, options: dict[str, Any], label: str, role: str):
+    """The worksheet ``data.<role>.sheet`` names (0-based index or name; default the first)."""
+    sheet = options.get("sheet", 0)
+    if sheet is None:
+        sheet = 0
+    names = wb.sheetnames
+    if isinstance(sheet, int):
+        if not 0 <= sheet < len(names):
+            raise BadInputError(f"{label}: sheet index {sheet} out of range; the workbook has sheets {names} (data.{role}.sheet)")
+        return wb[names[sheet]]
+    if sheet not in names:
+        raise BadInputError(f"{label}: no sheet {sheet!r}; the workbook has sheets {names} (data.{role}.sheet)")
+    return wb[sheet]
+
+
+def table_labels(path: str | Path, options: dict[str, Any] | None, columns: dict[str, str]) -> dict[str, dict[str, str]]:
+    """Code -> label tables a file carries for the pipeline columns ``columns`` ({pipeline
+    name: file column}, e.g. sector and region): Stata value labels of those variables, or
+    in an .xlsx workbook a sheet named after the pipeline name or the file column (``sector``,
+    ``nace2``) whose first two columns are code and label (header row first). Codes are
+    written as the panel stores them (:func:`clean_text`). Other formats: none."""
+    path = Path(path)
+    fmt = file_format(path)
+    out: dict[str, dict[str, str]] = {}
+    try:
+        if fmt == "dta":
+            with pd.io.stata.StataReader(path, convert_categoricals=False) as rdr:
+                names = list(rdr.variable_labels())
+                tables = rdr.value_labels()
+                lbl = list(getattr(rdr, "_lbllist", []) or [])
+            for p, col in columns.items():
+                if col in names and names.index(col) < len(lbl) and lbl[names.index(col)] in tables:
+                    t = tables[lbl[names.index(col)]]
+                    out[p] = {_cell_text(k): str(v) for k, v in sorted(t.items())}
+        elif fmt == "xlsx":
+            import openpyxl
+
+            wb = openpyxl.load_workbook(path, read_only=True, data_only=True)
+            try:
+                for p, col in columns.items():
+                    sheet = next((s for s in wb.sheetnames if s.strip().lower() in (p.lower(), str(col).lower())), None)
+                    if sheet is None:
+                        continue
+                    rows = wb[sheet].iter_rows(values_only=True)
+                    next(rows, None)  # header
+                    t = {}
+                    for r in rows:
+                        if r and len(r) >= 2 and r[0] is not None and r[1] is not None:
+                            t[_cell_text(r[0]).strip()] = str(r[1]).strip()
+                    if t:
+                        out[p] = dict(sorted(t.items()))
+            finally:
+                wb.close()
+    except Exception:  # labels are a courtesy: a file the readers accept but whose labels cannot be read has none
+        return {}
+    return out

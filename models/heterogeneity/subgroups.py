@@ -78,9 +78,11 @@ def fit(data: pd.DataFrame, spec: EstimatorSpec) -> EstimationResult:
     unknown = set(o) - set(OPTIONS)
     if unknown:
         raise ConfigError(f"estimate.heterogeneity: unknown option(s) {sorted(unknown)}; allowed: {', '.join(OPTIONS)}")
-    bad = [d for d in o["by"] if d not in DIMENSIONS]
+    # any column of the panel is a dimension (a firm file's own columns pass through ingest)
+    bad = [d for d in o["by"] if d not in DIMENSIONS and d not in data.columns]
     if bad:
-        raise ConfigError(f"estimate.heterogeneity.by: unknown dimension(s) {bad}; allowed: {', '.join(DIMENSIONS)}")
+        raise ConfigError(f"estimate.heterogeneity.by: unknown dimension(s) {bad}; allowed: {', '.join(DIMENSIONS)} "
+                          "or any column of the processed panel (a column of the firm file under its own name)")
     spec.vcov.require("heterogeneity", ("iid", "hetero", "cluster"))
     if spec.vcov.kind == "cluster" and spec.vcov.by[0] != spec.idname:
         raise ConfigError("heterogeneity: subgroup equality tests cluster at the firm (vcov cluster by firm_id)")

@@ -580,12 +580,15 @@ def _content(title, rel, heads, metas, aux, gsum, inputs: ReportInputs, truth_et
     if gsum is not None and len(gsum):
         g = gsum.copy()
         dimcol = "dimension" if "dimension" in g.columns else None
+        code_labels = (inputs.ingest_flow or {}).get("labels") or {}  # Stata value labels / Excel label sheets
         for dim, part in (g.groupby(dimcol, sort=True) if dimcol else [("all", g)]):
             rows = []
             for _, r in part.head(40).iterrows():
                 lev = str(r.get("level", ""))
                 if str(dim) == "cohort" and lev == "0":
                     lev = "0 (never members)"
+                elif lev in (code_labels.get(str(dim)) or {}):
+                    lev = f"{lev} ({code_labels[str(dim)][lev]})"
                 rows.append({"level": lev, "n_firms": fmt_int(r.get("n_firms")) or "withheld",
                              "n_firm_years": fmt_int(r.get("n_firm_years")) or "withheld", "n_members": fmt_int(r.get("n_members")) or ("withheld" if "n_members" in part.columns else "")})
             groups.append({"dimension": str(dim), "rows": rows, "more": max(0, len(part) - 40)})

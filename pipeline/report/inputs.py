@@ -38,7 +38,7 @@ def load_inputs(params: Params) -> ReportInputs:
             truth = pd.read_csv(tpath)
     from ..provenance import collect
 
-    deps = {name: params.resolve(s["path"]) for name, s in sorted(params["data"].items()) if s}
+    deps = {name: params.resolve(s["path"]) for name, s in sorted(params["data"].items()) if s and s.get("path")}  # from_panel: no file
     deps["estimates"] = paths.estimates_dir
     gs = paths.groups_summary
     return ReportInputs(
