@@ -130,6 +130,7 @@ def ingest(params: Params, panel_path: str | Path | None = None) -> IngestOutput
     derive = _check_config(cols, mcols, ing, params["data"].get("deflators") is not None)
     notes: list[str] = []
     panel_path = None if panel_path is None else Path(panel_path)
+    read_digests = _input_digests(params)  # provenance: what is about to be read
 
     with _spill_dir(panel_path) as tmp:
         firms = _FirmFile(params, cols, ing, tmp)
@@ -143,6 +144,7 @@ def ingest(params: Params, panel_path: str | Path | None = None) -> IngestOutput
             firm_ids = shards.firm_ids()
             membership, mem_flow = _membership(params, mcols, firm_ids, firms.label, problems)
             other, other_flow = _other_programme(params, firm_ids, firms.label, problems)
+            problems += _changed_while_read(read_digests, _input_digests(params))
             if problems:
                 raise BadInputError(
                     f"{len(problems)} problem(s) in the input data; nothing was written. Fix them and run again:", problems=problems
@@ -171,8 +173,35 @@ def ingest(params: Params, panel_path: str | Path | None = None) -> IngestOutput
         "log_nonpositive": ing["log_nonpositive"],
         "n_firms": sink.n_firms,
         "notes": notes,
+        "inputs": read_digests,
     }
     return IngestOutput(panel=panel, membership=membership, flow=flow, other_programme=other)
+
+
+INPUT_ROLES = ("firms", "membership", "deflators", "other_programme")  # the data.* files ingest reads
+
+
+def _input_digests(params: Params) -> dict[str, dict[str, str]]:
+    """md5 of every raw file ingest reads (``{name: {path, md5}}``, one entry per file of a
+    folder): recorded in the flow, so provenance describes the bytes that were read."""
+    from .provenance import digests
+
+    out: dict[str, dict[str, str]] = {}
+    for name in INPUT_ROLES:
+        spec = params["data"].get(name)
+        if spec:
+            out.update(digests(params.root, name, params.resolve(spec["path"])))
+    return out
+
+
+def _changed_while_read(before: dict[str, dict], after: dict[str, dict]) -> list[str]:
+    changed = sorted(k for k in set(before) | set(after) if before.get(k, {}).get("md5") != after.get(k, {}).get("md5"))
+    return [
+        f"{(before.get(k) or after[k])['path']}: the file changed while ingest was reading it (md5 "
+        f"{before.get(k, {}).get('md5')} before, {after.get(k, {}).get('md5')} after); what was read cannot be "
+        "described. Fix: wait until whatever writes the file has finished, then run again"
+        for k in changed
+    ]
 
 
 # ------------------------------------------------------------------------------------------
