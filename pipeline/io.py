@@ -192,8 +192,9 @@ def environment_error(exc: OSError, target: Path, action: str = "write") -> RunE
     target = Path(target)
     where = Path(exc.filename) if getattr(exc, "filename", None) else target
     if exc.errno in _NO_SPACE:
+        what = f" while writing {target.name}" if target.name else ""
         return RunEnvironmentError(
-            f"no space left on the device (or quota exceeded) holding {target.parent} while writing {target.name} "
+            f"no space left on the device (or quota exceeded) holding {target.parent.resolve()}{what} "
             f"({exc.strerror}). Nothing was written: the stage's partial temporaries were removed and earlier "
             "outputs are unchanged. Fix: free disk space (or raise the quota) there and run again."
         )
@@ -333,8 +334,14 @@ class StageOutputs:
     def __exit__(self, exc_type, exc, tb) -> None:
         if exc_type is None:
             self.commit()
-        else:
-            self.abort()
+            return
+        first = self._pending[0][1] if self._pending else None
+        self.abort()
+        if first is not None and isinstance(exc, OSError) and not isinstance(exc, RunEnvironmentError):
+            # e.g. a full disk met by a writer filling a streamed temporary (pyarrow names no file)
+            env = environment_error(exc, first)
+            if env is not None:
+                raise env from None
 
 
 def _pid_alive(pid: int) -> bool:
