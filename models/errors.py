@@ -11,6 +11,9 @@ code  meaning
 3     disclosure check blocked a release (:class:`DisclosureBlockedError`)
 4     design cannot be estimated (:class:`DesignError`)
 5     bad or unsafe configuration (:class:`ConfigError`)
+6     the environment prevents the run: an output location is blocked or not
+      writable, the disk is full, or another run holds the project lock
+      (:class:`RunEnvironmentError`)
 ====  =========================================================
 """
 
@@ -54,6 +57,16 @@ class ConfigError(ClusterImpactError):
     an estimator/vcov combination that is not supported (exit 5)."""
 
     exit_code = 5
+
+
+class RunEnvironmentError(ClusterImpactError):
+    """The machine or the project folder prevents the run, not the data or params.yaml:
+    a file where an output folder should be, an output location that is read-only, a full
+    disk (ENOSPC) or quota, or another ``cluster-impact`` run holding the project lock
+    (exit 6). Nothing was written; fix the environment and run again (a retry can succeed
+    without any change to data or params, which is why this is not exit 5)."""
+
+    exit_code = 6
 
 
 class UnsupportedVcovError(ConfigError):

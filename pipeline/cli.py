@@ -10,8 +10,10 @@
     cluster-impact simulate     --firms 2500 --seed 1 --out data/raw   # the sample generator
 
 Exit codes (DESIGN.md §3.5): 0 ok, 2 bad input data, 3 disclosure blocked, 4 design cannot be
-estimated, 5 bad or unsafe configuration; 1 for an unexpected internal error (a bug: please
-report it with the traceback).
+estimated, 5 bad or unsafe configuration, 6 the environment prevents the run (an output
+location blocked by a file or not writable, a full disk, another run holding the project lock
+``.cluster-impact.lock``); 1 for an unexpected internal error (a bug: please report it with the
+traceback).
 """
 
 from __future__ import annotations
@@ -125,17 +127,22 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     def go() -> int:
+        from .config import load_params
+        from .lock import project_lock
+
         command = args.command.replace("-", "_")
-        if command == "input":
-            _run_stage("input", args.params, args.name)
-        elif command == "publish":
-            _run_stage("publish", args.params, args.format)
-        else:
-            for stage in STAGES if command == "run" else (command,):
-                _run_stage(stage, args.params)
-            if command == "run":
-                for fmt in _formats(args.params):
-                    _run_stage("publish", args.params, fmt)
+        root = load_params(args.params).root  # a bad params file is exit 5 before the lock is taken
+        with project_lock(root, command):
+            if command == "input":
+                _run_stage("input", args.params, args.name)
+            elif command == "publish":
+                _run_stage("publish", args.params, args.format)
+            else:
+                for stage in STAGES if command == "run" else (command,):
+                    _run_stage(stage, args.params)
+                if command == "run":
+                    for fmt in _formats(args.params):
+                        _run_stage("publish", args.params, fmt)
         return 0
 
     return _guard(go)
@@ -147,6 +154,14 @@ def _guard(fn) -> int:
     except ClusterImpactError as exc:
         print(f"cluster-impact: error (exit {exc.exit_code}): {exc}", file=sys.stderr)
         return exc.exit_code
+    except OSError as exc:
+        from .io import environment_error
+
+        env = environment_error(exc, Path(exc.filename or "."), "read or write")
+        if env is None:
+            raise
+        print(f"cluster-impact: error (exit {env.exit_code}): {env}", file=sys.stderr)
+        return env.exit_code
     except KeyboardInterrupt:
         print("cluster-impact: interrupted; outputs of the interrupted stage were not written", file=sys.stderr)
         return 130

@@ -177,7 +177,7 @@ def check_name(name: Any, where: str, problems: list[str]) -> None:
         )
 
 
-def _check_membership_options(spec: dict[str, Any], problems: list[str]) -> None:
+def _check_membership_options(spec: dict[str, Any], firms: Any, problems: list[str]) -> None:
     """data.membership.date_format / join_rule / from_panel (see the README, "Registers")."""
     df = spec.get("date_format")
     if df is not None and not (isinstance(df, str) and (df in DATE_FORMATS or "%" in df)):
@@ -195,9 +195,10 @@ def _check_membership_options(spec: dict[str, Any], problems: list[str]) -> None
     if fp is not None:
         if not isinstance(fp, str) or not fp or len(fp) > 128 or any(c in fp for c in "\n\r\x00"):
             problems.append(f"data.membership.from_panel: {fp!r}; give the firm file's 0/1 or cluster-id column")
-        if "path" in spec:
-            problems.append("data.membership: give either path (a register file) or from_panel (a column of the firm "
-                            "panel), not both")
+        firms_path = firms.get("path") if isinstance(firms, dict) else firms
+        if spec.get("path") is not None and spec.get("path") != firms_path:
+            problems.append("data.membership: from_panel reads the firm file; give path only as that same file "
+                            f"({firms_path!r}, which DVC's input@membership stage then tracks) or leave it out")
 
 
 def validate(raw: dict[str, Any], problems: list[str]) -> dict[str, Any]:
@@ -240,7 +241,7 @@ def validate(raw: dict[str, Any], problems: list[str]) -> dict[str, Any]:
             spec = {"path": spec}
             merged["data"][name] = spec
         if name == "membership" and isinstance(spec, dict):
-            _check_membership_options(spec, problems)
+            _check_membership_options(spec, merged["data"].get("firms"), problems)
             if spec.get("from_panel") is not None:
                 continue
         if not isinstance(spec, dict) or "path" not in spec:

@@ -30,6 +30,7 @@ from models.result import EstimationResult
 from models.spec import EstimatorSpec
 from models.vcov import VcovSpec
 
+from . import design_checks
 from .config import Params, estimator_base, estimator_options, estimators_for, variant_overrides
 from .engine import EngineFallback
 from .progress import note, step
@@ -113,10 +114,42 @@ def estimate_all(panel_path: Path, params: Params) -> EstimateRun:
     run = EstimateRun()
     versions = package_versions()
     engine = params["engine"]
+    where = f"data/processed/{panel_path.name}"
+    base_panel = load_columns(panel_path, {"firm_id", "year", "first_treat"})
+    why = design_checks.panel_problem(base_panel, where)
+    if why:
+        raise DesignError(why)
+    checks = {}  # outcome -> (problem, levels_ok), all outcomes checked before any estimate
+    for outcome in est["outcomes"]:
+        check = design_checks.outcome_problem(load_columns(panel_path, {"firm_id", outcome}), outcome, where)
+        if check and not check[1] and "no value in any" in check[0]:  # name the blank input columns
+            blank = design_checks.blank_columns(panel_path, sorted(params["columns"]))
+            check = design_checks.outcome_problem(load_columns(panel_path, {"firm_id", outcome}), outcome, where, blank)
+        if check:
+            checks[outcome] = check
+
+    def refused(outcome: str, base: str) -> str | None:
+        check = checks.get(outcome)
+        return check[0] if check and not (check[1] and base in design_checks.LEVEL_ESTIMATORS) else None
+
+    if on_error != "skip":
+        bad = {o: [k for k in estimators_for(params, o) if refused(o, estimator_base(params, k))] for o in checks}
+        bad = {o: ks for o, ks in bad.items() if ks}
+        if bad:
+            raise DesignError(
+                f"{len(bad)} outcome(s) cannot be estimated (estimate.on_error: skip would list them in the report "
+                "and run the rest):",
+                problems=[f"{', '.join(ks)}: {checks[o][0]}" for o, ks in bad.items()],
+            )
     for outcome in est["outcomes"]:
         for key in estimators_for(params, outcome):
             spec = build_spec(params, outcome, key)
             base = estimator_base(params, key)
+            why = refused(outcome, base)
+            if why:  # on_error: skip
+                note(f"skipped {outcome} x {key}: {why}")
+                run.skipped.append({"outcome": outcome, "estimator": key, "reason": why})
+                continue
             module = registry.get(base)
             if engine != "pandas" and hasattr(module, "fit_from_moments"):
                 if not spec.covariates:  # sufficient statistics; the panel is never loaded
@@ -143,12 +176,15 @@ def estimate_all(panel_path: Path, params: Params) -> EstimateRun:
             required = [outcome, *spec.covariates]
             missing = data[required].isna().any(axis=1)
             n_missing = int(missing.sum())
+            full = data
             if n_missing:
                 data = data.loc[~missing].reset_index(drop=True)
             try:
                 with step(f"estimate {outcome} x {key}"):
                     result = module.fit(data, spec)
             except ClusterImpactError as exc:
+                if n_missing and isinstance(exc, DesignError):
+                    exc = DesignError(f"{exc} {_missing_context(full, missing, required)}")
                 if on_error == "skip" and isinstance(exc, DesignError):
                     note(f"skipped {outcome} x {key}: {exc}")
                     run.skipped.append({"outcome": outcome, "estimator": key, "reason": str(exc)})
@@ -168,6 +204,20 @@ def estimate_all(panel_path: Path, params: Params) -> EstimateRun:
             run.results.append(result)
     _attach_romano_wolf(run, params)
     return run
+
+
+def _missing_context(data: pd.DataFrame, missing: pd.Series, required: list[str]) -> str:
+    """What dropping the rows with a missing outcome or covariate did to the groups (a
+    DesignError after the drop is about the rows left, not about the data as given)."""
+    firms = data.drop_duplicates("firm_id").set_index("firm_id")["first_treat"].fillna(0)
+    kept = data.loc[~missing.to_numpy(), "firm_id"].unique()
+    never, members = firms.index[firms == 0], firms.index[firms > 0]
+    return (
+        f"(Before estimating, {int(missing.sum())} of {len(data)} rows were dropped because "
+        f"{' or '.join(required)} is missing there: never-member firms {len(never)} -> "
+        f"{int(pd.Index(never).isin(kept).sum())}, member firms {len(members)} -> {int(pd.Index(members).isin(kept).sum())}. "
+        f"Fix the missing values in data.firms, or see data/interim/ingest_flow.json for why they are missing.)"
+    )
 
 
 RW_DRAWS = 999  # R did's default number of multiplier-bootstrap draws (biters)

@@ -33,3 +33,14 @@ def fingerprint(params: Params, name: str) -> dict[str, Any]:
     if not path.is_file():
         raise BadInputError(f"data.{name}: file {path} not found; fix data.{name}.path in {params.path.name}")
     return {"name": name, "path": os.path.relpath(path, params.root), "bytes": path.stat().st_size, "md5": md5_file(path)}
+
+
+def digests(root: Path, name: str, path: Path) -> dict[str, dict[str, str]]:
+    """``{name: {path, md5}}`` for a file, or one entry per (non-hidden) file of a folder."""
+    out = {}
+    if path.is_file():
+        out[name] = {"path": os.path.relpath(path, root), "md5": md5_file(path)}
+    elif path.is_dir():
+        for f in sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith(".")):
+            out[f"{name}/{f.relative_to(path)}"] = {"path": os.path.relpath(f, root), "md5": md5_file(f)}
+    return out

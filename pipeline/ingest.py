@@ -108,6 +108,7 @@ from models.errors import BadInputError, ConfigError, first_keys
 
 from . import outcomes
 from .config import MEMBERSHIP_FIELDS, PANEL_FIELDS, RESERVED_COLUMNS, SAFE_NAME, Params, estimator_options, estimators_for
+from .fingerprint import digests
 from .io import ParquetAppender, frame_table
 from .progress import note, step
 from .readers import Block, RestartRead, clean_text, describe_issue, format_key, key_tuples, load_table, open_table, read_header, to_numeric
@@ -141,6 +142,7 @@ def ingest(params: Params, panel_path: str | Path | None = None) -> IngestOutput
     derive = _check_config(cols, mcols, ing, params["data"].get("deflators") is not None)
     notes: list[str] = []
     panel_path = None if panel_path is None else Path(panel_path)
+    read_digests = _input_digests(params)  # provenance: what is about to be read
 
     with _spill_dir(panel_path) as tmp:
         firms = _FirmFile(params, cols, ing, tmp, derive)
@@ -156,6 +158,7 @@ def ingest(params: Params, panel_path: str | Path | None = None) -> IngestOutput
             membership, mem_flow = _membership(params, mcols, firm_ids, firms.label, problems, shards.member_spells)
             notes.extend(register_notes(mem_flow))
             other, other_flow = _other_programme(params, firm_ids, firms.label, problems)
+            problems += _changed_while_read(read_digests, _input_digests(params))
             if problems:
                 raise BadInputError(
                     f"{len(problems)} problem(s) in the input data; nothing was written. Fix them and run again:", problems=problems
@@ -187,8 +190,33 @@ def ingest(params: Params, panel_path: str | Path | None = None) -> IngestOutput
         "notes": notes,
         # code -> label of sector / region from Stata value labels or Excel label sheets (the report's tables use them)
         "labels": firms.labels(),
+        "inputs": read_digests,
     }
     return IngestOutput(panel=panel, membership=membership, flow=flow, other_programme=other)
+
+
+INPUT_ROLES = ("firms", "membership", "deflators", "other_programme")  # the data.* files ingest reads
+
+
+def _input_digests(params: Params) -> dict[str, dict[str, str]]:
+    """md5 of every raw file ingest reads (``{name: {path, md5}}``, one entry per file of a
+    folder): recorded in the flow, so provenance describes the bytes that were read."""
+    out: dict[str, dict[str, str]] = {}
+    for name in INPUT_ROLES:
+        spec = params["data"].get(name)
+        if spec and spec.get("path") and not (name == "membership" and spec.get("from_panel")):
+            out.update(digests(params.root, name, params.resolve(spec["path"])))
+    return out
+
+
+def _changed_while_read(before: dict[str, dict], after: dict[str, dict]) -> list[str]:
+    changed = sorted(k for k in set(before) | set(after) if before.get(k, {}).get("md5") != after.get(k, {}).get("md5"))
+    return [
+        f"{(before.get(k) or after[k])['path']}: the file changed while ingest was reading it (md5 "
+        f"{before.get(k, {}).get('md5')} before, {after.get(k, {}).get('md5')} after); what was read cannot be "
+        "described. Fix: wait until whatever writes the file has finished, then run again"
+        for k in changed
+    ]
 
 
 # ------------------------------------------------------------------------------------------

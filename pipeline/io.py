@@ -9,6 +9,7 @@ inputs give byte-identical files.
 
 from __future__ import annotations
 
+import errno
 import json
 import math
 import os
@@ -20,6 +21,8 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from models.errors import RunEnvironmentError
 
 
 def _json_default(o: Any):
@@ -166,6 +169,73 @@ def extended_parquet_writer(
     return write
 
 
+# errno values that mean "the machine or folder prevents writing", not a bug (exit 6)
+_NO_SPACE = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
+_NOT_WRITABLE = {errno.EROFS, errno.EACCES, errno.EPERM}
+_IN_THE_WAY = {errno.EEXIST, errno.ENOTDIR, errno.EISDIR}
+ENVIRONMENT_ERRNOS = _NO_SPACE | _NOT_WRITABLE | _IN_THE_WAY
+
+
+def _blocking_file(folder: Path) -> Path | None:
+    """The first existing non-folder on the way to ``folder`` (a file where a folder should be)."""
+    for p in (folder, *folder.parents):
+        if os.path.lexists(p):
+            return None if p.is_dir() else p
+    return None
+
+
+def environment_error(exc: OSError, target: Path, action: str = "write") -> RunEnvironmentError | None:
+    """``exc`` (raised while writing ``target``) as a :class:`RunEnvironmentError` naming the
+    location and the fix, or None when it is not an environment problem (then it is a bug)."""
+    if not isinstance(exc, OSError) or exc.errno not in ENVIRONMENT_ERRNOS:
+        return None
+    target = Path(target)
+    where = Path(exc.filename) if getattr(exc, "filename", None) else target
+    if exc.errno in _NO_SPACE:
+        what = f" while writing {target.name}" if target.name else ""
+        return RunEnvironmentError(
+            f"no space left on the device (or quota exceeded) holding {target.parent.resolve()}{what} "
+            f"({exc.strerror}). Nothing was written: the stage's partial temporaries were removed and earlier "
+            "outputs are unchanged. Fix: free disk space (or raise the quota) there and run again."
+        )
+    if exc.errno in _NOT_WRITABLE:
+        return RunEnvironmentError(
+            f"cannot {action} {where}: {exc.strerror} (the output folder {target.parent} is read-only or not "
+            "writable for this user). Nothing was written. Fix: make the folder writable (chmod u+w, or remount "
+            "it read-write) or run from a copy of the project in a writable place."
+        )
+    blocker = _blocking_file(target.parent)
+    if blocker is not None:
+        return RunEnvironmentError(
+            f"{blocker} is a file where the output folder {blocker.name}/ should be (needed for {target}). "
+            "Nothing was written. Fix: move or delete that file, then run again."
+        )
+    if exc.errno == errno.EISDIR or (target.is_dir() and not target.is_symlink()):
+        return RunEnvironmentError(
+            f"{target} is a folder where an output file should be. Nothing was written. "
+            "Fix: move or delete that folder, then run again."
+        )
+    return RunEnvironmentError(f"cannot {action} {where}: {exc.strerror}. Nothing was written.")
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def default_mode(path: Path, *, directory: bool = False) -> None:
+    """Give ``path`` the permissions an ordinary ``open()``/``mkdir()`` would (0666/0777 less
+    the umask), not the 0600/0700 of mkstemp/mkdtemp: colleagues sharing a project folder can
+    read the outputs exactly as their umask allows."""
+    os.chmod(path, (0o777 if directory else 0o666) & ~_umask())
+
+
+def _tmp_prefix(target: Path) -> str:
+    # the writer's pid in the name: a later run removes only temporaries of dead processes
+    return f".{target.name}.{os.getpid()}."
+
+
 class StageOutputs:
     """Collect a stage's outputs and commit them all at the end.
 
@@ -173,6 +243,10 @@ class StageOutputs:
     ...     out.parquet(path, df)
     ...     out.json(path2, meta)
     # renamed into place here; on exception, temporaries are removed
+
+    Temporaries get the permissions of an ordinary file (:func:`default_mode`). An
+    :class:`OSError` that the environment causes (full disk, read-only or blocked folder)
+    becomes :class:`~models.errors.RunEnvironmentError` (exit 6) naming the location.
     """
 
     def __init__(self) -> None:
@@ -182,9 +256,13 @@ class StageOutputs:
         return self
 
     def _tmp_for(self, target: Path) -> Path:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-        os.close(fd)
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=_tmp_prefix(target), suffix=".tmp", dir=target.parent)
+            os.close(fd)
+            default_mode(Path(tmp))
+        except OSError as exc:
+            raise (environment_error(exc, target, "create") or exc) from None
         return Path(tmp)
 
     def write(self, target: Path, writer: Callable[[Path], None]) -> None:
@@ -192,8 +270,11 @@ class StageOutputs:
         tmp = self._tmp_for(target)
         try:
             writer(tmp)
-        except BaseException:
+        except BaseException as exc:
             tmp.unlink(missing_ok=True)
+            env = environment_error(exc, target) if isinstance(exc, OSError) else None
+            if env is not None:
+                raise env from None
             raise
         self._pending.append((tmp, target))
 
@@ -226,10 +307,22 @@ class StageOutputs:
         self.write(target, lambda p: df.to_csv(p, index=False, lineterminator="\n", float_format="%.10g"))
 
     def commit(self) -> None:
+        # every temporary is flushed to disk before the first rename: a full disk or an I/O
+        # error surfaces here, while no output has been replaced yet
         for tmp, target in self._pending:
-            with open(tmp, "rb") as fh:
-                os.fsync(fh.fileno())
-            os.replace(tmp, target)
+            try:
+                with open(tmp, "rb") as fh:
+                    os.fsync(fh.fileno())
+            except OSError as exc:
+                self.abort()
+                raise (environment_error(exc, target) or exc) from None
+        for i, (tmp, target) in enumerate(self._pending):
+            try:
+                os.replace(tmp, target)
+            except OSError as exc:
+                self._pending = self._pending[i:]
+                self.abort()
+                raise (environment_error(exc, target, "replace") or exc) from None
             _remove_stale(target)
         self._pending.clear()
 
@@ -241,17 +334,42 @@ class StageOutputs:
     def __exit__(self, exc_type, exc, tb) -> None:
         if exc_type is None:
             self.commit()
-        else:
-            self.abort()
+            return
+        first = self._pending[0][1] if self._pending else None
+        self.abort()
+        if first is not None and isinstance(exc, OSError) and not isinstance(exc, RunEnvironmentError):
+            # e.g. a full disk met by a writer filling a streamed temporary (pyarrow names no file)
+            env = environment_error(exc, first)
+            if env is not None:
+                raise env from None
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # it exists, owned by someone else
+        return True
+    return True
 
 
 def _remove_stale(target: Path) -> None:
-    """Remove temporaries a killed earlier run left beside ``target`` (hidden dot-files)."""
+    """Remove temporaries a killed earlier run left beside ``target`` (hidden dot-files).
+
+    A temporary whose name carries the pid of a live process (``.<name>.<pid>.<random>.tmp``)
+    belongs to a run still in progress and is never touched; one of a dead process, or of an
+    older version without a pid in the name, is stale."""
     import shutil
 
+    head = f".{target.name}."
     for stale in target.parent.glob(f".{target.name}.*"):
-        if stale.suffix in (".tmp", ".old"):
-            shutil.rmtree(stale, ignore_errors=True) if stale.is_dir() else stale.unlink(missing_ok=True)
+        if stale.suffix not in (".tmp", ".old"):
+            continue
+        pid = stale.name[len(head):].split(".", 1)[0]
+        if pid.isdigit() and _pid_alive(int(pid)):
+            continue
+        shutil.rmtree(stale, ignore_errors=True) if stale.is_dir() else stale.unlink(missing_ok=True)
 
 
 def read_parquet(path: Path, columns: list[str] | None = None) -> pd.DataFrame:
@@ -273,17 +391,33 @@ def replace_directory(target: Path, fill: Callable[[StageOutputs, Path], None]) 
     import shutil
 
     target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmpdir = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmpdir = Path(tempfile.mkdtemp(prefix=_tmp_prefix(target), suffix=".tmp", dir=target.parent))
+        default_mode(tmpdir, directory=True)
+    except OSError as exc:
+        raise (environment_error(exc, target, "create") or exc) from None
     try:
         with StageOutputs() as out:
             fill(out, tmpdir)
         old = None
-        if target.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".old", dir=target.parent))
-            os.rmdir(old)
-            os.replace(target, old)
-        os.replace(tmpdir, target)
+        try:
+            if os.path.lexists(target) and not target.is_dir():
+                raise IsADirectoryError(errno.EISDIR, "a file is in the way of the output folder", str(target))
+            if target.exists():
+                old = Path(tempfile.mkdtemp(prefix=_tmp_prefix(target), suffix=".old", dir=target.parent))
+                os.rmdir(old)
+                os.replace(target, old)
+            os.replace(tmpdir, target)
+        except OSError as exc:
+            if old is not None and not os.path.lexists(target):
+                os.replace(old, target)  # put the previous complete directory back
+            if exc.errno == errno.EISDIR and not target.is_dir():
+                raise RunEnvironmentError(
+                    f"{target} is a file where the output folder {target.name}/ should be. Nothing was written. "
+                    "Fix: move or delete that file, then run again."
+                ) from None
+            raise (environment_error(exc, target, "replace") or exc) from None
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
         _remove_stale(target)

@@ -40,7 +40,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from models.errors import BadInputError, ConfigError
+from models.errors import BadInputError, ConfigError, first_keys
 
 DEFAULT_NA = ["", "NA", "N/A", "NaN", "nan", "NULL", "null"]
 # a number after thousands separators were removed and the decimal mark made '.'
@@ -660,6 +660,7 @@ class _CsvSource:
         except errors as exc:
             raise self._error(exc, typed) from exc
         offset = 0
+        header_rows: list[np.ndarray] = []  # data rows that repeat the header line
         batches = _readahead(reader.read_next_batch)
         while True:
             try:
@@ -670,6 +671,9 @@ class _CsvSource:
                 raise self._error(exc, typed) from exc
             cols: dict[str, Any] = {}
             bad: dict[str, np.ndarray] = {}
+            repeated = None if typed else _header_rows(batch, wanted)
+            if repeated is not None:
+                header_rows.append(np.flatnonzero(repeated) + offset)
             try:
                 for c in wanted:
                     arr = batch.column(c)
@@ -679,6 +683,10 @@ class _CsvSource:
                             continue
                         vals, mask = parse_numbers(arr, self.decimal, self.thousands)
                         cols[c] = vals
+                        if mask is not None and repeated is not None:
+                            mask = mask & ~repeated  # reported once, as a repeated header
+                            if not mask.any():
+                                mask = None
                         if mask is not None:
                             pos = np.flatnonzero(mask)
                             raw = arr.take(pa.array(pos[: MAX_EXAMPLES * 20])).to_pylist()
@@ -692,6 +700,30 @@ class _CsvSource:
                 raise self._error(exc, typed) from exc
             yield Block(offset, pd.DataFrame(cols, copy=False), bad)
             offset += batch.num_rows
+        if header_rows:
+            rows = np.concatenate(header_rows)
+            lines = [int(r) + 2 for r in rows]  # line 1 is the header
+            raise BadInputError(
+                f"{self.label}: the header line is repeated at line {lines[0]}"
+                + (f" and {len(lines) - 1} more line(s) (lines {first_keys(lines, MAX_EXAMPLES)})" if len(lines) > 1 else "")
+                + f": {len(lines)} row(s) repeat the column names ({', '.join(wanted[:4])}{', ...' if len(wanted) > 4 else ''}), "
+                "as when files are concatenated with their headers (not values that fail to parse as numbers). Fix: delete the "
+                "repeated header line(s) from the file (keep only the first line as the header) and run again"
+            )
+
+
+def _header_rows(batch: pa.RecordBatch, columns: list[str]) -> np.ndarray | None:
+    """Rows of ``batch`` (read as text) whose every cell is its own column's name: a repeated
+    header line. None when there is none."""
+    if not columns:
+        return None
+    hit = None
+    for c in columns:
+        eq = pc.fill_null(pc.equal(pc.utf8_trim_whitespace(batch.column(c)), pa.scalar(c.strip(), pa.string())), False)
+        hit = eq if hit is None else pc.and_(hit, eq)
+        if not pc.any(hit).as_py():
+            return None
+    return hit.to_numpy(zero_copy_only=False)
 
 
 # ------------------------------------------------------------------------------------------

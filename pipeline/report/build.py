@@ -499,6 +499,17 @@ def cred_content(cred: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [{"key": c["key"], "outcome": c["outcome"], "rows": c["rows"], "summary": c["summary"], "figure": c["figure"]} for c in cred]
 
 
+def _md5_cell(v: dict) -> str:
+    """The digest of what was read, and a warning when the file on disk is no longer it."""
+    md5 = str(v.get("md5", ""))
+    if not v.get("changed_since_read"):
+        return md5
+    if v.get("read_by") is None:
+        return f"{md5} (not read by ingest: added after it ran; rerun the pipeline)"
+    now = v.get("current_md5")
+    return f"{md5} (as read; the file changed since{f', now {now}' if now else ' and was removed'}: rerun the pipeline)"
+
+
 def _content(title, rel, heads, metas, aux, gsum, inputs: ReportInputs, truth_et, labels, prov, figures, regtabs, summary: sdc.DisclosureSummary, profile) -> dict[str, Any]:
     outcomes = sorted(rel["outcome"].dropna().astype(str).unique())
     lab_o = {o: label(o, labels) for o in outcomes}
@@ -638,7 +649,7 @@ def _content(title, rel, heads, metas, aux, gsum, inputs: ReportInputs, truth_et
     for k in ("git_commit", "code_modified_since_commit", "date", "seed", "params_file"):
         if k in prov:
             prov_rows.append({"key": k.replace("_", " "), "value": str(prov[k])})
-    data_rows = [{"name": str(k), "path": str((v or {}).get("path", "")), "md5": str((v or {}).get("md5", ""))} for k, v in sorted((prov.get("data") or {}).items()) if isinstance(v, dict)]
+    data_rows = [{"name": str(k), "path": str((v or {}).get("path", "")), "md5": _md5_cell(v)} for k, v in sorted((prov.get("data") or {}).items()) if isinstance(v, dict)]
     pkg_rows = [{"name": str(k), "version": str(v)} for k, v in sorted((prov.get("packages") or {}).items())]
     mach_rows = [{"key": str(k), "value": str(v)} for k, v in sorted((prov.get("machine") or {}).items())]
 

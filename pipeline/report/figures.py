@@ -10,6 +10,12 @@ CSV (values and counts), so a reader can check every point.
 * :func:`sensitivity_figure` — HonestDiD: original interval at M̄ = 0, robust intervals by M̄.
 
 Suppressed points (disclosure control) are not drawn; a note under the axis says how many.
+
+Every text is drawn as plain text: labels from ``report.labels`` and values from the data
+(cluster ids, sector codes, outcome names) may contain ``$`` or backslashes, which matplotlib
+would otherwise parse as mathtext (a ``$\\undefinedmacro$`` label stopped the report). Mathtext
+and usetex are off in :data:`RC`, and :func:`png_bytes` turns math parsing off on every text
+artist of the figure before drawing, so no caller can forget it.
 """
 
 from __future__ import annotations
@@ -39,11 +45,28 @@ RC = {
     "legend.frameon": False,
     "svg.hashsalt": "cluster-impact",
     "path.simplify": False,
+    # labels and data are plain text, never mathtext or LaTeX (see the module docstring)
+    "text.parse_math": False,
+    "text.usetex": False,
 }
 DPI = 130
 
 
+def plain_text(fig) -> None:
+    """Turn math parsing off on every text artist of ``fig`` (titles, axis and tick labels,
+    legends, annotations): ``$`` and ``\\`` are drawn as they are."""
+    from matplotlib.text import Text
+
+    for ax in fig.axes:  # tick labels are made lazily: create them now, under our settings
+        for axis in (ax.xaxis, ax.yaxis):
+            axis.get_major_ticks()
+    for t in fig.findobj(Text):
+        t.set_parse_math(False)
+        t.set_usetex(False)
+
+
 def png_bytes(fig) -> bytes:
+    plain_text(fig)
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=DPI, metadata={"Software": None})
     plt.close(fig)

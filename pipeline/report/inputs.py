@@ -41,16 +41,17 @@ def load_inputs(params: Params) -> ReportInputs:
     deps = {name: params.resolve(s["path"]) for name, s in sorted(params["data"].items()) if s and s.get("path")}  # from_panel: no file
     deps["estimates"] = paths.estimates_dir
     gs = paths.groups_summary
+    ingest_flow = read_json(paths.ingest_flow) if paths.ingest_flow.is_file() else {}
     return ReportInputs(
         estimates=tidy,
         metas=metas,
         tables=tables,
-        ingest_flow=read_json(paths.ingest_flow) if paths.ingest_flow.is_file() else {},
+        ingest_flow=ingest_flow,
         groups_flow=read_json(paths.groups_flow) if paths.groups_flow.is_file() else {},
         groups_summary=pd.read_csv(gs, dtype={"level": "string"}) if Path(gs).is_file() else None,
         truth=truth,
         params=params.raw,
-        provenance=collect(params, deps),
+        provenance=collect(params, deps, read=ingest_flow.get("inputs")),
         contributors=contributors,
         skipped=list(skipped or []),
     )
