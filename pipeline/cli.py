@@ -8,6 +8,7 @@
     cluster-impact publish      --params params.yaml --format html   # -> reports/report.html
     cluster-impact input        --params params.yaml --name firms    # fingerprint of data.firms
     cluster-impact simulate     --firms 2500 --seed 1 --out data/raw   # the sample generator
+    cluster-impact init         --firms F --membership M [--out params.yaml]   # propose params from your files
 
 Exit codes (DESIGN.md §3.5): 0 ok, 2 bad input data, 3 disclosure blocked, 4 design cannot be
 estimated, 5 bad or unsafe configuration, 6 the environment prevents the run (an output
@@ -124,7 +125,21 @@ def main(argv: list[str] | None = None) -> int:
         if name == "publish":
             p.add_argument("--format", required=True, choices=("html", "pdf"), help="one of report.formats")
     sub.add_parser("simulate", help="generate a synthetic economy (see: cluster-impact simulate --help)")
+    p = sub.add_parser("init", help="propose a commented params.yaml from your firm panel and membership register",
+                       description="Read the headers and a sample of rows of your files, propose the column mapping, year window, "
+                       "derived outcomes and estimators, and write a commented params file (never over an existing file: exit 5).")
+    p.add_argument("--firms", required=True, type=Path, help="the firm-year panel (csv, parquet, dta, xlsx)")
+    p.add_argument("--membership", required=True, type=Path, help="the membership register (one row per firm x initiative spell)")
+    p.add_argument("--deflators", type=Path, help="optional sector-year price indices (columns sector, year, deflator)")
+    p.add_argument("--out", default="params.yaml", type=Path, help="params file to write (default: params.yaml; never overwritten)")
+    p.add_argument("--column", action="append", metavar="NAME=COLUMN", help="force a firm-file mapping, e.g. --column year=jahr (repeatable)")
+    p.add_argument("--membership-column", action="append", metavar="NAME=COLUMN", help="force a register mapping, e.g. --membership-column join_year=start")
+    p.add_argument("--sample-rows", type=int, default=2000, help="rows read to check the columns' types (default 2000)")
     args = parser.parse_args(argv)
+    if args.command == "init":
+        from .init import main as init_main
+
+        return _guard(lambda: init_main(args))
 
     def go() -> int:
         from .config import load_params

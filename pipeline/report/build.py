@@ -40,6 +40,7 @@ from ..io import dumps_json
 from . import figures as figs
 from . import sections as secs
 from .inference_checks import inference_rows, inference_summary
+from .significance import Significance, report_alpha
 from .tables import (
     ESTIMATOR_LABELS,
     fmt,
@@ -201,10 +202,11 @@ def _pct_from_log(b: float) -> str:
     return f"{(math.exp(b) - 1) * 100:+.1f}%"
 
 
-def _pretrend_verdict(p: float) -> str:
-    if p >= 0.10:
+def _pretrend_verdict(p: float, alpha: float = 0.05) -> str:
+    """Judged at ``alpha`` (``estimate.alpha``): weak evidence between alpha and 2 alpha."""
+    if p >= 2 * alpha:
         return f"no evidence of pre-trends (p = {fmt_p(p)})"
-    if p >= 0.05:
+    if p >= alpha:
         return f"weak evidence of pre-trends (p = {fmt_p(p)}); interpret with care"
     return f"evidence of differential pre-trends (p = {fmt_p(p)}): the parallel-trends assumption is doubtful"
 
@@ -287,6 +289,8 @@ def build_report(inputs: ReportInputs, options: dict[str, Any], seed: int) -> Re
     formats = list(options.get("formats") or ["html"])
     title = str(options.get("title") or "Cluster programme impact evaluation")
     profile = sdc.resolve_profile(options.get("disclosure", "strict"))
+    # one significance level for every label, star and verdict: the one the estimates used
+    sig = Significance(report_alpha(inputs.metas or {}, inputs.params))
 
     est = _normalise_estimates(inputs.estimates if inputs.estimates is not None else pd.DataFrame(columns=TIDY_COLUMNS))
     metas = {str(k): dict(v or {}) for k, v in sorted((inputs.metas or {}).items())}
@@ -381,7 +385,7 @@ def build_report(inputs: ReportInputs, options: dict[str, Any], seed: int) -> Re
         files[f"figures/event_study-{o}.png"] = png
         files[f"figures/event_study-{o}.csv"] = to_csv_bytes(data)
         figures.append({"kind": "event_study", "outcome": o, "file": f"figures/event_study-{o}.png", "png": png,
-                        "caption": f"Event study: effect of joining a cluster on {label(o, labels)} by years since joining, 95% intervals"
+                        "caption": f"Event study: effect of joining a cluster on {label(o, labels)} by years since joining, {sig.interval}s"
                         + ("; dashed line: true effect of the simulation" if o in truth_et else "") + "."})
         es_frames.append(data)
     if es_frames:
@@ -390,12 +394,12 @@ def build_report(inputs: ReportInputs, options: dict[str, Any], seed: int) -> Re
         files["plots/event_study.csv"] = to_csv_bytes(plot)
     else:
         files["plots/event_study.csv"] = to_csv_bytes(pd.DataFrame(columns=["outcome", "estimator", "event_time", "estimate", "conf_low", "conf_high", "truth"]))
-    forest = figs.forest_figure(heads, labels) if len(heads) else None
+    forest = figs.forest_figure(heads, labels, sig.ci) if len(heads) else None
     if forest is not None:
         files["figures/forest.png"], data = forest
         files["figures/forest.csv"] = to_csv_bytes(data)
         figures.append({"kind": "forest", "file": "figures/forest.png", "png": files["figures/forest.png"],
-                        "caption": "Headline average effect on members (ATT) by estimator with 95% intervals."})
+                        "caption": f"Headline average effect on members (ATT) by estimator with {sig.interval}s."})
     for key in sorted(aux):
         if "balance" in aux[key]:
             o, _, e = key.partition("-")
@@ -408,13 +412,13 @@ def build_report(inputs: ReportInputs, options: dict[str, Any], seed: int) -> Re
 
     # ---- credibility battery, sensitivity, bacon (content + figures)
     lab_o_all = {o: label(o, labels) for o in outcomes}
-    alpha = float(((inputs.params or {}).get("estimate") or {}).get("alpha", 0.05))
+    alpha = sig.alpha
     cred = secs.credibility(rel, metas, aux, profile, lab_o_all)
     for cb in cred:
         if cb["loo"] is None:
             continue
         o = cb["key"].partition("-")[0]
-        res = figs.loo_figure(cb["loo"]["table"], cb["loo"]["full"], cb["loo"]["full_ci"], f"Leave one {cb['loo']['by'].replace('_', ' ')} out: {label(o, labels)}", cb["loo"]["by"])
+        res = figs.loo_figure(cb["loo"]["table"], cb["loo"]["full"], cb["loo"]["full_ci"], f"Leave one {cb['loo']['by'].replace('_', ' ')} out: {label(o, labels)}", cb["loo"]["by"], sig.ci)
         if res is None:
             cb["figure"] = None
             continue
@@ -422,27 +426,27 @@ def build_report(inputs: ReportInputs, options: dict[str, Any], seed: int) -> Re
         files[cb["figure"].replace(".png", ".csv")] = to_csv_bytes(data)
         figures.append({"kind": "loo", "key": cb["key"], "file": cb["figure"], "png": files[cb["figure"]],
                         "caption": f"Leave-one-out: the effect on {label(o, labels)} re-estimated leaving out the members of one {cb['loo']['by'].replace('_', ' ')} at a time, "
-                        "95% intervals; dashed line: full-sample estimate (shaded: its 95% interval)."})
+                        f"{sig.interval}s; dashed line: full-sample estimate (shaded: its {sig.interval})."})
     sens, f4 = secs.sensitivity(rel, metas, inputs.tables or {}, profile, lab_o_all, alpha)
     findings += f4
     for sb in sens:
         if sb["plot"] is None:
             continue
         bd = (metas.get(sb["key"]) or {}).get("sensitivity", {}).get("breakdown_mbar")
-        png = figs.sensitivity_figure(sb["plot"], f"Sensitivity: {sb['title']}", float(bd) if isnum(bd) else None)
+        png = figs.sensitivity_figure(sb["plot"], f"Sensitivity: {sb['title']}", float(bd) if isnum(bd) else None, sig.ci)
         if png is None:
             sb["figure"] = None
             continue
         files[sb["figure"]] = png
         files[sb["figure"].replace(".png", ".csv")] = to_csv_bytes(sb["plot"])
         figures.append({"kind": "sensitivity", "key": sb["key"], "file": sb["figure"], "png": png,
-                        "caption": f"Sensitivity to violations of parallel trends ({sb['title']}): original 95% interval of the average post-period effect at M̄ = 0 "
-                        "and HonestDiD relative-magnitude robust 95% intervals for each M̄ (Rambachan & Roth 2023)."})
+                        "caption": f"Sensitivity to violations of parallel trends ({sb['title']}): original {sig.interval} of the average post-period effect at M̄ = 0 "
+                        f"and HonestDiD relative-magnitude robust {sig.interval}s for each M̄ (Rambachan & Roth 2023)."})
 
     # ---- regression tables
     regtabs = []
     for o in sorted(effects["outcome"].dropna().astype(str).unique()):
-        rt = regression_table(effects, metas, o, labels)
+        rt = regression_table(effects, metas, o, labels, sig=sig)
         regtabs.append(rt)
         files[f"tables/{o}.tex"] = rt.to_latex().encode()
         files[f"tables/{o}.md"] = rt.to_markdown().encode()
@@ -455,12 +459,12 @@ def build_report(inputs: ReportInputs, options: dict[str, Any], seed: int) -> Re
 
     # ---- content for HTML / PDF
     summary_placeholder = sdc.DisclosureSummary(profile, findings, [], len(est))
-    content = _content(title, effects, heads, metas, aux, gsum, inputs, truth_et, labels, prov, figures, regtabs, summary_placeholder, profile)
+    content = _content(title, effects, heads, metas, aux, gsum, inputs, truth_et, labels, prov, figures, regtabs, summary_placeholder, profile, sig)
     content["credibility"] = cred_content(cred)
     content["sensitivity"] = [{k: v for k, v in sb.items() if k != "plot"} for sb in sens]
     content["families"] = secs.outcome_families(effects, inputs.ingest_flow or {}, lab_o_all, PREFERRED, labels, metas)
     content["bacon_detail"] = secs.bacon(inputs.tables or {}, aux, lab_o_all)
-    content["heterogeneity"] = secs.heterogeneity(rel, metas, lab_o_all)
+    content["heterogeneity"] = secs.heterogeneity(rel, metas, lab_o_all, sig.alpha)
     content["inference"] = inference_rows(rel, metas, lab_o_all)
     content["inference_summary"] = inference_summary(content["inference"])
     content["check_summary"] = [cb["summary"] for cb in cred]
@@ -510,7 +514,9 @@ def _md5_cell(v: dict) -> str:
     return f"{md5} (as read; the file changed since{f', now {now}' if now else ' and was removed'}: rerun the pipeline)"
 
 
-def _content(title, rel, heads, metas, aux, gsum, inputs: ReportInputs, truth_et, labels, prov, figures, regtabs, summary: sdc.DisclosureSummary, profile) -> dict[str, Any]:
+def _content(title, rel, heads, metas, aux, gsum, inputs: ReportInputs, truth_et, labels, prov, figures, regtabs, summary: sdc.DisclosureSummary, profile,
+             sig: Significance | None = None) -> dict[str, Any]:
+    sig = sig or Significance()
     outcomes = sorted(rel["outcome"].dropna().astype(str).unique())
     lab_o = {o: label(o, labels) for o in outcomes}
     lab_e = lambda e: label(e, labels, ESTIMATOR_LABELS)  # noqa: E731
@@ -544,15 +550,15 @@ def _content(title, rel, heads, metas, aux, gsum, inputs: ReportInputs, truth_et
         pref = next((e for e in PREFERRED if e in set(h["estimator"].astype(str))), str(h["estimator"].iloc[0]))
         r = h[h["estimator"] == pref].iloc[0]
         b = float(r["estimate"])
-        sig = isnum(r["p_value"]) and float(r["p_value"]) < 0.05
+        significant = sig.significant(r["p_value"])
         direction = "higher" if b > 0 else "lower"
         s = (f"{lab_o[o]}: according to the {lab_e(pref)} estimator, members' outcomes were {fmt(abs(b))} {direction} than they would have been without membership "
-             f"(95% interval {fmt(r['conf_low'])} to {fmt(r['conf_high'])}")
+             f"({sig.interval} {fmt(r['conf_low'])} to {fmt(r['conf_high'])}")
         if o.startswith("log_"):
             s += f"; about {_pct_from_log(b)}"
         elif o in SHARE_OUTCOMES:  # 0/1 outcomes: the effect on a probability
             s += f"; {abs(b) * 100:.1f} percentage points {direction} probability"
-        s += "). " + ("The effect is statistically significant at the 5% level." if sig else "The interval includes zero: no significant effect can be established.")
+        s += "). " + (f"The effect is statistically significant at the {sig.level} level." if significant else "The interval includes zero: no significant effect can be established.")
         # the range only over estimators on the preferred one's scale (Poisson estimators
         # report proportional effects, the others effects on the outcome's own scale)
         same = h[h["estimator"].isin(secs.POISSON) == (pref in secs.POISSON)]
@@ -572,7 +578,7 @@ def _content(title, rel, heads, metas, aux, gsum, inputs: ReportInputs, truth_et
         if isnum(p):
             o, _, e = key.partition("-")
             pretrends.append({"outcome": lab_o.get(o, o), "estimator": lab_e(e), "statistic": fmt(pt.get("statistic")), "df": fmt_int(pt.get("df")),
-                              "p": fmt_p(p), "verdict": _pretrend_verdict(float(p))})
+                              "p": fmt_p(p), "verdict": _pretrend_verdict(float(p), sig.alpha)})
     bacon = []
     for key in sorted(inputs.tables or {}):
         # weight shares by comparison type: an aggregate over all 2x2 components, computed
@@ -656,6 +662,8 @@ def _content(title, rel, heads, metas, aux, gsum, inputs: ReportInputs, truth_et
     sd = summary.to_dict()
     return {
         "title": title,
+        "ci_label": sig.interval,
+        "alpha": sig.alpha,
         "subtitle": "Impact evaluation report" + (f" · {prov['date']}" if prov.get("date") else ""),
         "commit": str(prov.get("git_commit") or "")[:12],
         "estimand": "The estimand is the average treatment effect on the treated (ATT): the average difference, among firms that joined a cluster initiative, between their outcomes after joining and the outcomes the same firms would have had without joining. Comparison firms are "

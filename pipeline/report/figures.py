@@ -2,7 +2,7 @@
 metadata, fixed DPI and fonts shipped with matplotlib), each with the plotted values as a
 CSV (values and counts), so a reader can check every point.
 
-* :func:`event_study_figure` — one outcome, several estimators overlaid (dodged), 95 %
+* :func:`event_study_figure` — one outcome, several estimators overlaid (dodged), (1 − alpha)
   intervals, the true effect as a line when the synthetic truth is given.
 * :func:`forest_figure` — headline estimates across estimators, one panel per outcome.
 * :func:`love_figure` — standardised mean differences before/after matching.
@@ -126,8 +126,8 @@ def event_study_figure(rows: pd.DataFrame, truth: pd.DataFrame | None, outcome: 
     return png, data.sort_values(["estimator", "event_time"]).reset_index(drop=True)
 
 
-def forest_figure(heads: pd.DataFrame, labels: dict) -> tuple[bytes, pd.DataFrame] | None:
-    """Headline estimate and 95 % interval per estimator, one panel per outcome."""
+def forest_figure(heads: pd.DataFrame, labels: dict, ci: str = "95%") -> tuple[bytes, pd.DataFrame] | None:
+    """Headline estimate and ``ci`` interval (the report's 1 − alpha) per estimator, one panel per outcome."""
     if heads.empty:
         return None
     outcomes = sorted(heads["outcome"].astype(str).unique())
@@ -149,7 +149,7 @@ def forest_figure(heads: pd.DataFrame, labels: dict) -> tuple[bytes, pd.DataFram
             ax.set_ylim(-0.6, len(part) - 0.4)
             ax.set_title(label(o, labels), loc="left", fontsize=9, fontweight="bold")
             ax.grid(axis="y", visible=False)
-        axes[-1, 0].set_xlabel("Average effect on members (ATT) with 95% interval")
+        axes[-1, 0].set_xlabel(f"Average effect on members (ATT) with {ci} interval")
         png = png_bytes(fig)
     data = heads[["outcome", "estimator", "aggregation", "estimate", "conf_low", "conf_high", "n_obs", "n_treated", "suppressed"]].copy()
     return png, data.sort_values(["outcome", "estimator"]).reset_index(drop=True)
@@ -204,8 +204,8 @@ def love_figure(bal: pd.DataFrame, title: str, labels: dict) -> tuple[bytes, pd.
     return png, b.reset_index(drop=True)
 
 
-def loo_figure(tab: pd.DataFrame, full: float | None, full_ci: tuple, title: str, by: str) -> tuple[bytes, pd.DataFrame] | None:
-    """Estimate (95 % CI) per left-out value of ``by`` (released ``leave_one_out`` table:
+def loo_figure(tab: pd.DataFrame, full: float | None, full_ci: tuple, title: str, by: str, ci: str = "95%") -> tuple[bytes, pd.DataFrame] | None:
+    """Estimate (``ci`` CI, the report's 1 − alpha) per left-out value of ``by`` (released ``leave_one_out`` table:
     blanked rows are not drawn) with the full-sample estimate as a line (CI band if given)."""
     if tab is None or not len(tab) or not {"left_out", "estimate", "conf_low", "conf_high"} <= set(tab.columns):
         return None
@@ -223,13 +223,13 @@ def loo_figure(tab: pd.DataFrame, full: float | None, full_ci: tuple, title: str
                     label="Estimate without this cluster")
         if full is not None:
             if full_ci[0] is not None:
-                ax.axvspan(full_ci[0], full_ci[1], color=_color(0), alpha=0.08, lw=0, label="Full-sample 95% interval")
+                ax.axvspan(full_ci[0], full_ci[1], color=_color(0), alpha=0.08, lw=0, label=f"Full-sample {ci} interval")
             ax.axvline(full, color="#222222", lw=1.1, ls="--", label="Full-sample estimate")
         ax.axvline(0, color="#555555", lw=0.8)
         ax.set_yticks(ys)
         ax.set_yticklabels([str(v) for v in d["left_out"]])
         ax.set_ylabel(f"Left out ({by.replace('_', ' ')})")
-        ax.set_xlabel("Average effect on members (ATT) with 95% interval")
+        ax.set_xlabel(f"Average effect on members (ATT) with {ci} interval")
         ax.set_title(title, loc="left", fontsize=9, fontweight="bold")
         ax.grid(axis="y", visible=False)
         ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.28 if len(d) < 8 else -0.12), ncol=3, fontsize=7.5)
@@ -245,7 +245,7 @@ def loo_figure(tab: pd.DataFrame, full: float | None, full_ci: tuple, title: str
     return png, data
 
 
-def sensitivity_figure(plot: pd.DataFrame, title: str, breakdown: float | None) -> bytes | None:
+def sensitivity_figure(plot: pd.DataFrame, title: str, breakdown: float | None, ci: str = "95%") -> bytes | None:
     """Original CI (M̄ = 0, the average of the post-period coefficients) and HonestDiD
     relative-magnitude robust CIs for each M̄ (Rambachan & Roth 2023, their Figure 4 style)."""
     if plot is None or not len(plot):
@@ -259,9 +259,9 @@ def sensitivity_figure(plot: pd.DataFrame, title: str, breakdown: float | None) 
         if len(orig):
             r = orig.iloc[0]
             ax.errorbar([0.0], [r["estimate"]], yerr=[[r["estimate"] - r["conf_low"]], [r["conf_high"] - r["estimate"]]], fmt="o", ms=5, capsize=4, lw=1.4,
-                        color=_color(1), label="Original 95% CI (parallel trends)")
+                        color=_color(1), label=f"Original {ci} CI (parallel trends)")
         for j, r in enumerate(rob.itertuples(index=False)):
-            ax.plot([r.mbar, r.mbar], [r.conf_low, r.conf_high], color=_color(0), lw=2.2, solid_capstyle="butt", label="Robust 95% CI (relative magnitudes)" if j == 0 else None)
+            ax.plot([r.mbar, r.mbar], [r.conf_low, r.conf_high], color=_color(0), lw=2.2, solid_capstyle="butt", label=f"Robust {ci} CI (relative magnitudes)" if j == 0 else None)
             ax.plot([r.mbar - w, r.mbar + w], [r.conf_low, r.conf_low], color=_color(0), lw=1.2)
             ax.plot([r.mbar - w, r.mbar + w], [r.conf_high, r.conf_high], color=_color(0), lw=1.2)
         if breakdown is not None and breakdown > 0:

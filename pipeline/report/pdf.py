@@ -93,6 +93,7 @@ PREAMBLE = r"""
 def typst_source(c: dict[str, Any], figures: list[dict[str, Any]]) -> str:
     figs = {f["file"]: f for f in figures}
     out = [PREAMBLE.replace("TITLE", ts(c["title"]))]
+    ci = c.get("ci_label", "95% interval")  # the report's 1 - alpha (estimate.alpha)
     d = c["disclosure"]
     verdict_color = "#2f6b2f" if d["verdict"] == "pass" else "#8a1c1c"
     out.append(f"#block(width: 100%, inset: (bottom: 8pt), stroke: (bottom: 2pt + rgb(\"#1f4e79\")))[#set par(justify: false)\n#text(size: 20pt, weight: \"bold\", fill: rgb(\"#1f4e79\"), {ts(c['title'])}) \\ "
@@ -152,7 +153,7 @@ def typst_source(c: dict[str, Any], figures: list[dict[str, Any]]) -> str:
     if c["missing"]["estimates"]:
         out.append(_absent("No headline estimates are available."))
     else:
-        out.append(_table(["Outcome", "Estimator", "ATT", "95% interval", "SE", "p", "Obs.", "Treated"],
+        out.append(_table(["Outcome", "Estimator", "ATT", ci, "SE", "p", "Obs.", "Treated"],
                           [[h["outcome"], h["estimator"], h["estimate"], h["ci"], h["se"], h["p"], h["n_obs"], h["n_treated"]] for h in c["headline"]],
                           ["left", "left", "right", "right", "right", "right", "right", "right"], size="8pt"))
         for f in figures:
@@ -239,7 +240,7 @@ def typst_source(c: dict[str, Any], figures: list[dict[str, Any]]) -> str:
         for n in fam["notes"]:
             out.append(_par(n))
         if fam["margins"]:
-            out.append(_table(["Margin", "Source", "Estimate [95% interval]"], [[m["margin"], m["source"], m["value"]] for m in fam["margins"]],
+            out.append(_table(["Margin", "Source", f"Estimate [{ci}]"], [[m["margin"], m["source"], m["value"]] for m in fam["margins"]],
                               ["left", "left", "right"], size="8pt", widths="(auto, 1fr, auto)"))
 
     out.append(_h(1, "Goodman-Bacon decomposition"))
@@ -261,7 +262,7 @@ def typst_source(c: dict[str, Any], figures: list[dict[str, Any]]) -> str:
         out.append(_h(2, h["outcome"]))
         for dim in h["dims"]:
             out.append(_par(f"By {dim['dimension']}. {dim['sentence']}"))
-            out.append(_table(["Subgroup", "ATT [95% interval]", "Member firms"], [[r["level"], r["value"], r["n"]] for r in dim["rows"]],
+            out.append(_table(["Subgroup", f"ATT [{ci}]", "Member firms"], [[r["level"], r["value"], r["n"]] for r in dim["rows"]],
                               ["left", "right", "right"]))
         if h["skipped"]:
             out.append(_absent(h["skipped"]))

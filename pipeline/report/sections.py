@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from .. import disclosure as sdc
+from .significance import pct as pct_text
 from .tables import ESTIMATOR_LABELS, fmt, fmt_fixed, fmt_int, fmt_p, isnum, label
 
 CHECKS = "checks"  # registry key of the credibility battery: its rows are not effect estimates
@@ -415,9 +416,10 @@ def bacon(tables: dict[str, dict[str, pd.DataFrame]], aux: dict[str, dict[str, p
 # --------------------------------------------------------------------------- heterogeneity
 
 
-def heterogeneity(rel: pd.DataFrame, metas: dict[str, dict], lab_o: dict[str, str]) -> list[dict[str, Any]]:
+def heterogeneity(rel: pd.DataFrame, metas: dict[str, dict], lab_o: dict[str, str], alpha: float = 0.05) -> list[dict[str, Any]]:
     """Per outcome: subgroup ATTs (Callaway-Sant'Anna) by dimension with the Wald test of
-    equality, from the *released* rows (suppressed subgroups show as withheld)."""
+    equality judged at ``alpha`` (``estimate.alpha``), from the *released* rows (suppressed
+    subgroups show as withheld)."""
     from .tables import fmt_p
 
     out = []
@@ -442,7 +444,7 @@ def heterogeneity(rel: pd.DataFrame, metas: dict[str, dict], lab_o: dict[str, st
             if test is not None and not pd.isna(test["p_value"]):
                 p = float(test["p_value"])
                 sentence = (f"Test of equal effects across {dim.replace('_', ' ')} groups: Wald chi2 = {fmt(test['statistic'], 2)}, p = {fmt_p(p)}; "
-                            + ("the effects differ significantly." if p < 0.05 else "no evidence that the effects differ."))
+                            + (f"the effects differ significantly at the {pct_text(alpha)} level." if p < alpha else "no evidence that the effects differ."))
             dims.append({"dimension": dim.replace("_", " "), "rows": rows, "sentence": sentence})
         skipped = meta.get("skipped_subgroups") or {}
         out.append({"outcome": lab_o.get(o, o), "dims": dims,

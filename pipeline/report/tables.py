@@ -16,6 +16,8 @@ from typing import Any
 
 import pandas as pd
 
+from .significance import Significance
+
 ESTIMATOR_LABELS = {
     "twfe": "TWFE",
     "event_study": "Event study (TWFE)",
@@ -115,11 +117,10 @@ def fmt_p(p: Any) -> str:
     return "< 0.001" if p < 0.001 else f"{p:.3f}" if p < 0.1 else f"{p:.2f}"
 
 
-def stars(p: Any) -> str:
-    if not isnum(p):
-        return ""
-    p = float(p)
-    return "***" if p < 0.01 else "**" if p < 0.05 else "*" if p < 0.1 else ""
+def stars(p: Any, sig: Significance | None = None) -> str:
+    """Significance stars at the report's levels (:class:`~.significance.Significance`:
+    one star at ``estimate.alpha``, more at the stricter conventional levels)."""
+    return (sig or Significance()).stars(p)
 
 
 def label(key: Any, labels: dict[str, str], default: dict[str, str] | None = None) -> str:
@@ -290,9 +291,11 @@ def _latex_stars(s: str) -> str:
     return s[: len(s) - n] + (f"$^{{{'*' * n}}}$" if n else "")
 
 
-def regression_table(tidy: pd.DataFrame, metas: dict[str, dict], outcome: str, labels: dict[str, str], suppressed_mark: str = "[suppressed]") -> RegTable:
+def regression_table(tidy: pd.DataFrame, metas: dict[str, dict], outcome: str, labels: dict[str, str], suppressed_mark: str = "[suppressed]",
+                     sig: Significance | None = None) -> RegTable:
     """The etable of one outcome from released tidy rows (``estimate`` NaN + ``suppressed``
-    True -> the suppressed mark)."""
+    True -> the suppressed mark); stars at the levels of ``sig`` (``estimate.alpha``)."""
+    sig = sig or Significance()
     part = tidy[tidy["outcome"] == outcome]
     digits = scale_digits(part["estimate"].tolist() + part["std_error"].tolist())
     ests = sorted(part["estimator"].dropna().unique().tolist(), key=_estimator_order)
@@ -304,7 +307,7 @@ def regression_table(tidy: pd.DataFrame, metas: dict[str, dict], outcome: str, l
         if bool(r.get("suppressed", False)):
             cells.setdefault(key, {})[est] = (suppressed_mark, "")
         else:
-            cells.setdefault(key, {})[est] = (fmt_fixed(r["estimate"], digits) + stars(r["p_value"]), f"({fmt_fixed(r['std_error'], digits)})" if isnum(r["std_error"]) else "")
+            cells.setdefault(key, {})[est] = (fmt_fixed(r["estimate"], digits) + stars(r["p_value"], sig), f"({fmt_fixed(r['std_error'], digits)})" if isnum(r["std_error"]) else "")
 
     if len(heads):
         rows.append(("ATT", label("ATT", labels, {"ATT": "ATT (overall)"})))
@@ -340,7 +343,7 @@ def regression_table(tidy: pd.DataFrame, metas: dict[str, dict], outcome: str, l
         rows=rows,
         cells=cells,
         foot=foot,
-        note="Standard errors in parentheses. * p<0.1, ** p<0.05, *** p<0.01. "
+        note=f"Standard errors in parentheses. {sig.star_note()}. "
         f"{suppressed_mark} = withheld by disclosure control.",
     )
 
