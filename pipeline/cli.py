@@ -137,9 +137,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sample-rows", type=int, default=2000, help="rows read to check the columns' types (default 2000)")
     args = parser.parse_args(argv)
     if args.command == "init":
-        from .init import main as init_main
+        init = importlib.import_module("pipeline.init")  # by name, like simulate: not a stage's code
 
-        return _guard(lambda: init_main(args))
+        return _guard(lambda: init.main(args))
 
     def go() -> int:
         from .config import load_params
