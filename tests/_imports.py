@@ -95,11 +95,44 @@ def minimal_cover(files: set[Path]) -> list[str]:
     return sorted(out)
 
 
-if __name__ == "__main__":  # print each stage's code deps for dvc.yaml
+def rewrite_dvc_yaml(path: Path = REPO / "dvc.yaml") -> str:
+    """dvc.yaml with each stage's code deps (list items under ``deps:`` naming pipeline/ or
+    models/) replaced by :func:`minimal_cover` of its import closure; comments kept."""
+    lines = path.read_text().splitlines()
+    out: list[str] = []
+    stage = None
+    in_deps = False
+    for line in lines:
+        bare = line.strip()
+        if line.startswith("  ") and not line.startswith("   ") and bare.endswith(":"):
+            stage = bare[:-1]
+        if bare == "deps:":
+            in_deps = True
+            out.append(line)
+            indent = " " * (len(line) - len(line.lstrip()) + 2)
+            continue
+        if in_deps:
+            if bare.startswith("- "):
+                if bare[2:].startswith(PACKAGES):
+                    continue
+                out.append(line)
+                continue
+            out.extend(f"{indent}- {d}" for d in minimal_cover(stage_closure(stage)))
+            in_deps = False
+        out.append(line)
+    return "\n".join(out) + "\n"
+
+
+if __name__ == "__main__":  # print (or with --write, rewrite) each stage's code deps in dvc.yaml
+    import sys
+
     import yaml
 
-    stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
-    for name in stages:
-        print(f"{name}:")
-        for d in minimal_cover(stage_closure(name)):
-            print(f"  - {d}")
+    if "--write" in sys.argv:
+        (REPO / "dvc.yaml").write_text(rewrite_dvc_yaml())
+    else:
+        stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+        for name in stages:
+            print(f"{name}:")
+            for d in minimal_cover(stage_closure(name)):
+                print(f"  - {d}")

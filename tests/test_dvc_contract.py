@@ -43,7 +43,7 @@ def test_code_deps_are_the_import_closure(stage):
     assert have == want, (
         f"dvc.yaml stage {stage}: code deps differ from the stage's imports.\n"
         f"missing: {sorted(set(want) - set(have))}\nnot imported: {sorted(set(have) - set(want))}\n"
-        "(print the lists with: uv run python -m tests._imports)"
+        "(rewrite them with: uv run python -m tests._imports --write)"
     )
 
 
