@@ -904,6 +904,70 @@ def write_sample(out_dir: str | Path, economy: SimulatedEconomy) -> dict[str, Pa
     return paths
 
 
+# German column names a statistical office's register might use (for --style de-stata)
+DE_FIRM_COLUMNS = {
+    "firm_id": "betrieb_id", "year": "jahr", "nace2": "wz2008", "nuts2": "kreis", "founding_year": "gruendungsjahr",
+    "employees": "beschaeftigte", "turnover": "umsatz", "value_added": "wertschoepfung", "wage_bill": "lohnsumme",
+    "capital": "anlagevermoegen", "intermediates": "vorleistungen", "exports": "exporte",
+    "patent_applications": "patentanmeldungen", "rd_expenditure": "fue_ausgaben", "group_id": "konzern_id",
+    "x_coord": "rechtswert", "y_coord": "hochwert",
+}
+
+
+def write_register_style(out_dir: str | Path, economy: SimulatedEconomy, seed: int) -> dict[str, Path]:
+    """The economy as an evaluator's own files arrive, for the README's tutorial: a Stata
+    panel ``unternehmen.dta`` with German column names, value labels on ``wz2008`` and ~1 %
+    of ``exporte`` missing; an Excel register ``mitglieder.xlsx`` (sheet ``Mitglieder``) with
+    join and leave *dates* (the year of each date is the generator's year, so the truth holds
+    under ``join_rule: year_of_date``), plus three register firms absent from the panel and
+    one member entered for a second initiative; ``deflatoren.csv`` and ``truth.csv`` as
+    :func:`write_sample` writes them. What was added is in ``register_style.json``."""
+    import json
+
+    from .io import StageOutputs
+
+    out_dir = Path(out_dir)
+    rng = np.random.default_rng([int(seed), 7])
+    firms = economy.firms.rename(columns=DE_FIRM_COLUMNS).copy()
+    miss = rng.random(len(firms)) < 0.01
+    firms["exporte"] = firms["exporte"].astype(float).where(~miss)
+    firms["wz2008"] = firms["wz2008"].astype(int)
+    labels = {int(c): f"WZ {int(c):02d}" for c in sorted(firms["wz2008"].unique())}
+    mem = economy.membership.copy()
+    month = rng.integers(1, 13, size=len(mem))
+    day = rng.integers(1, 29, size=len(mem))
+    join = pd.to_datetime({"year": mem["join_year"].astype(int), "month": month, "day": day})
+    leave = pd.to_datetime({"year": mem["leave_year"].fillna(2000).astype(int), "month": 12, "day": 31}).where(mem["leave_year"].notna())
+    reg = pd.DataFrame({"betrieb_id": mem["firm_id"], "netzwerk": mem["cluster_id"], "beitrittsdatum": join, "austrittsdatum": leave})
+    first = reg.iloc[0]
+    other = sorted(set(reg["netzwerk"]) - {first["netzwerk"]})[0]
+    second = pd.DataFrame({"betrieb_id": [first["betrieb_id"]], "netzwerk": [other],
+                           "beitrittsdatum": [first["beitrittsdatum"] + pd.DateOffset(years=2)], "austrittsdatum": [pd.NaT]})
+    absent = pd.DataFrame({"betrieb_id": ["X900001", "X900002", "X900003"], "netzwerk": [first["netzwerk"]] * 3,
+                           "beitrittsdatum": pd.to_datetime(["2014-03-01", "2015-06-15", "2016-09-30"]), "austrittsdatum": [pd.NaT] * 3})
+    reg = pd.concat([reg, second, absent], ignore_index=True)
+    added = {"exporte_missing": int(miss.sum()), "absent_from_panel": absent["betrieb_id"].tolist(),
+             "second_initiative": {"firm": str(first["betrieb_id"]), "initiative": str(other)}}
+    paths: dict[str, Path] = {}
+    with StageOutputs() as out:
+        paths["unternehmen.dta"] = out_dir / "unternehmen.dta"
+        out.write(paths["unternehmen.dta"], lambda p: firms.to_stata(p, write_index=False, value_labels={"wz2008": labels}, version=118))
+        paths["mitglieder.xlsx"] = out_dir / "mitglieder.xlsx"
+        out.write(paths["mitglieder.xlsx"], lambda p: _write_xlsx(p, reg, "Mitglieder"))
+        for name, df, fmt in (("deflatoren.csv", economy.deflators.rename(columns={"nace2": "wz2008", "year": "jahr"}), "%.4f"),
+                              ("truth.csv", economy.truth, "%.12g")):
+            paths[name] = out_dir / name
+            out.write(paths[name], lambda p, df=df, fmt=fmt: _write_csv(p, df, fmt))
+        paths["register_style.json"] = out_dir / "register_style.json"
+        out.text(paths["register_style.json"], json.dumps(added, indent=2, sort_keys=True) + "\n")
+    return paths
+
+
+def _write_xlsx(path: Path, df: pd.DataFrame, sheet: str) -> None:
+    with pd.ExcelWriter(path, engine="openpyxl") as xw:
+        df.to_excel(xw, sheet_name=sheet, index=False)
+
+
 # --------------------------------------------------------------------------------------------
 # CLI: cluster-impact simulate
 # --------------------------------------------------------------------------------------------
@@ -935,13 +999,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--other-share", type=float, default=0.0,
                    help="a second programme (other_programme.csv): share of non-members in it, members 3x as likely (default 0 = none)")
     p.add_argument("--other-effect", type=float, default=0.05, help="its effect on log value added (default 0.05)")
+    p.add_argument("--style", choices=("csv", "de-stata"), default="csv",
+                   help="csv: the embedded sample's files (default); de-stata: unternehmen.dta (German names, value labels, "
+                   "missing values) + mitglieder.xlsx (join/leave dates, oddities), as an evaluator's files arrive")
     a = p.parse_args(list(argv) if argv is not None else None)
     econ = simulate_economy(
         n_firms=a.firms, years=tuple(a.years), seed=a.seed, n_clusters=a.clusters, cohorts=a.cohorts,
         effect=a.effect, selection=a.selection, spillover=a.spillover, attrition=a.attrition,
         spillover_radius=a.spillover_radius, other_share=a.other_share, other_effect=a.other_effect,
     )  # fmt: skip
-    write_sample(a.out, econ)
+    if a.style == "de-stata":
+        write_register_style(a.out, econ, a.seed)
+    else:
+        write_sample(a.out, econ)
     c = econ.config
     print(
         f"simulate: {c['n_firms']} firms, {c['n_rows']} firm-years {c['years'][0]}-{c['years'][1]}, "

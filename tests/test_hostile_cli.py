@@ -26,6 +26,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from pipeline.cli import pinned_environment  # the environment the CLI re-executes into
 from tests._project import cli, copy_project, make_project, output_files
 
 ENV = dict(os.environ, CLUSTER_IMPACT_QUIET="1", MPLBACKEND="Agg", DVC_NO_ANALYTICS="1")
@@ -130,7 +131,7 @@ def test_read_only_reports_folder_as_non_root(estimated, tmp_path):
         pytest.skip("needs root to switch to an unprivileged user with setpriv")
     root = _copy_estimated(estimated, tmp_path)
     probe = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable, "-c", "import pipeline.cli"],
-                           cwd=Path(__file__).resolve().parents[1], env=dict(ENV, PYTHONHASHSEED="0"), capture_output=True, text=True)
+                           cwd=Path(__file__).resolve().parents[1], env=dict(ENV, **pinned_environment()), capture_output=True, text=True)
     if probe.returncode != 0:
         pytest.skip(f"user nobody cannot run this project's Python: {probe.stderr.strip()[-200:]}")
     for p in [tmp_path, *tmp_path.parents]:
@@ -143,7 +144,7 @@ def test_read_only_reports_folder_as_non_root(estimated, tmp_path):
     os.chmod(root / "reports", 0o555)
     res = subprocess.run(
         ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable, "-m", "pipeline", "report", "--params", "params.yaml"],
-        cwd=root, env=dict(ENV, PYTHONHASHSEED="0"), capture_output=True, text=True, timeout=600,
+        cwd=root, env=dict(ENV, **pinned_environment()), capture_output=True, text=True, timeout=600,
     )
     _handled(res, 6, [f"{root / 'reports'}", "Permission denied", "Fix: make the folder writable"])
     assert _all_files(root / "reports") == []
@@ -279,7 +280,7 @@ def test_provenance_records_the_bytes_ingest_read(estimated, tmp_path):
     assert prov["firms"]["changed_since_read"] is True and prov["firms"]["current_md5"] == now
     assert "changed_since_read" not in prov["membership"]
     assert prov["membership"]["md5"] == hashlib.md5((root / "data/raw/membership.csv").read_bytes()).hexdigest()
-    html = (root / "reports/report.html").read_text()
+    html = (root / "data/report/report.html").read_text()  # `report` renders; `publish` copies it to reports/
     assert f"{read} (as read; the file changed since, now {now}: rerun the pipeline)" in html
 
 
