@@ -73,10 +73,36 @@ def _sets_stats(ptr, cidx, n):
     return sizes, owner, K, KK
 
 
+def _knn_with_ties(C_from, C_to, k, tol, exclude=None):
+    """For each row of ``C_from``, the rows of ``C_to`` within ``tol`` of its k-th nearest
+    distance (``exclude[i]``: a row of ``C_to`` to leave out, e.g. the unit itself). One
+    vectorised k-d tree query; rows whose tie group may continue past the returned neighbours
+    are re-queried with a larger k."""
+    m = len(C_to)
+    tree = cKDTree(C_to)
+    out = [None] * len(C_from)
+    todo = np.arange(len(C_from))
+    kq = min(k + (1 if exclude is not None else 0) + 4, m)
+    while len(todo):
+        dist, idx = tree.query(C_from[todo], k=kq)
+        dist, idx = dist.reshape(len(todo), kq), idx.reshape(len(todo), kq)
+        if exclude is not None:
+            dist = np.where(idx == exclude[todo][:, None], np.inf, dist)
+        ds = np.sort(dist, axis=1)
+        kk = min(k, kq - (1 if exclude is not None else 0))
+        dk = ds[:, kk - 1]
+        done = (kq >= m) | (dist.max(axis=1, where=np.isfinite(dist), initial=-np.inf) > dk + tol)
+        for r in np.flatnonzero(done):
+            out[todo[r]] = idx[r][dist[r] <= dk[r] + tol]
+        todo = todo[~done]
+        kq = min(2 * kq, m)
+    return out
+
+
 def within_group_sigma2(y, coords, rows, J, tol):
     """AI (2006) heteroskedastic conditional variance at each of ``rows``: sample variance of the
     unit's outcome and those of its ``J`` nearest other units of ``rows`` (ties at the J-th
-    distance included)."""
+    distance included). Also returns the residual ``y - mean(neighbours)`` (its sign)."""
     rows = np.asarray(rows)
     C = np.asarray(coords, dtype=float)[rows]
     if C.ndim == 1:
@@ -84,23 +110,11 @@ def within_group_sigma2(y, coords, rows, J, tol):
     yy = y[rows]
     m = len(rows)
     out = np.full(m, np.nan)
-    if m < 2:
-        return out, np.zeros(m)
-    tree = cKDTree(C)
-    Jq = min(J, m - 1)
     resid = np.zeros(m)
-    for i in range(m):
-        k = min(Jq + 1 + 8, m)
-        while True:
-            dist, idx = tree.query(C[i], k=k)
-            dist, idx = np.atleast_1d(dist), np.atleast_1d(idx)
-            other = idx != i
-            d_o, i_o = dist[other], idx[other]
-            dJ = np.sort(d_o)[Jq - 1]
-            if k >= m or dist[-1] > dJ + tol:
-                break
-            k = min(2 * k, m)
-        nb = i_o[d_o <= dJ + tol]
+    if m < 2:
+        return out, resid
+    nbs = _knn_with_ties(C, C, min(J, m - 1), tol, exclude=np.arange(m))
+    for i, nb in enumerate(nbs):
         vals = np.concatenate([[yy[i]], yy[nb]])
         out[i] = vals.var(ddof=1)
         resid[i] = yy[i] - yy[nb].mean()
@@ -175,29 +189,14 @@ def ai_att(y, treat, ptr, cidx, coords, *, var_matches: int = 2, Z=None, tol: fl
 
 def _nearest_in_group(score, rows_from, rows_group, k, tol, include_self=False):
     """For each of ``rows_from``, the units of ``rows_group`` nearest on ``score`` (the k-th
-    distance's ties included). Returns a list of index arrays."""
+    distance's ties included; a unit itself is left out unless ``include_self``)."""
     g = np.asarray(rows_group)
-    o = np.argsort(score[g], kind="stable")
-    gs, gu = score[g][o], g[o]
-    out = []
-    for r in rows_from:
-        s = score[r]
-        p = np.searchsorted(gs, s)
-        lo, hi = max(0, p - k - 1), min(len(gs), p + k + 1)
-        while True:
-            d = np.abs(gs[lo:hi] - s)
-            if not include_self:
-                d = np.where(gu[lo:hi] == r, np.inf, d)
-            kk = min(k, int(np.isfinite(d).sum()))
-            if kk == 0:
-                out.append(np.zeros(0, dtype=np.int64))
-                break
-            dk = np.sort(d)[kk - 1]
-            if (lo == 0 or s - gs[lo] > dk + tol) and (hi == len(gs) or gs[hi - 1] - s > dk + tol):
-                out.append(gu[lo:hi][d <= dk + tol])
-                break
-            lo, hi = max(0, lo - 2 * k - 8), min(len(gs), hi + 2 * k + 8)
-    return out
+    rows_from = np.asarray(rows_from)
+    pos = {int(u): i for i, u in enumerate(g.tolist())}
+    excl = None if include_self else np.array([pos.get(int(r), -1) for r in rows_from])
+    nbs = _knn_with_ties(score[rows_from][:, None], score[g][:, None], min(k, len(g) - (0 if include_self else 1)), tol,
+                         exclude=excl)
+    return [g[nb] for nb in nbs]
 
 
 def _ps_adjustment(y, t, X, theta, score, tau, tau_i, has, t_rows, L, M, tol) -> float:

@@ -68,3 +68,30 @@ def balance_table(X: pd.DataFrame, treat, weights) -> pd.DataFrame:
                 "mean_control": m0,
             })
     return pd.DataFrame(rows, columns=["covariate", "sample", "smd", "var_ratio", "ks", "mean_treated", "mean_control"])
+
+
+OVERLAP_BINS = 20
+
+
+def overlap_table(score, treat, weights, discarded, bins: int = OVERLAP_BINS) -> pd.DataFrame:
+    """Propensity-score distributions of members (treated) and controls before and after
+    matching, on ``bins`` equal-width bins of [0, 1]: rows ``group (member|control), sample
+    (before|after|discarded), bin_low, bin_high, n_units, share``. ``before`` counts every unit
+    (unweighted), ``after`` the matched units with their matching weights (``share`` sums to 1
+    within group and sample), ``discarded`` the units the common-support rule removed."""
+    s = np.clip(np.asarray(score, dtype=float), 0, 1)
+    t = np.asarray(treat, dtype=bool)
+    w = np.asarray(weights, dtype=float)
+    disc = np.asarray(discarded, dtype=bool)
+    edges = np.linspace(0, 1, bins + 1)
+    b = np.clip(np.searchsorted(edges, s, side="right") - 1, 0, bins - 1)
+    rows = []
+    for g, gm in (("member", t), ("control", ~t)):
+        for sample, sel, ww in (("before", gm, np.ones(len(s))), ("after", gm & (w > 0), w), ("discarded", gm & disc, np.ones(len(s)))):
+            n_b = np.bincount(b[sel], minlength=bins)
+            m_b = np.bincount(b[sel], weights=ww[sel], minlength=bins)
+            tot = m_b.sum()
+            for k in range(bins):
+                rows.append({"group": g, "sample": sample, "bin_low": edges[k], "bin_high": edges[k + 1],
+                             "n_units": int(n_b[k]), "share": float(m_b[k] / tot) if tot > 0 else 0.0})
+    return pd.DataFrame(rows, columns=["group", "sample", "bin_low", "bin_high", "n_units", "share"])

@@ -67,6 +67,7 @@ class MatchResult:
     ties: dict[str, Any] = field(default_factory=dict)
     sets: tuple[np.ndarray, np.ndarray] | None = None   # CSR (ptr over treated, control rows)
     coords: np.ndarray | None = None                     # matching coordinates (score or Mahalanobis)
+    ps_model: tuple | None = None                        # (X with intercept, coefficients) of the score
 
     @property
     def matched(self) -> np.ndarray:
@@ -227,7 +228,7 @@ def matchit(data: pd.DataFrame, treat, covariates, method: str = "nearest", dist
 
     rng = np.random.default_rng(seed) if seed is not None else None
     if distance == "glm":
-        ps = propensity_score(data, t, covariates, link=link)
+        ps, ps_model = propensity_score(data, t, covariates, link=link, return_model=True)
         disc = _discard(ps, t, discard)
         support = {
             "treated_range": [float(ps[t].min()), float(ps[t].max())],
@@ -249,7 +250,7 @@ def matchit(data: pd.DataFrame, treat, covariates, method: str = "nearest", dist
             cal = float(caliper) * (float(np.std(ps[~disc], ddof=1)) if std_caliper else 1.0)
         order = m_order or "largest"
     else:
-        ps = None
+        ps, ps_model = None, None
         disc = np.zeros(n, dtype=bool)
         if discard != "none":
             raise ConfigError("matchit: discard needs a propensity score (distance='glm')")
@@ -375,7 +376,8 @@ def matchit(data: pd.DataFrame, treat, covariates, method: str = "nearest", dist
         "order": order if not replace else "irrelevant (with replacement)",
         "relabel_can_change": can,
     }
-    res = MatchResult("nearest", t, w, sub, ps, mm, disc, counts, support, cal, opts, tie_report, (ptr, cidx), coords)
+    res = MatchResult("nearest", t, w, sub, ps, mm, disc, counts, support, cal, opts, tie_report, (ptr, cidx), coords,
+                      ps_model if link == "logit" else None)
     return res
 
 
@@ -405,6 +407,25 @@ def _counts(t, w, disc) -> dict[str, int]:
         "unmatched_treated": int((t & (w == 0)).sum()),
         "unmatched_control": int((~t & (w == 0)).sum()),
     }
+
+
+def att_ai(m: MatchResult, y, var_matches: int = 2, bias_adjust: bool = False, ps_adjust: bool = True, Z=None,
+           sets=None):
+    """ATT with Abadie–Imbens standard errors (models.matching.abadie_imbens) for
+    nearest-neighbour matching with replacement. ``bias_adjust``: AI (2011) regression
+    correction on the matching covariates (or ``Z``); ``ps_adjust``: AI (2016) correction for
+    the estimated logit score (propensity-score matching only)."""
+    from .abadie_imbens import ai_att
+
+    if m.method != "nearest" or not m.options.get("replace"):
+        raise ConfigError("Abadie-Imbens standard errors need nearest-neighbour matching with replacement (replace=True)")
+    y = np.asarray(y, dtype=float)
+    ptr, cidx = m.sets if sets is None else sets
+    if Z is None and bias_adjust:
+        Z = m.ps_model[0][:, 1:] if m.ps_model is not None else m.coords
+    psl = m.ps_model if (ps_adjust and m.ps_model is not None) else None
+    return ai_att(y, m.treat, ptr, cidx, m.coords, var_matches=var_matches, Z=Z if bias_adjust else None,
+                  tol=m.ties.get("tolerance", 0.0), ps_logit=psl)
 
 
 def att(m: MatchResult, y, small_sample: bool = True) -> Effect:
