@@ -14,10 +14,21 @@ whose pre-trend enters (default ``log_labour_productivity``; the word ``outcome`
 outcome itself); absent columns are skipped and noted in meta. ``control_pool`` (``all``,
 ``eligible``, ``not_colocated``) narrows the controls with build_groups' base-year flags.
 
-Standard errors (``vcov: cluster by firm_id``, the default): matching without replacement
-clusters on the matched set (cohort x pair/subclass, MatchIt's recommendation); with replacement
-on the firm (a reused control is one cluster; the matching step is treated as fixed, no
-Abadie-Imbens correction). A never-member used as a control for several cohorts appears in
+Ties (``ties``, models.matching.ties): ``all`` (default) uses every control tied at the nearest
+distance with the weight split, so the answer does not depend on firm ids; ``first`` is MatchIt's
+rule (first control in firm-id order), and ``meta.ties`` says whether renumbering could change
+the estimate. ``meta.ties`` sums the cohorts' tie reports.
+
+Standard errors (``se: cluster``, the default, with ``vcov: cluster by firm_id``): matching without
+replacement clusters on the matched set (cohort x pair/subclass, MatchIt's recommendation); with
+replacement on the firm (a reused control is one cluster; the matching step is treated as fixed).
+``se: abadie_imbens`` (nearest with ``replace: true``): per cohort-year cell the Abadie–Imbens
+(2006) variance (``ai_var_matches`` same-group neighbours for sigma^2(x); ``bias_adjust``: the AI
+2011 regression correction of the estimate and the variance), with the AI (2016) adjustment for
+the estimated logit score; cells are stacked through per-unit contributions whose sum of squares
+is the cell's AI variance, summed by firm across cohorts and event times (so cross-cell
+covariances are approximated through the signs of the within-group residuals; the G/(G-1) factor
+of the stacking is kept). See models.matching.abadie_imbens. A never-member used as a control for several cohorts appears in
 several cohorts' matched sets; without replacement those are separate clusters (``cluster:
 firm`` clusters on the firm instead and accounts for that reuse). ``vcov: hetero`` treats every
 cohort-firm row as its own cluster. Other vcov kinds raise UnsupportedVcovError.
@@ -27,10 +38,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from models.errors import ConfigError
+from models.errors import ConfigError, DesignError
 from models.spec import EstimatorSpec
 
 from .effects import Effect
+from .propensity import propensity_score
 
 from .matchit import DISCARDS, DISTANCES, METHODS, TIES, att_ai, matchit
 from .nearest import M_ORDERS
@@ -187,8 +199,14 @@ def fit(data, spec: EstimatorSpec):
             support["caliper_score_units"] = m.caliper
         if m.ties:
             support["ties"] = dict(m.ties)
+        score = m.distance
+        if score is None:  # Mahalanobis / exact / CEM: a logit score for the overlap display only
+            try:
+                score = propensity_score(fr, fr["treat"].to_numpy().astype(bool), cf.covariates)
+            except DesignError:
+                score = None
         return CohortWeights(m.weights, cl, scope, support, m.counts, effect=effect, ties=dict(m.ties),
-                             score=m.distance, discarded=m.discarded)
+                             score=score, discarded=m.discarded)
 
     return run(data, spec, estimator="matching", weigh=weigh, covariates=covariates, trends=trends, exact=exact,
                vcov_label=label, notes=notes,
