@@ -115,26 +115,30 @@ def _weights_from_sets(ptr: np.ndarray, cidx: np.ndarray, t_units: np.ndarray, n
 def _contention(coords, t, eligible, strata, t_units, set_of, ratio, cal, tol) -> int:
     """Treated units (without replacement) whose matched set is farther than their unconstrained
     ``ratio`` nearest eligible controls in their stratum: an earlier unit took a control they
-    would have used, so the visiting order mattered."""
+    would have used, so the visiting order mattered. One k-d tree query per stratum."""
+    from scipy.spatial import cKDTree
+
     out = 0
-    for i, tu in enumerate(t_units.tolist()):
-        if not eligible[tu]:
+    cal = np.inf if cal is None else cal
+    pos = np.full(len(t), -1, dtype=np.int64)
+    pos[t_units] = np.arange(len(t_units))
+    for s in np.unique(strata[t_units]):
+        c = np.flatnonzero(~t & eligible & (strata == s))
+        tu = t_units[(strata[t_units] == s) & eligible[t_units]]
+        if len(c) == 0 or len(tu) == 0:
             continue
-        c = np.flatnonzero(~t & eligible & (strata == strata[tu]))
-        if len(c) == 0:
-            continue
-        d = np.sqrt(((coords[c] - coords[tu]) ** 2).sum(axis=1))
-        d = d[d <= (np.inf if cal is None else cal)]
-        if len(d) == 0:
-            continue
-        k = min(ratio, len(d))
-        dk = np.partition(d, k - 1)[k - 1]
-        got = set_of[i]
-        if len(got) < k:
-            out += 1
-            continue
-        dg = np.sqrt(((coords[got] - coords[tu]) ** 2).sum(axis=1)).max()
-        out += int(dg > dk + tol)
+        k = min(ratio, len(c))
+        dist, _ = cKDTree(coords[c]).query(coords[tu], k=k)
+        dk = np.asarray(dist).reshape(len(tu), k)[:, -1]
+        for u, d_k in zip(tu.tolist(), dk.tolist()):
+            if d_k > cal:
+                continue
+            got = set_of[pos[u]]
+            if len(got) < k:
+                out += 1
+                continue
+            dg = np.sqrt(((coords[got] - coords[u]) ** 2).sum(axis=1)).max()
+            out += int(dg > d_k + tol)
     return out
 
 
