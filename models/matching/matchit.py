@@ -80,21 +80,6 @@ class MatchResult:
         return self.subclass
 
 
-def _weights_from_mm(mm: np.ndarray, t_units: np.ndarray, n: int) -> np.ndarray:
-    w = np.zeros(n)
-    nm = (mm >= 0).sum(axis=1)
-    has = nm > 0
-    w[t_units[has]] = 1.0
-    rows, cols = np.nonzero(mm >= 0)
-    np.add.at(w, mm[rows, cols], 1.0 / nm[rows])
-    ctrl = np.ones(n, dtype=bool)
-    ctrl[t_units] = False
-    wc = w[ctrl]
-    if wc.sum() > 0:
-        w[ctrl] = wc * (wc > 0).sum() / wc.sum()
-    return w
-
-
 def _weights_from_sets(ptr: np.ndarray, cidx: np.ndarray, t_units: np.ndarray, n: int) -> np.ndarray:
     """MatchIt weights from matched sets: treated 1 if matched; control ``sum 1/|S(i)|`` over the
     treated whose set holds it, rescaled so that matched controls' weights sum to their number."""
@@ -227,8 +212,10 @@ def matchit(data: pd.DataFrame, treat, covariates, method: str = "nearest", dist
             raise DesignError(f"{exc}{_first_treated(ids, t, t)}") from exc
         counts = _counts(t, w, np.zeros(n, dtype=bool))
         counts["treated_unmatched_no_stratum"] = int((t & (w == 0)).sum())
+        tie_report = {"ties": ties, "treated_with_tied_controls": 0, "treated_tied_in_order": 0,
+                      "relabel_can_change": False, "note": f"{method}: subclass weights, no nearest-neighbour choice"}
         return MatchResult(method, t, w, sub, None, None, np.zeros(n, dtype=bool), counts,
-                           {"strata": int(sub.max()) + 1}, None, opts)
+                           {"strata": int(sub.max()) + 1}, None, opts, tie_report)
 
     rng = np.random.default_rng(seed) if seed is not None else None
     if distance == "glm":

@@ -24,9 +24,13 @@ treated at once with vectorised two-pointer steps.
 
 Mahalanobis distance (``nn_mahalanobis``): MatchIt's transform (pooled within-group covariance of
 the standardised covariates, generalised inverse if singular; factors expanded to one column per
-level), then for each treated unit in data order the nearest available control, ties to the
-lowest row; we search a :class:`scipy.spatial.cKDTree` (growing k until an available control is
-found) instead of scanning every control.
+level; distinct rows transformed once, so identical rows get bit-identical coordinates), then for
+each treated unit in data order the nearest available control, the first minimum in data order
+(``which_min``); with replacement the first ``ratio`` positions of libstdc++'s ``partial_sort``
+(:func:`_partial_sort_first`), which is how MatchIt's ``nn_matchC`` breaks ties. Without
+replacement we search a :class:`scipy.spatial.cKDTree` (growing k until every possible minimum is
+in hand) instead of scanning every control. This is ``ties = "first"``; ``ties = "all"`` is in
+models.matching.ties.
 
 Output: a match matrix ``mm`` of shape ``(n_treated, ratio)`` holding row indices of controls,
 ``-1`` where no match was found.
