@@ -122,7 +122,7 @@ def within_group_sigma2(y, coords, rows, J, tol):
 
 
 def ai_att(y, treat, ptr, cidx, coords, *, var_matches: int = 2, Z=None, tol: float = 0.0,
-           ps_logit=None) -> AIResult:
+           ps_logit=None, observed=None) -> AIResult:
     """Abadie–Imbens ATT and SE from matched sets (see the module docstring).
 
     ``ptr``/``cidx``: CSR sets over the treated rows (in row order) holding control row indices;
@@ -130,10 +130,13 @@ def ai_att(y, treat, ptr, cidx, coords, *, var_matches: int = 2, Z=None, tol: fl
     within-group variance; ``Z``: covariates for the AI (2011) bias correction (None = none);
     ``ps_logit``: ``(X, theta)`` of the fitted logit propensity score (with intercept column) to
     apply the AI (2016) adjustment, with matching on the score ``coords``.
-    Treated units without a match are dropped (they are not in the ATT)."""
+    Treated units without a match are dropped (they are not in the ATT). ``observed`` (bool per
+    row): units whose outcome is missing are left out of the within-group variances and the score
+    adjustment (the sets must already exclude them)."""
     y = np.asarray(y, dtype=float)
     t = np.asarray(treat, dtype=bool)
     n = len(y)
+    obs = np.ones(n, dtype=bool) if observed is None else np.asarray(observed, dtype=bool)
     t_rows = np.flatnonzero(t)
     sizes, owner, K, KK = _sets_stats(ptr, cidx, n)
     has = sizes > 0
@@ -162,7 +165,7 @@ def ai_att(y, treat, ptr, cidx, coords, *, var_matches: int = 2, Z=None, tol: fl
     sigma2 = np.full(n, np.nan)
     resid = np.zeros(n)
     if var_matches > 0:
-        crow = np.flatnonzero(~t)
+        crow = np.flatnonzero(~t & obs)
         s2, r = within_group_sigma2(y, coords, crow, var_matches, tol)
         sigma2[crow] = s2
         resid[crow] = r
@@ -180,8 +183,10 @@ def ai_att(y, treat, ptr, cidx, coords, *, var_matches: int = 2, Z=None, tol: fl
     ps_adj = None
     if ps_logit is not None:
         X, theta = ps_logit
-        ps_adj = _ps_adjustment(y, t, np.asarray(X, float), np.asarray(theta, float), np.asarray(coords, float).ravel(),
-                                tau, tau_i, has, t_rows, max(var_matches, 2), int(max(1, np.max(sizes))), tol)
+        o = np.flatnonzero(obs)
+        ps_adj = _ps_adjustment(y[o], t[o], np.asarray(X, float)[o], np.asarray(theta, float),
+                                np.asarray(coords, float).ravel()[o], tau, max(var_matches, 2),
+                                int(max(1, np.max(sizes))), tol)
         V = V + ps_adj
     se = float(np.sqrt(V)) if V >= 0 else np.nan
     return AIResult(tau, se, V, N1, int(len(ctrl_used)), u, tau_i[has], K, sigma2, ps_adj)
@@ -199,9 +204,11 @@ def _nearest_in_group(score, rows_from, rows_group, k, tol, include_self=False):
     return [g[nb] for nb in nbs]
 
 
-def _ps_adjustment(y, t, X, theta, score, tau, tau_i, has, t_rows, L, M, tol) -> float:
-    """AI (2016) adjustment term ``(g' I^-1 g - c' I^-1 c) / N`` for the ATET with a logit score."""
+def _ps_adjustment(y, t, X, theta, score, tau, L, M, tol) -> float:
+    """AI (2016) adjustment term ``(g' I^-1 g - c' I^-1 c) / N`` for the ATET with a logit score
+    (``theta`` fitted on all units; the expectations over the units given here)."""
     n = len(y)
+    t_rows = np.flatnonzero(t)
     eta = X @ theta
     F = 1.0 / (1.0 + np.exp(-eta))
     f = F * (1.0 - F)

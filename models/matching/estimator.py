@@ -133,7 +133,7 @@ def _ai_effect(m, o):
         sizes = np.bincount(owner[keep], minlength=len(t_rows))
         p2 = np.concatenate([[0], np.cumsum(sizes)])
         r = att_ai(m, np.where(ok, yy, 0.0), var_matches=o["ai_var_matches"], bias_adjust=o["bias_adjust"],
-                   ps_adjust=True, sets=(p2, cidx[keep]))
+                   ps_adjust=True, sets=(p2, cidx[keep]), observed=ok)
         used = (m.weights > 0) & ok
         u = r.contributions
         if r.ps_adjustment is not None and r.variance > 0:

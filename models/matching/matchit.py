@@ -401,7 +401,7 @@ def _counts(t, w, disc) -> dict[str, int]:
 
 
 def att_ai(m: MatchResult, y, var_matches: int = 2, bias_adjust: bool = False, ps_adjust: bool = True, Z=None,
-           sets=None):
+           sets=None, observed=None):
     """ATT with Abadie–Imbens standard errors (models.matching.abadie_imbens) for
     nearest-neighbour matching with replacement. ``bias_adjust``: AI (2011) regression
     correction on the matching covariates (or ``Z``); ``ps_adjust``: AI (2016) correction for
@@ -416,7 +416,7 @@ def att_ai(m: MatchResult, y, var_matches: int = 2, bias_adjust: bool = False, p
         Z = m.ps_model[0][:, 1:] if m.ps_model is not None else m.coords
     psl = m.ps_model if (ps_adjust and m.ps_model is not None) else None
     return ai_att(y, m.treat, ptr, cidx, m.coords, var_matches=var_matches, Z=Z if bias_adjust else None,
-                  tol=m.ties.get("tolerance", 0.0), ps_logit=psl)
+                  tol=m.ties.get("tolerance", 0.0), ps_logit=psl, observed=observed)
 
 
 def att(m: MatchResult, y, small_sample: bool = True) -> Effect:
