@@ -333,6 +333,8 @@ def validate(raw: dict[str, Any], problems: list[str]) -> dict[str, Any]:
             continue
         for k in set(given) - set(opts):
             problems.append(f"estimate.{key}.{k}: unknown option (allowed: {', '.join(sorted(opts)) or 'none'})")
+        if hasattr(mod, "validate_options") and not set(given) - set(opts):
+            problems.extend(mod.validate_options(given))
     rep = merged["report"]
     from .disclosure import resolve_profile
 

@@ -146,7 +146,7 @@ def test_result_contract(matched):
     assert m["covariates"] == ["log_employment"] and m["trends"] == ["trend_log_labour_productivity"]
     assert m["dropped"]["cohort_rows_missing_pre_trend"] == 0
     bal = matched.tables["balance"]
-    assert list(bal.columns) == ["covariate", "sample", "smd", "var_ratio", "ks", "mean_treated", "mean_control"]
+    assert list(bal.columns) == ["covariate", "sample", "smd", "var_ratio", "ks", "mean_treated", "mean_control", "diff", "ecdf_mean"]
     after = bal[bal["sample"] == "after"].set_index("covariate")
     before = bal[bal["sample"] == "before"].set_index("covariate")
     # matching removes most of the imbalance on size and the pre-trend

@@ -11,8 +11,8 @@ within clusters: ``V = c * sum_g (sum_{i in g} psi_i)^2``. With ``small_sample=T
 n = units with positive weight); with every unit its own cluster that is HC1. MatchIt recommends
 clustering on the matched set (``subclass``) after matching without replacement; we do that.
 After matching with replacement we cluster by unit (a reused control is one cluster), which
-treats the weights as fixed (it ignores the matching step: Abadie-Imbens 2006 SEs are not
-implemented). Weighting estimators use the same robust (unit-clustered) sandwich, again
+treats the weights as fixed (it ignores the matching step; Abadie-Imbens 2006 SEs, which do
+not, are in models.matching.abadie_imbens). Weighting estimators use the same robust (unit-clustered) sandwich, again
 conditional on the estimated weights (conservative for IPW with an estimated score, Hirano et
 al. 2003; not an M-estimation correction).
 """

@@ -14,10 +14,21 @@ whose pre-trend enters (default ``log_labour_productivity``; the word ``outcome`
 outcome itself); absent columns are skipped and noted in meta. ``control_pool`` (``all``,
 ``eligible``, ``not_colocated``) narrows the controls with build_groups' base-year flags.
 
-Standard errors (``vcov: cluster by firm_id``, the default): matching without replacement
-clusters on the matched set (cohort x pair/subclass, MatchIt's recommendation); with replacement
-on the firm (a reused control is one cluster; the matching step is treated as fixed, no
-Abadie-Imbens correction). A never-member used as a control for several cohorts appears in
+Ties (``ties``, models.matching.ties): ``all`` (default) uses every control tied at the nearest
+distance with the weight split, so the answer does not depend on firm ids; ``first`` is MatchIt's
+rule (first control in firm-id order), and ``meta.ties`` says whether renumbering could change
+the estimate. ``meta.ties`` sums the cohorts' tie reports.
+
+Standard errors (``se: cluster``, the default, with ``vcov: cluster by firm_id``): matching without
+replacement clusters on the matched set (cohort x pair/subclass, MatchIt's recommendation); with
+replacement on the firm (a reused control is one cluster; the matching step is treated as fixed).
+``se: abadie_imbens`` (nearest with ``replace: true``): per cohort-year cell the Abadie–Imbens
+(2006) variance (``ai_var_matches`` same-group neighbours for sigma^2(x); ``bias_adjust``: the AI
+2011 regression correction of the estimate and the variance), with the AI (2016) adjustment for
+the estimated logit score; cells are stacked through per-unit contributions whose sum of squares
+is the cell's AI variance, summed by firm across cohorts and event times (so cross-cell
+covariances are approximated through the signs of the within-group residuals; the G/(G-1) factor
+of the stacking is kept). See models.matching.abadie_imbens. A never-member used as a control for several cohorts appears in
 several cohorts' matched sets; without replacement those are separate clusters (``cluster:
 firm`` clusters on the firm instead and accounts for that reuse). ``vcov: hetero`` treats every
 cohort-firm row as its own cluster. Other vcov kinds raise UnsupportedVcovError.
@@ -27,10 +38,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from models.errors import ConfigError
+from models.errors import ConfigError, DesignError
 from models.spec import EstimatorSpec
 
-from .matchit import DISCARDS, DISTANCES, METHODS, matchit
+from .effects import Effect
+from .propensity import propensity_score
+
+from .matchit import DISCARDS, DISTANCES, METHODS, TIES, att_ai, matchit
 from .nearest import M_ORDERS
 from .staggered import CohortWeights, resolve_covariates, run
 
@@ -54,6 +68,10 @@ OPTIONS: dict = {
     "leads": 2,
     "control_pool": "all",          # all | eligible | not_colocated (spillover-free never-members)
     "cluster": "matched_set",       # matched_set | firm (without replacement)
+    "ties": "all",                  # all (tied controls share the weight; label-invariant) | first (MatchIt's rule)
+    "se": "cluster",                # cluster | abadie_imbens (nearest with replacement)
+    "bias_adjust": False,           # abadie_imbens: AI (2011) regression bias correction on the matching covariates
+    "ai_var_matches": 2,            # abadie_imbens: J same-group neighbours for sigma^2(x) (Stata vce(robust, nn(2)))
 }
 
 
@@ -83,7 +101,52 @@ def _validate(o: dict) -> list[str]:
         p.append(f"estimate.matching.control_pool: {o['control_pool']!r}; allowed: all, eligible, not_colocated")
     if o["cluster"] not in ("matched_set", "firm"):
         p.append(f"estimate.matching.cluster: {o['cluster']!r}; allowed: matched_set, firm")
+    if o["ties"] not in TIES:
+        p.append(f"estimate.matching.ties: {o['ties']!r}; allowed: {', '.join(TIES)}")
+    elif o["ties"] == "all" and not o["replace"] and o["m_order"] in ("data", "random"):
+        p.append(f"estimate.matching.ties: all without replacement needs an order that does not depend on firm ids; "
+                 f"m_order {o['m_order']!r} does (set m_order: null/largest/smallest, replace: true, or ties: first)")
+    if o["se"] not in ("cluster", "abadie_imbens"):
+        p.append(f"estimate.matching.se: {o['se']!r}; allowed: cluster, abadie_imbens")
+    elif o["se"] == "abadie_imbens" and not (o["method"] == "nearest" and o["replace"] is True):
+        p.append("estimate.matching.se: abadie_imbens needs method: nearest with replace: true (Abadie-Imbens 2006 "
+                 "is the variance of matching with replacement); use se: cluster otherwise")
+    if not isinstance(o["bias_adjust"], bool):
+        p.append(f"estimate.matching.bias_adjust: {o['bias_adjust']!r}; give true or false")
+    if not (isinstance(o["ai_var_matches"], int) and not isinstance(o["ai_var_matches"], bool) and o["ai_var_matches"] >= 0):
+        p.append(f"estimate.matching.ai_var_matches: {o['ai_var_matches']!r}; give an integer >= 0 (0 = homoskedastic)")
     return p
+
+
+def _ai_effect(m, o):
+    """Cell effect with Abadie-Imbens contributions (models.matching.abadie_imbens): units with a
+    missing outcome that year leave the matched sets (a treated unit without any remaining match
+    leaves the cell). The AI (2016) score adjustment rescales the contributions so that their
+    sum of squares is the adjusted variance of the cell."""
+    ptr, cidx = m.sets
+    t_rows = np.flatnonzero(m.treat)
+
+    def effect(yy):
+        ok = np.isfinite(yy)
+        owner = np.repeat(np.arange(len(t_rows)), np.diff(ptr))
+        keep = ok[cidx] & ok[t_rows[owner]]
+        sizes = np.bincount(owner[keep], minlength=len(t_rows))
+        p2 = np.concatenate([[0], np.cumsum(sizes)])
+        r = att_ai(m, np.where(ok, yy, 0.0), var_matches=o["ai_var_matches"], bias_adjust=o["bias_adjust"],
+                   ps_adjust=True, sets=(p2, cidx[keep]), observed=ok)
+        used = (m.weights > 0) & ok
+        u = r.contributions
+        if r.ps_adjustment is not None and r.variance > 0:
+            base = r.variance - r.ps_adjustment
+            u = u * np.sqrt(r.variance / base) if base > 0 else u
+        return Effect(r.estimate, r.std_error, int(used.sum()), r.n_treated, int(used.sum()), np.arange(int(used.sum())), u[used])
+
+    return effect
+
+
+def validate_options(opts: dict) -> list[str]:
+    """Problems with ``estimate.matching`` options (called by pipeline.config at load)."""
+    return _validate({**OPTIONS, **(opts or {})})
 
 
 def fit(data, spec: EstimatorSpec):
@@ -108,14 +171,23 @@ def fit(data, spec: EstimatorSpec):
         label = "cluster(subclass)"
     else:
         label = f"cluster({spec.idname})"
+    if o["se"] == "abadie_imbens":
+        label = (f"abadie_imbens (AI 2006, J={o['ai_var_matches']}"
+                 + (", AI 2011 bias correction" if o["bias_adjust"] else "")
+                 + (", AI 2016 estimated-score adjustment" if o["distance"] == "glm" and o["link"] == "logit" else "")
+                 + f"; stacked by {spec.idname})")
 
     def weigh(cf):
         fr = cf.frame
         m = matchit(fr, "treat", cf.covariates, method=o["method"], distance=o["distance"], link=o["link"],
                     ratio=o["ratio"], replace=o["replace"], caliper=o["caliper"], std_caliper=o["std_caliper"],
                     exact=cf.exact, m_order=o["m_order"], discard=o["discard"], cutpoints=o["cutpoints"],
-                    seed=int(spec.seed) + int(cf.cohort), ids=fr[spec.idname].to_numpy())
-        if spec.vcov.kind == "hetero":
+                    seed=int(spec.seed) + int(cf.cohort), ids=fr[spec.idname].to_numpy(), ties=o["ties"])
+        effect = None
+        if o["se"] == "abadie_imbens":
+            cl, scope = fr[spec.idname].to_numpy(), "firm"
+            effect = _ai_effect(m, o)
+        elif spec.vcov.kind == "hetero":
             cl, scope = np.arange(len(fr)), "cohort"
         elif label in ("cluster(matched_set)", "cluster(subclass)"):
             cl, scope = m.subclass, "cohort"
@@ -125,7 +197,16 @@ def fit(data, spec: EstimatorSpec):
         support.update({k: v for k, v in m.counts.items()})
         if m.caliper is not None:
             support["caliper_score_units"] = m.caliper
-        return CohortWeights(m.weights, cl, scope, support, m.counts)
+        if m.ties:
+            support["ties"] = dict(m.ties)
+        score = m.distance
+        if score is None:  # Mahalanobis / exact / CEM: a logit score for the overlap display only
+            try:
+                score = propensity_score(fr, fr["treat"].to_numpy().astype(bool), cf.covariates)
+            except DesignError:
+                score = None
+        return CohortWeights(m.weights, cl, scope, support, m.counts, effect=effect, ties=dict(m.ties),
+                             score=score, discarded=m.discarded)
 
     return run(data, spec, estimator="matching", weigh=weigh, covariates=covariates, trends=trends, exact=exact,
                vcov_label=label, notes=notes,

@@ -24,9 +24,13 @@ treated at once with vectorised two-pointer steps.
 
 Mahalanobis distance (``nn_mahalanobis``): MatchIt's transform (pooled within-group covariance of
 the standardised covariates, generalised inverse if singular; factors expanded to one column per
-level), then for each treated unit in data order the nearest available control, ties to the
-lowest row; we search a :class:`scipy.spatial.cKDTree` (growing k until an available control is
-found) instead of scanning every control.
+level; distinct rows transformed once, so identical rows get bit-identical coordinates), then for
+each treated unit in data order the nearest available control, the first minimum in data order
+(``which_min``); with replacement the first ``ratio`` positions of libstdc++'s ``partial_sort``
+(:func:`_partial_sort_first`), which is how MatchIt's ``nn_matchC`` breaks ties. Without
+replacement we search a :class:`scipy.spatial.cKDTree` (growing k until every possible minimum is
+in hand) instead of scanning every control. This is ``ties = "first"``; ``ties = "all"`` is in
+models.matching.ties.
 
 Output: a match matrix ``mm`` of shape ``(n_treated, ratio)`` holding row indices of controls,
 ``-1`` where no match was found.
@@ -67,12 +71,15 @@ def _find_left(parent: list, j: int) -> int:
 
 
 def nn_score_without_replacement(score: np.ndarray, treat: np.ndarray, eligible: np.ndarray, ratio: int,
-                                 order_t: np.ndarray, caliper: float | None) -> np.ndarray:
+                                 order_t: np.ndarray, caliper: float | None, tol: float = 0.0,
+                                 tied_out: np.ndarray | None = None) -> np.ndarray:
     """Greedy 1:k matching without replacement on a scalar score within one stratum.
 
     ``score``, ``treat`` (bool), ``eligible`` (bool, not discarded) cover the stratum's units;
     ``order_t`` gives the visiting order as positions among this stratum's treated units.
-    Returns ``mm`` (n1_stratum x ratio) of positions within the stratum, -1 = unmatched."""
+    Returns ``mm`` (n1_stratum x ratio) of positions within the stratum, -1 = unmatched.
+    ``tied_out`` (bool, n1_stratum), if given, is set for treated units that had another available
+    control within ``tol`` of the one taken (the tie was broken by MatchIt's rule)."""
     n = len(score)
     srt = np.argsort(score, kind="stable")
     is_cand = (~treat[srt]) & eligible[srt]
@@ -120,6 +127,20 @@ def nn_score_without_replacement(score: np.ndarray, treat: np.ndarray, eligible:
             if dl == np.inf and dr == np.inf:
                 continue
             k = jl if dl <= dr else jr
+            if tied_out is not None and not tied_out[ti]:
+                if k == jl:
+                    alt = dr <= dl + tol
+                    if not alt:
+                        j2 = _find_left(left, jl) - 1
+                        alt = j2 >= 0 and st - cand_score[j2] <= min(dl + tol, cal)
+                else:
+                    alt = dl <= dr + tol
+                    if not alt and jr + 1 < m:
+                        root2 = jr + 1
+                        while right[root2] != root2:
+                            root2 = right[root2]
+                        alt = root2 < m and cand_score[root2] - st <= min(dr + tol, cal)
+                tied_out[ti] = alt
             mm[ti, r] = cand_units[k]
             left[k + 1] = k                         # remove candidate k from both forests
             right[k] = k + 1
@@ -196,50 +217,107 @@ def mahalanobis_transform(X: np.ndarray, treat: np.ndarray, eligible: np.ndarray
     vals, vecs = np.linalg.eigh((inv + inv.T) / 2)
     vals = np.clip(vals, 0, None)
     root = vecs * np.sqrt(vals)                     # inv = root @ root.T
-    return Z @ root
+    # transform the distinct rows once: identical covariate rows then get bit-identical
+    # coordinates (a BLAS product can round rows differently by position), so exact ties stay
+    # exact ties whatever the row order or BLAS threading
+    U, inv_idx = np.unique(Z, axis=0, return_inverse=True)
+    Yu = np.column_stack([U @ root[:, j] for j in range(root.shape[1])])
+    return Yu[np.asarray(inv_idx).reshape(-1)]
 
 
-TIE_DECIMALS = 10  # distances equal after rounding to 1e-10 are ties (go to the lowest row)
+def _partial_sort_first(md: np.ndarray, k: int) -> np.ndarray:
+    """Positions of the first ``k`` entries after libstdc++'s ``std::partial_sort(first, first + k,
+    last, comp)`` with ``comp(a, b) = md[a] < md[b]`` over positions ``0..len-1`` -- what MatchIt's
+    ``nn_matchC`` does with replacement to pick a treated unit's ``ratio`` nearest controls. It is
+    not a stable sort: among distances tied at the k-th place, which positions survive depends on
+    the heap (``__heap_select``: ``make_heap`` on the first k, then every later element strictly
+    smaller than the heap top replaces it via ``__pop_heap``; then ``__sort_heap``). We follow the
+    algorithm step for step (GCC's bits/stl_heap.h / stl_algo.h), visiting only later elements
+    smaller than the initial maximum (no other element can enter the heap)."""
+    n = len(md)
+    if k >= n:
+        return np.arange(n)
+    h = list(range(k))
+    v = md.tolist()
 
+    def adjust(hole, length, value):
+        top = hole
+        child = hole
+        while child < (length - 1) // 2:
+            child = 2 * (child + 1)
+            if v[h[child]] < v[h[child - 1]]:
+                child -= 1
+            h[hole] = h[child]
+            hole = child
+        if (length & 1) == 0 and child == (length - 2) // 2:
+            child = 2 * (child + 1)
+            h[hole] = h[child - 1]
+            hole = child - 1
+        parent = (hole - 1) // 2
+        while hole > top and v[h[parent]] < v[value]:
+            h[hole] = h[parent]
+            hole = parent
+            parent = (hole - 1) // 2
+        h[hole] = value
 
-def _tie_key(dist: np.ndarray) -> np.ndarray:
-    return np.round(dist, TIE_DECIMALS)
+    if k >= 2:  # make_heap
+        parent = (k - 2) // 2
+        while True:
+            adjust(parent, k, h[parent])
+            if parent == 0:
+                break
+            parent -= 1
+    first_max = max(v[:k])
+    for i in (np.flatnonzero(md[k:] < first_max) + k).tolist():
+        if v[i] < v[h[0]]:
+            adjust(0, k, i)       # __pop_heap(first, middle, i): *i = old top, then sift value i
+    last = k                     # __sort_heap
+    while last > 1:
+        last -= 1
+        value = h[last]
+        h[last] = h[0]
+        adjust(0, last, value)
+    return np.array(h, dtype=np.int64)
 
 
 def nn_mahalanobis(Y: np.ndarray, treat: np.ndarray, eligible: np.ndarray, ratio: int, replace: bool,
-                   order_t: np.ndarray) -> np.ndarray:
-    """Nearest neighbours on transformed covariates ``Y`` (see :func:`mahalanobis_transform`).
-
-    Ties: MatchIt takes the first control in data order among equal distances (``which_min``).
-    Mathematically equal distances (e.g. a treated unit halfway between two controls) can come
-    out one ulp apart in floating point, differently in R and here, so we call distances equal
-    when they agree to 1e-10 and then take the lowest row."""
+                   order_t: np.ndarray, tol: float = 0.0, tied_out: np.ndarray | None = None) -> np.ndarray:
+    """Nearest neighbours on transformed covariates ``Y`` (see :func:`mahalanobis_transform`),
+    MatchIt's ``nn_matchC`` rule exactly (``ties = "first"``): distances
+    ``sqrt(sum((y_t - y_c)^2))`` to the eligible controls in data order; without replacement the
+    first minimum (``which_min``: ties to the lowest row, exact comparison), with replacement the
+    ``ratio`` first positions of libstdc++'s ``std::partial_sort`` (:func:`_partial_sort_first`).
+    We search a k-d tree for the candidates (growing ``k`` until every control that could be
+    the minimum is in hand) and compute the distances of those exactly as MatchIt does.
+    ``tied_out`` flags treated units with another available control within ``tol`` of the
+    boundary distance (more tied controls than places)."""
     t_units = np.flatnonzero(treat)
     c_units = np.flatnonzero((~treat) & eligible)
     n1, m = len(t_units), len(c_units)
     mm = np.full((n1, ratio), -1, dtype=np.int64)
     if m == 0 or n1 == 0:
         return mm
-    tree = cKDTree(Y[c_units])
+    Yc = Y[c_units]
     ok_t = eligible[t_units]
+
+    def dist_to(y, idx=None):
+        D = (Yc if idx is None else Yc[idx]) - y
+        return np.sqrt(np.sum(D * D, axis=1))
+
     if replace:
         k = min(ratio, m)
-        todo = np.flatnonzero(ok_t)
-        kk = min(k + 8, m)
-        while len(todo):
-            dist, idx = tree.query(Y[t_units[todo]], k=kk)
-            dist, idx = dist.reshape(len(todo), kk), idx.reshape(len(todo), kk)
-            key = _tie_key(dist)
-            o = np.lexsort((idx, key), axis=1)
-            key_s = np.take_along_axis(key, o, axis=1)
-            idx_s = np.take_along_axis(idx, o, axis=1)
-            # a tie group that reaches the k-th returned neighbour may continue beyond it
-            unsure = (key_s[:, k - 1] >= key_s[:, -1]) & (kk < m)
-            done = ~unsure
-            mm[todo[done], :k] = c_units[idx_s[done, :k]]
-            todo = todo[unsure]
-            kk = min(2 * kk, m)
+        for ti in np.flatnonzero(ok_t).tolist():
+            if m <= ratio:
+                mm[ti, :m] = c_units
+                continue
+            md = dist_to(Y[t_units[ti]])
+            pos = _partial_sort_first(md, k)
+            mm[ti, :k] = c_units[pos]
+            if tied_out is not None:
+                dk = md[pos].max()
+                tied_out[ti] = int((md <= dk + tol).sum()) > k
         return mm
+    tree = cKDTree(Yc)
     used = np.zeros(m, dtype=bool)
     remaining = m
     for r in range(ratio):
@@ -251,16 +329,21 @@ def nn_mahalanobis(Y: np.ndarray, treat: np.ndarray, eligible: np.ndarray, ratio
             j = -1
             while True:
                 dist, idx = tree.query(y, k=k)
-                dist, idx = np.atleast_1d(dist), np.atleast_1d(idx)
+                idx = np.atleast_1d(idx)
+                dist = np.atleast_1d(dist)
                 avail = ~used[idx]
                 if avail.any():
-                    key = _tie_key(dist)
-                    best = key[avail].min()
-                    # the tie group of the best available distance may extend beyond the k returned
-                    if k < m and key[-1] <= best:
+                    best = dist[avail].min()
+                    # every control that could tie with (or, computed exactly, beat) the best
+                    if k < m and dist[-1] <= best + 4 * tol + 1e-12 * max(best, 1.0):
                         k = min(2 * k, m)
                         continue
-                    j = int(idx[avail & (key == best)].min())
+                    cand = idx[avail & (dist <= best + 4 * tol + 1e-12 * max(best, 1.0))]
+                    cand.sort()                        # data order, as MatchIt's c_eligible
+                    dd = dist_to(y, cand)
+                    j = int(cand[int(np.argmin(dd))])  # first minimum
+                    if tied_out is not None:
+                        tied_out[ti] = tied_out[ti] or int((dd <= dd.min() + tol).sum()) > 1
                     break
                 if k >= m:
                     break

@@ -145,9 +145,11 @@ def fit_binary_glm(X: np.ndarray, d: np.ndarray, link: str = "logit", tol: float
     return beta, p
 
 
-def propensity_score(data: pd.DataFrame, treat: np.ndarray, covariates, link: str = "logit") -> np.ndarray:
-    """Separation checks, then the logit/probit score ``P(D=1|X)``."""
+def propensity_score(data: pd.DataFrame, treat: np.ndarray, covariates, link: str = "logit",
+                     return_model: bool = False):
+    """Separation checks, then the logit/probit score ``P(D=1|X)``; with ``return_model`` also
+    ``(X, beta)`` (design matrix with intercept, coefficients)."""
     check_separation(data, treat, covariates)
     X, names, source = design_matrix(data, covariates)
-    _, p = fit_binary_glm(X, np.asarray(treat, dtype=float), link=link, names=names, source=source)
-    return p
+    beta, p = fit_binary_glm(X, np.asarray(treat, dtype=float), link=link, names=names, source=source)
+    return (p, (X, beta)) if return_model else p

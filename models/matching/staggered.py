@@ -31,7 +31,7 @@ from models.errors import DesignError
 from models.result import EstimationResult, normal_inference, tidy_frame
 from models.spec import EstimatorSpec
 
-from .balance import balance_table
+from .balance import balance_table, overlap_table
 from .effects import weighted_att
 from .stacking import CONTROL_POOLS, CohortFrame, cohort_frames
 
@@ -43,6 +43,10 @@ class CohortWeights:
     scope: str = "firm"              # "firm": one cluster per firm across cohorts; "cohort": labels local to the cohort
     support: dict = field(default_factory=dict)
     counts: dict = field(default_factory=dict)
+    effect: Callable | None = None   # cell effect (y -> Effect with psi over used units); None = weighted_att
+    ties: dict = field(default_factory=dict)
+    score: np.ndarray | None = None  # propensity score (overlap figure)
+    discarded: np.ndarray | None = None
 
 
 def resolve_covariates(data: pd.DataFrame, spec: EstimatorSpec, opts: dict) -> tuple[list[str], list[str], list[str]]:
@@ -88,6 +92,8 @@ def run(data: pd.DataFrame, spec: EstimatorSpec, *, estimator: str, weigh: Calla
     space: dict = {}     # cluster space key -> its size (one "firm" space, or one per cohort)
     support, dropped, counts = {}, {}, {}
     balance_parts = []
+    overlap_parts = []
+    tie_sum: dict = {}
     matched = np.zeros(n_firms, dtype=bool)
     for cf in frames:
         try:
@@ -115,6 +121,16 @@ def run(data: pd.DataFrame, spec: EstimatorSpec, *, estimator: str, weigh: Calla
         if wc > 0:
             wn[~t] *= wn[t].sum() / wc
         balance_parts.append((fr[cf.covariates], t, wn))
+        if cw.score is not None:
+            disc = cw.discarded if cw.discarded is not None else np.zeros(len(t), dtype=bool)
+            overlap_parts.append((cw.score, t, wn, disc))
+        for k, v in cw.ties.items():
+            if isinstance(v, bool):
+                tie_sum[k] = tie_sum.get(k, False) or v
+            elif isinstance(v, (int, np.integer)):
+                tie_sum[k] = tie_sum.get(k, 0) + int(v)
+            elif k in ("ties",):
+                tie_sum[k] = v
         yb = fr[f"y_{cf.base}"].to_numpy(dtype=float)
         for e, yr in cf.years.items():
             if e == -1:
@@ -122,7 +138,10 @@ def run(data: pd.DataFrame, spec: EstimatorSpec, *, estimator: str, weigh: Calla
             y = fr[f"y_{yr}"].to_numpy(dtype=float)
             terms = (("level", y), ("did", y - yb)) if e >= 0 else (("did", y - yb),)
             for term, yy in terms:
-                eff = weighted_att(yy, t, w, cluster=np.arange(len(t)), small_sample=False)
+                if cw.effect is not None:
+                    eff = cw.effect(yy)
+                else:
+                    eff = weighted_att(yy, t, w, cluster=np.arange(len(t)), small_sample=False)
                 if not np.isfinite(eff.estimate):
                     continue
                 used = (w > 0) & np.isfinite(yy)
@@ -207,6 +226,8 @@ def run(data: pd.DataFrame, spec: EstimatorSpec, *, estimator: str, weigh: Calla
         t = np.concatenate([b[1] for b in balance_parts])
         w = np.concatenate([b[2] for b in balance_parts])
         tables["balance"] = balance_table(X, t, w)
+    if overlap_parts:
+        tables["overlap"] = overlap_table(*(np.concatenate([p[i] for p in overlap_parts]) for i in range(4)))
     meta = {
         "n_obs": int(sum(r["n_obs"] for r in rows if r["event_time"] == 0 and r["term"] == "level")) if any(
             r["event_time"] == 0 for r in rows) else int(rows[0]["n_obs"]),
@@ -220,6 +241,7 @@ def run(data: pd.DataFrame, spec: EstimatorSpec, *, estimator: str, weigh: Calla
         "cohorts_skipped": skipped,
         "common_support": support,
         "counts": counts,
+        "ties": tie_sum or None,
         "attrition": attrition,
         "covariates": covariates,
         "trends": [f"trend_{c}" for c in trends],

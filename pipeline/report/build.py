@@ -55,7 +55,45 @@ from .tables import (
     to_csv_bytes,
 )
 
-AUX_RELEASED = ("balance", "bacon", "leave_one_out", "honest_did")  # auxiliary tables released as CSV (vcov etc. are not)
+def support_text(meta: dict) -> str:
+    """The common-support rule and what it discarded, summed over cohorts (matching meta)."""
+    cs = meta.get("common_support") or {}
+    if not cs:
+        return ""
+    rules = sorted({str(v.get("discard", "none")) for v in cs.values() if isinstance(v, dict)})
+    dt = sum(int(v.get("discarded_treated", 0) or 0) for v in cs.values() if isinstance(v, dict))
+    dc = sum(int(v.get("discarded_control", 0) or 0) for v in cs.values() if isinstance(v, dict))
+    rule = ", ".join(rules)
+    what = {"none": "no common-support rule (discard: none)", "both": "units outside the overlap of the two groups' score ranges discarded",
+            "control": "controls outside the members' score range discarded", "treated": "members outside the controls' score range discarded"}
+    return (f"Common support: {'; '.join(what.get(r, r) for r in rules) or rule}; discarded {dt} member and {dc} control "
+            f"cohort-firm rows over {len(cs)} cohort(s).")
+
+
+def tie_text(meta: dict) -> str:
+    """One line of the tie report (models.matching.ties) for a matching result."""
+    t = meta.get("ties") or {}
+    if not t:
+        return ""
+    rule = t.get("ties", "")
+    txt = (f"Ties (matching.ties: {rule}): {int(t.get('treated_with_tied_controls', 0))} matched member(s) had several "
+           f"equally near controls")
+    if rule == "all":
+        return txt + "; all of them were used with the weight split, so the estimate does not depend on firm numbering."
+    return txt + ("; the first in firm-id order was taken, so renumbering firms could change the estimate."
+                  if t.get("relabel_can_change") else "; no tie or visiting-order choice depended on firm numbering.")
+
+
+def tie_warning(meta: dict) -> str:
+    t = meta.get("ties") or {}
+    if t.get("ties") == "first" and t.get("relabel_can_change"):
+        return (f"matching with ties: first broke ties among equally near controls (or between members visited in a "
+                f"firm-id-dependent order) for {int(t.get('treated_with_tied_controls', 0))} member(s); the matched set, "
+                "and so this estimate, could change if the firms were numbered differently. Set estimate.matching.ties: all.")
+    return ""
+
+
+AUX_RELEASED = ("balance", "overlap", "bacon", "leave_one_out", "honest_did")  # auxiliary tables released as CSV (vcov etc. are not)
 SHARE_OUTCOMES = ("export_status", "patent_status")  # 0/1 outcomes: effects in percentage points
 PREFERRED = ("cs", "imputation", "sunab", "did2s", "event_study", "twfe", "matching", "weighting", "etwfe_poisson", "ppml")
 BLANK_ON_SUPPRESS = ("estimate", "std_error", "statistic", "p_value", "conf_low", "conf_high", "n_treated")
@@ -409,6 +447,14 @@ def build_report(inputs: ReportInputs, options: dict[str, Any], seed: int) -> Re
                 files[f"figures/love-{key}.csv"] = to_csv_bytes(data)
                 figures.append({"kind": "love", "key": key, "file": f"figures/love-{key}.png", "png": files[f"figures/love-{key}.png"],
                                 "caption": f"Love plot: absolute standardised mean differences of covariates, {label(o, labels)} / {label(e, labels, ESTIMATOR_LABELS)}."})
+        if "overlap" in aux[key]:
+            o, _, e = key.partition("-")
+            res = figs.overlap_figure(aux[key]["overlap"], f"Overlap: {label(o, labels)}, {label(e, labels, ESTIMATOR_LABELS)}")
+            if res is not None:
+                files[f"figures/overlap-{key}.png"], data = res
+                files[f"figures/overlap-{key}.csv"] = to_csv_bytes(data)
+                figures.append({"kind": "overlap", "key": key, "file": f"figures/overlap-{key}.png", "png": files[f"figures/overlap-{key}.png"],
+                                "caption": f"Propensity-score distributions of members and controls before and after matching, {label(o, labels)} / {label(e, labels, ESTIMATOR_LABELS)}. {support_text((metas.get(key) or {}))}"})
 
     # ---- credibility battery, sensitivity, bacon (content + figures)
     lab_o_all = {o: label(o, labels) for o in outcomes}
@@ -620,7 +666,9 @@ def _content(title, rel, heads, metas, aux, gsum, inputs: ReportInputs, truth_et
         cols = [c for c in bal.columns][:8]
         balance.append({"title": f"{lab_o.get(o, o)} / {lab_e(e)}", "columns": [str(c) for c in cols],
                         "rows": [[fmt(v) if isnum(v) and not isinstance(v, str) else str(v) for v in rec] for rec in bal[cols].itertuples(index=False)],
-                        "figure": f"figures/love-{key}.png"})
+                        "figure": f"figures/love-{key}.png", "overlap": f"figures/overlap-{key}.png",
+                        "overlap_caption": support_text(metas.get(key) or {}),
+                        "ties": tie_text(metas.get(key) or {})})
 
     n_supp = int(rel["suppressed"].sum())
     limitations = [
@@ -629,6 +677,11 @@ def _content(title, rel, heads, metas, aux, gsum, inputs: ReportInputs, truth_et
         "Spillovers to non-member firms nearby (in the same region and sector) would bias the comparison; the report's estimates assume none unless a spillover-free control group was chosen.",
         "Two-way fixed-effects estimates can be biased when effects differ across cohorts or grow over time; the heterogeneity-robust estimators (Callaway–Sant'Anna, Sun–Abraham, imputation) do not have this problem.",
     ]
+    for key in sorted(metas):
+        tw = tie_warning(metas.get(key) or {})
+        if tw:
+            o, _, e = key.partition("-")
+            limitations.append(f"{lab_o.get(o, o)} / {lab_e(e)}: {tw}")
     if n_supp:
         limitations.append(f"{n_supp} estimate(s) were withheld by disclosure control (too few firms or dominated cells) and are blank in all tables and figures.")
     for sk in inputs.skipped or []:

@@ -204,6 +204,39 @@ def love_figure(bal: pd.DataFrame, title: str, labels: dict) -> tuple[bytes, pd.
     return png, b.reset_index(drop=True)
 
 
+def overlap_figure(tab: pd.DataFrame, title: str) -> tuple[bytes, pd.DataFrame] | None:
+    """Propensity-score distributions (released ``overlap`` table of models.matching.balance:
+    share of members / controls per score bin) before and after matching, side by side;
+    the discarded units' distribution is outlined in the "before" panel. Blanked bins
+    (disclosure) are drawn as empty."""
+    need = {"group", "sample", "bin_low", "bin_high", "share"}
+    if tab is None or not len(tab) or not need <= set(tab.columns):
+        return None
+    d = tab.copy()
+    d["share"] = pd.to_numeric(d["share"], errors="coerce")
+    with plt.rc_context(RC):
+        fig, axes = plt.subplots(1, 2, figsize=(7.2, 2.8), sharey=True, layout="constrained")
+        for ax, sample in zip(axes, ("before", "after")):
+            for i, g in enumerate(("member", "control")):
+                part = d[(d["group"] == g) & (d["sample"] == sample)].sort_values("bin_low")
+                if not len(part):
+                    continue
+                lo, hi = part["bin_low"].to_numpy(float), part["bin_high"].to_numpy(float)
+                ax.bar(lo, part["share"].fillna(0).to_numpy(float), width=hi - lo, align="edge", alpha=0.45,
+                       color=_color(i), edgecolor=_color(i), label={"member": "Members", "control": "Controls"}[g])
+            if sample == "before":
+                disc = d[(d["sample"] == "discarded")]
+                if len(disc) and pd.to_numeric(disc["n_units"], errors="coerce").fillna(0).sum() > 0:
+                    ax.text(0.98, 0.95, "common-support discards: see caption", transform=ax.transAxes, ha="right", va="top", fontsize=7)
+            ax.set_title({"before": "All units (before matching)", "after": "Matched (matching weights)"}[sample], fontsize=8)
+            ax.set_xlabel("Propensity score")
+        axes[0].set_ylabel("Share of group")
+        axes[1].legend(fontsize=7)
+        fig.suptitle(title, x=0.01, ha="left", fontsize=9, fontweight="bold")
+        png = png_bytes(fig)
+    return png, d.reset_index(drop=True)
+
+
 def loo_figure(tab: pd.DataFrame, full: float | None, full_ci: tuple, title: str, by: str, ci: str = "95%") -> tuple[bytes, pd.DataFrame] | None:
     """Estimate (``ci`` CI, the report's 1 − alpha) per left-out value of ``by`` (released ``leave_one_out`` table:
     blanked rows are not drawn) with the full-sample estimate as a line (CI band if given)."""

@@ -275,6 +275,10 @@ def typst_source(c: dict[str, Any], figures: list[dict[str, Any]]) -> str:
         out.append(_table(b["columns"], b["rows"], ["left"] + ["right"] * (len(b["columns"]) - 1), size="8pt"))
         if b["figure"] in figs:
             out.append(_figure(b["figure"], "Absolute standardised mean differences before and after matching; |SMD| below 0.1 is conventionally balanced."))
+        if b.get("ties"):
+            out.append(_par(b["ties"]))
+        if b.get("overlap") in figs:
+            out.append(_figure(b["overlap"], "Propensity-score distributions of members and controls before and after matching. " + b.get("overlap_caption", "")))
 
     out.append(_h(1, "Disclosure control"))
     out.append(_par(f"Profile {d['profile']} (on failure: {d['on_fail']}). Verdict: {d['verdict']}. {d['status']}"))
