@@ -103,6 +103,11 @@ def cluster_context(panel: pd.DataFrame, membership: pd.DataFrame, first_treat: 
         first = p.sort_values(["firm_id", "year"], kind="mergesort").groupby("firm_id", sort=True)[["region", "sector"]].first().reset_index()
         fc = first_treat[["firm_id", "first_treat"]].merge(first, on="firm_id", how="left")
         strength = cm.cluster_strength(cmap, fc, years, o)
+        # members per cell (time-invariant: the member's first-year cell), on the map year's rows
+        nm = cm.cell_members(fc).assign(level="cell", year=np.int64(my))
+        cmap = cmap.merge(nm, on=["level", "year", "region", "sector"], how="left")
+        at = (cmap["level"] == "cell") & (cmap["year"] == my)
+        cmap.loc[at, "n_members"] = cmap.loc[at, "n_members"].fillna(0)
         members = first_treat[first_treat["first_treat"] > 0]
         reg = membership[["firm_id", "cluster_id"]].drop_duplicates()
         reg = reg[reg["firm_id"].astype(str).isin(set(members["firm_id"].astype(str)))]

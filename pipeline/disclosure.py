@@ -187,6 +187,37 @@ def p_percent_fails(values: np.ndarray, p: float, zeros_disclosive: bool = True)
     return r < p - 1e-12
 
 
+def summary_reasons(n_contributors: Any, total: float, tops: list[float], profile: Profile, magnitude: bool = True) -> list[str]:
+    """The threshold, (n, k) dominance and p % rules on a cell given as a summary: its number
+    of distinct contributors, the total of their absolute contributions and the largest
+    contributions ``tops`` (descending; :func:`models.contributions.top_contributions`).
+    Same rules, tolerances and wording as the array-based checks above; a dominance rule
+    with more contributors (n) than the summary keeps (and the cell has more than that) fails
+    as "cannot be checked". Returns the failed rules (empty = releasable)."""
+    reasons: list[str] = []
+    if not profile.active:
+        return reasons
+    count = None if n_contributors is None or pd.isna(n_contributors) else int(n_contributors)
+    if profile.min_units and threshold_fails(count, profile.min_units):
+        reasons.append("no distinct-firm count available" if count is None else f"fewer than {profile.min_units} distinct firms")
+    if not magnitude:
+        return reasons
+    t = np.asarray([x for x in tops if not pd.isna(x)], dtype=float)
+    total = float(total) if total is not None and not pd.isna(total) else 0.0
+    for nn, kk in profile.dominance:
+        if nn > len(t) and (count is None or count > len(t)):
+            reasons.append(f"dominance ({nn}, {kk:.0%}) cannot be checked from the stored top {len(t)}")
+        elif (float(t[:nn].sum()) / total if total > 0 else 0.0) > kk + 1e-12:
+            reasons.append(f"dominance ({nn}, {kk:.0%}) exceeded")
+    if profile.p_percent is not None:
+        if len(t) < 2 or (count is not None and count < 2) or not total > 0 or not t[0] > 0:
+            if profile.zeros_disclosive:
+                reasons.append("p% rule: zero total or a single contributor")
+        elif (total - t[0] - t[1]) / t[0] < profile.p_percent - 1e-12:
+            reasons.append(f"p% rule (p = {profile.p_percent:.0%}) failed")
+    return reasons
+
+
 # --------------------------------------------------------------------------- contributions
 
 

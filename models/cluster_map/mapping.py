@@ -191,6 +191,17 @@ def cluster_strength(cmap: pd.DataFrame, firm_cells: pd.DataFrame, years: tuple[
     return d[["firm_id", "strength_year", "cluster_strength", "lq", "stars", "strong"]]
 
 
+def cell_members(firm_cells: pd.DataFrame) -> pd.DataFrame:
+    """Member firms per (region, sector): ``firm_cells`` with ``firm_id, region, sector,
+    first_treat`` (cell at the firm's first panel year). Returns ``region, sector,
+    n_members`` (distinct members with ``first_treat > 0``)."""
+    m = firm_cells[(firm_cells["first_treat"] > 0) & firm_cells["region"].notna() & firm_cells["sector"].notna()]
+    out = m.groupby(["region", "sector"], sort=True)["firm_id"].nunique().rename("n_members").reset_index()
+    out["region"], out["sector"] = out["region"].astype(str), out["sector"].astype(str)
+    out["n_members"] = out["n_members"].astype("int64")
+    return out
+
+
 def initiative_cells(strength: pd.DataFrame, firm_cluster: pd.DataFrame) -> pd.DataFrame:
     """Per initiative: do its members sit in clusters? ``firm_cluster``: ``firm_id,
     cluster_id`` of members. Returns ``level="initiative", cluster_id, n_firms`` (members),

@@ -12,9 +12,10 @@ Groups (for initiative c and the programme as a whole, ``cluster_id = "(all)"``)
 Rows (``period``):
 
 * ``year``: every panel year;
-* ``baseline`` (``year`` missing): members in the year before each joined c (a member is
-  counted with its row of ``join_year − 1`` of its first spell in c, when observed);
-  the comparison group in the year before c's first member joined.
+* ``baseline``: members in the year before each joined c (a member is counted with its
+  row of ``join_year − 1`` of its first spell in c, when observed; ``year`` missing); the
+  comparison group in the earliest of those members' baseline years (``year`` = that year;
+  no row when no member has an observed baseline, e.g. all joined before the panel starts).
 
 Indicators (:data:`INDICATORS`; each over the firms with the inputs non-missing):
 ``firms`` (distinct firms), ``entries`` (spells of c starting in the year), ``exits``
@@ -22,7 +23,9 @@ Indicators (:data:`INDICATORS`; each over the firms with the inputs non-missing)
 ``rd`` and ``patents`` (sums); ``value_added_per_employee`` (Σ value added / Σ
 employment), ``export_share`` (Σ exports / Σ turnover), ``rd_intensity`` (Σ R&D / Σ
 turnover) — ratios of totals, not means of firm ratios; ``exporters`` (firms with exports
-> 0) and ``patenting_firms`` (firms with patents > 0). Indicators whose input columns the
+> 0) and ``patenting_firms`` (firms with patents > 0). ``per_firm`` = value / n_firms for
+sums (the mean per firm) and for the two firm counts (the share of firms), so that members
+and the larger comparison group can be compared. Indicators whose input columns the
 panel lacks are not computed (:func:`available`).
 
 Every row carries ``n_firms`` (distinct firms behind the value) and the disclosure inputs of
@@ -118,6 +121,8 @@ def _indicators(rows: pd.DataFrame, names: list[str]) -> pd.DataFrame:
             den = g[b].sum().astype(float)
             val = (g[a].sum().astype(float) / den.where(den != 0)).rename("value")
         t = pd.concat([val, n], axis=1).reset_index()
+        if kind in ("sum", "flag"):  # per firm: a mean for sums, the share of firms for flags
+            t["per_firm"] = t["value"] / t["n_firms"].where(t["n_firms"] > 0)
         if kind in ("sum", "ratio"):
             t = t.merge(top_contributions(valid, k2, a, prefix="num_"), on=k2, how="left")
         if kind == "ratio":
@@ -163,12 +168,12 @@ def scoreboard(panel: pd.DataFrame, spells: pd.DataFrame, years: tuple[int, int]
     fj_all = sp.groupby("firm_id", sort=True)["join_year"].min().reset_index().assign(cluster_id=ALL)
     first_join = pd.concat([first_join, fj_all], ignore_index=True)
     base_m = panel.merge(first_join.assign(year=first_join["join_year"] - 1).drop(columns="join_year"), on=["firm_id", "year"], how="inner")
-    base_m = base_m.assign(group="members", period="baseline", year=pd.NA)
-    # comparison at the year before the initiative's first member joined
-    c_first = first_join.groupby("cluster_id", sort=True)["join_year"].min() - 1
-    base_c = comparison[comparison["year"] == comparison["cluster_id"].map(c_first)].assign(group="comparison", period="baseline", year=pd.NA)
+    base_m = base_m.assign(group="members", period="baseline", _base_year=base_m["year"], year=pd.NA)
+    # comparison in the earliest of the members' observed baseline years
+    c_first = base_m.groupby("cluster_id", sort=True)["_base_year"].min()
+    base_c = comparison[comparison["year"] == comparison["cluster_id"].map(c_first)].assign(group="comparison", period="baseline")
     parts += [base_m, base_c]
-    rows = pd.concat(parts, ignore_index=True, sort=False)
+    rows = pd.concat(parts, ignore_index=True, sort=False).drop(columns="_base_year")
     rows["year"] = pd.to_numeric(rows["year"], errors="coerce").astype("Float64")
     rows["cluster_id"] = rows["cluster_id"].astype(str)
     res = _indicators(rows, names)

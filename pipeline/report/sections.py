@@ -426,7 +426,7 @@ def heterogeneity(rel: pd.DataFrame, metas: dict[str, dict], lab_o: dict[str, st
         part = part_all[part_all["outcome"] == o]
         meta = metas.get(f"{o}-{HETEROGENEITY}", {})
         dims = []
-        for dim in ("size_class", "sector", "region", "cluster_id"):
+        for dim in ("size_class", "sector", "region", "cluster_id", "cluster_strength"):
             rows_d = part[part["term"].astype(str).str.startswith(dim + ":")]
             if not len(rows_d):
                 continue
