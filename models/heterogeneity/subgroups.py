@@ -134,7 +134,8 @@ def fit(data: pd.DataFrame, spec: EstimatorSpec) -> EstimationResult:
             rows.append({"aggregation": "static", "term": f"{dim}:equality", "statistic": W, "p_value": p,
                          "n_treated": int(sum(f[5] for f in fits))})
     if not rows:
-        raise DesignError("heterogeneity: no subgroup has enough member firms to be estimated")
+        why = "; ".join(f"{k}: {v}" for k, v in sorted(skipped.items()) if ":" not in k)
+        raise DesignError("heterogeneity: no subgroup has enough member firms to be estimated" + (f" ({why})" if why else ""))
     tidy = pd.DataFrame(rows)
     est = tidy["estimate"].to_numpy(float) if "estimate" in tidy else np.full(len(tidy), np.nan)
     se = tidy["std_error"].to_numpy(float) if "std_error" in tidy else np.full(len(tidy), np.nan)

@@ -445,6 +445,8 @@ def heterogeneity(rel: pd.DataFrame, metas: dict[str, dict], lab_o: dict[str, st
                             + ("the effects differ significantly." if p < 0.05 else "no evidence that the effects differ."))
             dims.append({"dimension": dim.replace("_", " "), "rows": rows, "sentence": sentence})
         skipped = meta.get("skipped_subgroups") or {}
-        out.append({"outcome": lab_o.get(o, o), "dims": dims,
-                    "skipped": f"{len(skipped)} subgroup(s) too small to estimate (fewer than the minimum of member firms)." if skipped else ""})
+        small = [k for k in skipped if ":" in k]  # "<dimension>:<level>" too small; a bare dimension was not split at all
+        whole = [f"Not split by {k.replace('_', ' ')}: {skipped[k]}." for k in sorted(skipped) if ":" not in k]
+        note = (f"{len(small)} subgroup(s) too small to estimate (fewer than the minimum of member firms)." if small else "")
+        out.append({"outcome": lab_o.get(o, o), "dims": dims, "skipped": " ".join([note] + whole).strip()})
     return out
