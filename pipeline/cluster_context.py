@@ -115,7 +115,7 @@ def cluster_context(panel: pd.DataFrame, membership: pd.DataFrame, first_treat: 
         cmap = pd.concat([cmap, ini], ignore_index=True, sort=False)
         cmap["map_year"] = np.int64(my)
         flow["cluster_map"] = {"rows_in": int(len(p)), "rows_kept": int((~drop).sum()), "excluded": excluded,
-                               "map_year": my, "size": size, "strength": o["strength"],
+                               "size": size, "strength": o["strength"],
                                "firms_with_strength": int(strength["cluster_strength"].notna().sum())}
 
     # ---- the scoreboard

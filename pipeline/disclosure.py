@@ -193,29 +193,56 @@ def summary_reasons(n_contributors: Any, total: float, tops: list[float], profil
     contributions ``tops`` (descending; :func:`models.contributions.top_contributions`).
     Same rules, tolerances and wording as the array-based checks above; a dominance rule
     with more contributors (n) than the summary keeps (and the cell has more than that) fails
-    as "cannot be checked". Returns the failed rules (empty = releasable)."""
-    reasons: list[str] = []
-    if not profile.active:
-        return reasons
-    count = None if n_contributors is None or pd.isna(n_contributors) else int(n_contributors)
-    if profile.min_units and threshold_fails(count, profile.min_units):
-        reasons.append("no distinct-firm count available" if count is None else f"fewer than {profile.min_units} distinct firms")
+    as "cannot be checked". Returns the failed rules (empty = releasable). One cell of
+    :func:`summary_reasons_many`."""
+    t = [x for x in tops]
+    return summary_reasons_many([n_contributors], [total], [t] if t else np.zeros((1, 0)), profile, magnitude)[0]
+
+
+def summary_reasons_many(n_contributors, totals, tops, profile: Profile, magnitude: bool = True) -> list[list[str]]:
+    """:func:`summary_reasons` for many cells at once (vectorised): ``tops`` is a cells x k
+    array of the largest contributions (missing = 0)."""
+    n_rows = len(n_contributors)
+    out: list[list[str]] = [[] for _ in range(n_rows)]
+    if not profile.active or n_rows == 0:
+        return out
+    cnt = pd.to_numeric(pd.Series(list(n_contributors), dtype="object"), errors="coerce").to_numpy(float)
+    if profile.min_units:
+        unknown = np.isnan(cnt)
+        few = ~unknown & (cnt < profile.min_units)
+        for i in np.flatnonzero(unknown):
+            out[i].append("no distinct-firm count available")
+        for i in np.flatnonzero(few):
+            out[i].append(f"fewer than {profile.min_units} distinct firms")
     if not magnitude:
-        return reasons
-    t = np.asarray([x for x in tops if not pd.isna(x)], dtype=float)
-    total = float(total) if total is not None and not pd.isna(total) else 0.0
+        return out
+    t = np.nan_to_num(np.asarray(tops, dtype=float).reshape(n_rows, -1), nan=0.0)
+    k = t.shape[1]
+    tot = np.nan_to_num(pd.to_numeric(pd.Series(list(totals), dtype="object"), errors="coerce").to_numpy(float), nan=0.0)
     for nn, kk in profile.dominance:
-        if nn > len(t) and (count is None or count > len(t)):
-            reasons.append(f"dominance ({nn}, {kk:.0%}) cannot be checked from the stored top {len(t)}")
-        elif (float(t[:nn].sum()) / total if total > 0 else 0.0) > kk + 1e-12:
-            reasons.append(f"dominance ({nn}, {kk:.0%}) exceeded")
+        if nn > k:
+            deep = np.isnan(cnt) | (cnt > k)
+            for i in np.flatnonzero(deep):
+                out[i].append(f"dominance ({nn}, {kk:.0%}) cannot be checked from the stored top {k}")
+            rest = ~deep
+        else:
+            rest = np.ones(n_rows, bool)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            share = np.where(tot > 0, t[:, :nn].sum(axis=1) / tot, 0.0)
+        for i in np.flatnonzero(rest & (share > kk + 1e-12)):
+            out[i].append(f"dominance ({nn}, {kk:.0%}) exceeded")
     if profile.p_percent is not None:
-        if len(t) < 2 or (count is not None and count < 2) or not total > 0 or not t[0] > 0:
-            if profile.zeros_disclosive:
-                reasons.append("p% rule: zero total or a single contributor")
-        elif (total - t[0] - t[1]) / t[0] < profile.p_percent - 1e-12:
-            reasons.append(f"p% rule (p = {profile.p_percent:.0%}) failed")
-    return reasons
+        x1 = t[:, 0] if k else np.zeros(n_rows)
+        x2 = t[:, 1] if k > 1 else np.zeros(n_rows)
+        degenerate = (k < 2) | (~np.isnan(cnt) & (cnt < 2)) | ~(tot > 0) | ~(x1 > 0)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ratio = (tot - x1 - x2) / x1
+        if profile.zeros_disclosive:
+            for i in np.flatnonzero(degenerate):
+                out[i].append("p% rule: zero total or a single contributor")
+        for i in np.flatnonzero(~degenerate & (ratio < profile.p_percent - 1e-12)):
+            out[i].append(f"p% rule (p = {profile.p_percent:.0%}) failed")
+    return out
 
 
 # --------------------------------------------------------------------------- contributions

@@ -54,8 +54,10 @@ PLOT_TITLES = {"employment": "Employment per firm", "turnover": "Turnover per fi
                "patents": "Patent applications per firm", "patenting_firms": "Share of firms patenting", "entries": "Entries", "exits": "Exits"}
 
 
-def _tops(row: pd.Series, prefix: str = "") -> list[float]:
-    return [row.get(f"{prefix}top{j}") for j in (1, 2, 3) if f"{prefix}top{j}" in row.index]
+def _top_matrix(d: pd.DataFrame, prefix: str = "") -> np.ndarray:
+    """The stored largest contributions (cells x 3; missing = 0)."""
+    cols = [f"{prefix}top{j}" for j in (1, 2, 3) if f"{prefix}top{j}" in d]
+    return d[cols].apply(pd.to_numeric, errors="coerce").to_numpy(float) if cols else np.zeros((len(d), 0))
 
 
 def _true(v: Any) -> bool:
@@ -76,19 +78,18 @@ def release_map(cmap: pd.DataFrame, profile: sdc.Profile) -> tuple[pd.DataFrame,
     for c in MAP_RELEASED:
         if c not in d:
             d[c] = pd.NA
-    withheld = np.zeros(len(d), bool)
-    notes = [""] * len(d)
+    ini = (d["level"] == "initiative").to_numpy()
+    cell = sdc.summary_reasons_many(d["n_contributors"].tolist() if "n_contributors" in d else [None] * len(d),
+                                    d["total"].tolist() if "total" in d else [0] * len(d), _top_matrix(d), profile)
+    count = sdc.summary_reasons_many(d["n_firms"].tolist(), [0] * len(d), np.zeros((len(d), 0)), profile, magnitude=False)
+    reasons_all = [count[i] if ini[i] else cell[i] for i in range(len(d))]
+    withheld = np.array([bool(r) for r in reasons_all], dtype=bool)
+    notes = ["; ".join(r) for r in reasons_all]
     findings: list[sdc.Finding] = []
-    for i, r in d.iterrows():
-        if r["level"] == "initiative":
-            reasons = sdc.summary_reasons(r["n_firms"], None, [], profile, magnitude=False)
-        else:
-            reasons = sdc.summary_reasons(r.get("n_contributors"), r.get("total"), _tops(r), profile)
-        if reasons:
-            withheld[i] = True
-            notes[i] = "; ".join(reasons)
-            where = ", ".join(f"{k}={r[k]}" for k in ("year", "region", "sector", "cluster_id") if not pd.isna(r.get(k)))
-            findings.append(sdc.Finding(f"table cluster_map: {r['level']} {where}", "table", reasons, {"table": "cluster_map"}))
+    for i in np.flatnonzero(withheld):
+        r = d.iloc[i]
+        where = ", ".join(f"{k}={r[k]}" for k in ("year", "region", "sector", "cluster_id") if not pd.isna(r.get(k)))
+        findings.append(sdc.Finding(f"table cluster_map: {r['level']} {where}", "table", reasons_all[i], {"table": "cluster_map"}))
     out = d[MAP_RELEASED].copy()
     for c in MAP_STATS:
         if pd.api.types.is_bool_dtype(out[c]) or str(out[c].dtype) == "boolean":
@@ -166,8 +167,8 @@ def map_content(rel: pd.DataFrame, params: dict[str, Any], flow: dict[str, Any],
         f"Stars (European Cluster Observatory): size — employment in the top {1 - sr['size']:.0%} of all cells; specialisation — LQ ≥ {fmt(sr['specialisation'], 2)}; focus — the cell's share of its region's employment in the top {1 - sr['focus']:.0%} of all cells.",
         "Hachman = 1 / Σ_s LQ_rs s_rs (1 = the region's industry mix is the nation's); Krugman = Σ_s |s_rs − s_s| (0 = same mix, up to 2); Herfindahl = Σ_s s_rs². Ellison–Glaeser γ per sector: concentration beyond what the firm-size Herfindahl H would give by chance (γ ≈ 0 random, > 0.05 highly concentrated).",
     ]
-    return {"intro": intro, "year": year, "size_label": size_lab, "rows": rows, "more": max(0, len(listed) - 30), "initiatives": irows,
-            "regions": rrows, "sectors": srows, "rules": rules, "strength": o["strength"], "file": "tables/cluster_map.csv",
+    return {"intro": intro, "year": year, "n_cells": n_cells, "n_regions": int(cells["region"].nunique()), "n_sectors": int(cells["sector"].nunique()), "size_label": size_lab, "rows": rows, "more": max(0, len(listed) - 30), "initiatives": irows,
+            "regions": rrows[:40], "sectors": srows[:40], "more_regions": max(0, len(rrows) - 40), "more_sectors": max(0, len(srows) - 40), "rules": rules, "strength": o["strength"], "file": "tables/cluster_map.csv",
             "figure": "figures/cluster_map.png"}
 
 
@@ -180,29 +181,35 @@ def release_scoreboard(sb: pd.DataFrame, profile: sdc.Profile) -> tuple[pd.DataF
     for c in SB_RELEASED:
         if c not in d:
             d[c] = np.nan
-    withheld = np.zeros(len(d), bool)
-    notes = [""] * len(d)
-    findings: list[sdc.Finding] = []
-    for i, r in d.iterrows():
-        kind = INDICATORS.get(str(r["indicator"]), ("count",))[0]
-        reasons: list[str] = []
-        if kind in ("sum", "ratio"):
-            n = min(int(r["n_firms"]), int(r["num_n_contributors"]) if isnum(r.get("num_n_contributors")) else int(r["n_firms"]))
-            reasons += sdc.summary_reasons(n, r.get("num_total"), _tops(r, "num_"), profile)
-            if kind == "ratio":
-                reasons += [x for x in sdc.summary_reasons(r.get("den_n_contributors"), r.get("den_total"), _tops(r, "den_"), profile) if x not in reasons]
-        elif kind == "flag":
-            reasons += sdc.summary_reasons(r["n_firms"], None, [], profile, magnitude=False)
-            if _small(r["value"], profile):
-                reasons.append(f"a count below {profile.min_units} (small frequency)")
+    kind = d["indicator"].astype(str).map(lambda k: INDICATORS.get(k, ("count",))[0]).to_numpy()
+    nf = pd.to_numeric(d["n_firms"], errors="coerce").to_numpy(float)
+    for c in ("num_n_contributors", "num_total", "den_n_contributors", "den_total"):
+        if c not in d:
+            d[c] = np.nan
+    n_num = np.fmin(nf, pd.to_numeric(d["num_n_contributors"], errors="coerce").to_numpy(float))  # fmin: NaN -> the other
+    num = sdc.summary_reasons_many(list(n_num), d["num_total"].tolist(), _top_matrix(d, "num_"), profile)
+    den = sdc.summary_reasons_many(d["den_n_contributors"].tolist(), d["den_total"].tolist(), _top_matrix(d, "den_"), profile)
+    thr = sdc.summary_reasons_many(list(nf), [0] * len(d), np.zeros((len(d), 0)), profile, magnitude=False)
+    small = d["value"].map(lambda v: _small(v, profile)).to_numpy(bool)
+    freq = f"a count below {profile.min_units} (small frequency)"
+    reasons_all: list[list[str]] = []
+    for i in range(len(d)):
+        if kind[i] == "sum":
+            r = list(num[i])
+        elif kind[i] == "ratio":
+            r = list(num[i]) + [x for x in den[i] if x not in num[i]]
+        elif kind[i] == "flag":
+            r = list(thr[i]) + ([freq] if small[i] else [])
         else:  # firms, entries, exits: a count of firms
-            if _small(r["value"], profile):
-                reasons.append(f"a count below {profile.min_units} (small frequency)")
-        if reasons:
-            withheld[i] = True
-            notes[i] = "; ".join(reasons)
-            yr = "baseline" if r["period"] == "baseline" else str(r["year"])
-            findings.append(sdc.Finding(f"table scoreboard: {r['cluster_id']} {r['indicator']} {r['group']} {yr}", "table", reasons, {"table": "scoreboard"}))
+            r = [freq] if small[i] else []
+        reasons_all.append(r)
+    withheld = np.array([bool(r) for r in reasons_all], dtype=bool)
+    notes = ["; ".join(r) for r in reasons_all]
+    findings: list[sdc.Finding] = []
+    for i in np.flatnonzero(withheld):
+        r = d.iloc[i]
+        yr = "baseline" if r["period"] == "baseline" else str(r["year"])
+        findings.append(sdc.Finding(f"table scoreboard: {r['cluster_id']} {r['indicator']} {r['group']} {yr}", "table", reasons_all[i], {"table": "scoreboard"}))
     out = d[SB_RELEASED].copy()
     for c in ("value", "per_firm"):
         out[c] = pd.to_numeric(out[c], errors="coerce").astype("float64")
@@ -310,7 +317,7 @@ def build(cmap: pd.DataFrame | None, sb: pd.DataFrame | None, params: dict[str, 
             files[mc["figure"]], data = res
             files[mc["figure"].replace(".png", ".csv")] = to_csv_bytes(data)
             figures.append({"kind": "cluster_map", "file": mc["figure"], "png": files[mc["figure"]],
-                            "caption": f"Cluster map {mc['year']}: location quotient of each region × sector cell (colour; grey = no quotient: small cell, no employment or withheld), "
+                            "caption": f"Cluster map {mc['year']}" + (f" ({len(res[1]['region'].unique())} of {mc['n_regions']} regions, {len(res[1]['sector'].unique())} of {mc['n_sectors']} sectors: those holding members or strong clusters, then the largest)" if len(res[1]) < mc["n_cells"] else "") + ": location quotient of each region × sector cell (colour; grey = no quotient: small cell, no employment or withheld), "
                             "strong clusters framed in black, European Cluster Observatory stars as ★, "
                             + (f"• = the cell holds at least {profile.min_units} members of the initiatives (fewer are not shown)." if profile.active and profile.min_units else "• = the cell holds members of the initiatives.")})
         else:

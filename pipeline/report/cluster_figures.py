@@ -17,13 +17,28 @@ import pandas as pd
 from .figures import RC, png_bytes, plt
 
 
+MAX_REGIONS, MAX_SECTORS = 40, 30  # beyond: the rows / columns holding members or strong clusters, then the largest
+
+
+def _shown(cells: pd.DataFrame, dim: str, cap: int) -> list[str]:
+    """Levels of ``dim`` on the heatmap: all when at most ``cap``; else those with members or
+    strong clusters first, then by size, up to ``cap``."""
+    levels = sorted(cells[dim].unique())
+    if len(levels) <= cap:
+        return levels
+    g = cells.assign(_m=cells["n_members"].fillna(0), _s=cells["strong"].fillna(False).astype(bool), _z=cells["size"].fillna(0))
+    rank = g.groupby(dim).agg(m=("_m", "sum"), s=("_s", "sum"), z=("_z", "sum")).sort_values(["m", "s", "z"], ascending=False)
+    return sorted(rank.index[:cap])
+
+
 def heatmap_figure(rel: pd.DataFrame, year: int | None, profile) -> tuple[bytes, pd.DataFrame] | None:
     cells = rel[(rel["level"] == "cell") & (rel["year"] == year)].copy()
     if cells.empty:
         return None
-    regions = sorted(cells["region"].astype(str).unique())
-    sectors = sorted(cells["sector"].astype(str).unique(), key=lambda s: (len(s), s))
     cells["region"], cells["sector"] = cells["region"].astype(str), cells["sector"].astype(str)
+    regions, sectors = _shown(cells, "region", MAX_REGIONS), _shown(cells, "sector", MAX_SECTORS)
+    sectors = sorted(sectors, key=lambda s: (len(s), s))
+    cells = cells[cells["region"].isin(regions) & cells["sector"].isin(sectors)]
     lq = cells.pivot_table(index="region", columns="sector", values="lq", aggfunc="first").reindex(index=regions, columns=sectors)
     z = np.log2(lq.to_numpy(float))
     with plt.rc_context(RC):

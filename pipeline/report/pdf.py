@@ -379,6 +379,8 @@ def _cluster_context(c: dict[str, Any], figs: dict[str, dict[str, Any]]) -> str:
                           [[r["region"], r["size"], r["hachman"], r["krugman"], r["herfindahl"]] for r in m["regions"]], ["left"] + ["right"] * 4, size="8pt"))
         out.append(_table(["Sector", m["size_label"], "Ellison-Glaeser gamma", "G", "Firm Herfindahl H"],
                           [[r["sector"], r["size"], r["gamma"], r["G"], r["H"]] for r in m["sectors"]], ["left"] + ["right"] * 4, size="8pt"))
+        if m.get("more_regions") or m.get("more_sectors"):
+            out.append(_absent(f"{m['more_regions']} further regions and {m['more_sectors']} further sectors in {m['file']}."))
         out.append(_bullets(m["rules"]))
         out.append(_absent(f"Every year, cell, region and sector in {m['file']}; blank cells are withheld by disclosure control."))
     out.append(_h(1, "Monitoring scoreboard: how the initiatives are doing"))
