@@ -156,3 +156,37 @@ def test_summary_rules_boundaries():
     deep = sdc.resolve_profile({"profile": "strict", "dominance": [[4, 0.9]]})
     assert any("cannot be checked" in r for r in sdc.summary_reasons(20, 100, [5, 5, 5], deep))
     assert sdc.summary_reasons(3, 0, [0, 0, 0], sdc.resolve_profile("off")) == []
+
+
+# --------------------------------------------------------------------------- release (report)
+
+
+def test_release_blanks_what_fails_and_keeps_the_rest(sb):
+    from pipeline.report.cluster_context import release_scoreboard
+
+    # threshold 1 firm and the (1, 50 %) dominance rule only, so the tiny panel can pass
+    prof = sdc.resolve_profile({"profile": "strict", "min_units": 1, "dominance": [[1, 0.5]], "p_percent": None})
+    rel, findings = release_scoreboard(sb, prof)
+    assert list(rel.columns[:8]) == ["cluster_id", "indicator", "group", "period", "year", "value", "per_firm", "n_firms"]
+
+    def row(ind, year):
+        m = (rel["cluster_id"] == "C1") & (rel["indicator"] == ind) & (rel["group"] == "members") & (rel["year"] == year)
+        return rel[m].iloc[0]
+
+    # C1 2011 employment: F2 holds 20 of 32 = 62.5 % > 50 % -> withheld; turnover 210 of 330 too
+    assert row("employment", 2011)["withheld"] and np.isnan(row("employment", 2011)["value"])
+    # export share: exports 50 of 60 dominate the numerator -> withheld
+    assert row("export_share", 2011)["withheld"]
+    # the firm count is not a magnitude: released
+    assert not row("firms", 2011)["withheld"] and row("firms", 2011)["value"] == 2
+    assert len(findings) == int(rel["withheld"].sum()) and all("dominance (1, 50%)" in f.reasons[0] for f in findings)
+    # strict (10 firms): every magnitude of this tiny panel is withheld, counts below 10 too
+    strict, _ = release_scoreboard(sb, sdc.resolve_profile("strict"))
+    counts = strict[strict["indicator"].isin(["firms", "entries", "exits"])]
+    # a count of 1 to 9 is a small frequency (blanked); a zero is not disclosive (kept)
+    assert (counts["value"].isna() | (counts["value"] == 0)).all() and (counts["value"] == 0).any()
+    assert strict.loc[strict["indicator"].isin(["employment", "turnover", "patents"]), "withheld"].all()
+    # off: nothing withheld, the values are the model's
+    off, f_off = release_scoreboard(sb, sdc.resolve_profile("off"))
+    assert not off["withheld"].any() and not f_off
+    np.testing.assert_array_equal(off["value"].to_numpy(float), sb["value"].to_numpy(float))

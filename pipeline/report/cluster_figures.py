@@ -95,6 +95,9 @@ def scoreboard_figure(frames: dict[str, pd.DataFrame], titles: dict[str, str]) -
             if len(yrs):
                 step = max(1, int(math.ceil((yrs.max() - yrs.min()) / 4)))
                 ax.set_xticks(list(range(int(yrs.min()), int(yrs.max()) + 1, step)))
+            if k in ("firms", "entries", "exits"):  # counts: from zero (an all-zero series sits on the axis)
+                top = float(np.nanmax(f[["members", "comparison"]].to_numpy(float)))
+                ax.set_ylim(0, max(1.0, top * 1.08))
             if k in ("export_share", "rd_intensity", "exporters", "patenting_firms"):
                 top = float(np.nanmax(f[["members", "comparison"]].to_numpy(float))) if f[["members", "comparison"]].notna().any().any() else 1.0
                 ax.yaxis.set_major_formatter(plt.FuncFormatter((lambda v, _: f"{v:.0%}") if top >= 0.1 else (lambda v, _: f"{v:.1%}")))
