@@ -16,6 +16,7 @@ from typing import Any
 
 import yaml
 
+from models import cluster_map as _cluster_map
 from models import registry
 from models.errors import ConfigError
 
@@ -76,6 +77,8 @@ DEFAULTS: dict[str, Any] = {
         "min_pre_periods": 0,
         "spillover": {"by": "cell", "radius": None},  # co-location: cell (region x sector) | ring (within radius of a member)
         "overlap": "exclude",  # firms of data.other_programme: exclude | control | arm
+        # cluster map + cluster_strength (defaults: models.cluster_map.DEFAULTS)
+        "cluster_map": copy.deepcopy(_cluster_map.DEFAULTS),
     },
     "estimate": {
         "outcomes": ["log_labour_productivity"],
@@ -280,6 +283,11 @@ def validate(raw: dict[str, Any], problems: list[str]) -> dict[str, Any]:
     for key, allowed in (("leavers", ("absorbing", "drop", "error")), ("always_treated", ("drop", "error")), ("after_window", ("never", "error"))):
         if bg[key] not in allowed:
             problems.append(f"build_groups.{key}: {bg[key]!r}; allowed: {', '.join(allowed)}")
+
+    seen = {m.split(":", 1)[0] for m in problems}
+    problems += [m for m in _cluster_map.check_options(bg.get("cluster_map")) if m.split(":", 1)[0] not in seen]
+    if bg.get("cluster_map") is not None:
+        check_name(_cluster_map.options(bg["cluster_map"])["size"], "build_groups.cluster_map.size", problems)
 
     # estimate
     est = merged["estimate"]

@@ -187,6 +187,64 @@ def p_percent_fails(values: np.ndarray, p: float, zeros_disclosive: bool = True)
     return r < p - 1e-12
 
 
+def summary_reasons(n_contributors: Any, total: float, tops: list[float], profile: Profile, magnitude: bool = True) -> list[str]:
+    """The threshold, (n, k) dominance and p % rules on a cell given as a summary: its number
+    of distinct contributors, the total of their absolute contributions and the largest
+    contributions ``tops`` (descending; :func:`models.contributions.top_contributions`).
+    Same rules, tolerances and wording as the array-based checks above; a dominance rule
+    with more contributors (n) than the summary keeps (and the cell has more than that) fails
+    as "cannot be checked". Returns the failed rules (empty = releasable). One cell of
+    :func:`summary_reasons_many`."""
+    t = [x for x in tops]
+    return summary_reasons_many([n_contributors], [total], [t] if t else np.zeros((1, 0)), profile, magnitude)[0]
+
+
+def summary_reasons_many(n_contributors, totals, tops, profile: Profile, magnitude: bool = True) -> list[list[str]]:
+    """:func:`summary_reasons` for many cells at once (vectorised): ``tops`` is a cells x k
+    array of the largest contributions (missing = 0)."""
+    n_rows = len(n_contributors)
+    out: list[list[str]] = [[] for _ in range(n_rows)]
+    if not profile.active or n_rows == 0:
+        return out
+    cnt = pd.to_numeric(pd.Series(list(n_contributors), dtype="object"), errors="coerce").to_numpy(float)
+    if profile.min_units:
+        unknown = np.isnan(cnt)
+        few = ~unknown & (cnt < profile.min_units)
+        for i in np.flatnonzero(unknown):
+            out[i].append("no distinct-firm count available")
+        for i in np.flatnonzero(few):
+            out[i].append(f"fewer than {profile.min_units} distinct firms")
+    if not magnitude:
+        return out
+    t = np.nan_to_num(np.asarray(tops, dtype=float).reshape(n_rows, -1), nan=0.0)
+    k = t.shape[1]
+    tot = np.nan_to_num(pd.to_numeric(pd.Series(list(totals), dtype="object"), errors="coerce").to_numpy(float), nan=0.0)
+    for nn, kk in profile.dominance:
+        if nn > k:
+            deep = np.isnan(cnt) | (cnt > k)
+            for i in np.flatnonzero(deep):
+                out[i].append(f"dominance ({nn}, {kk:.0%}) cannot be checked from the stored top {k}")
+            rest = ~deep
+        else:
+            rest = np.ones(n_rows, bool)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            share = np.where(tot > 0, t[:, :nn].sum(axis=1) / tot, 0.0)
+        for i in np.flatnonzero(rest & (share > kk + 1e-12)):
+            out[i].append(f"dominance ({nn}, {kk:.0%}) exceeded")
+    if profile.p_percent is not None:
+        x1 = t[:, 0] if k else np.zeros(n_rows)
+        x2 = t[:, 1] if k > 1 else np.zeros(n_rows)
+        degenerate = (k < 2) | (~np.isnan(cnt) & (cnt < 2)) | ~(tot > 0) | ~(x1 > 0)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ratio = (tot - x1 - x2) / x1
+        if profile.zeros_disclosive:
+            for i in np.flatnonzero(degenerate):
+                out[i].append("p% rule: zero total or a single contributor")
+        for i in np.flatnonzero(~degenerate & (ratio < profile.p_percent - 1e-12)):
+            out[i].append(f"p% rule (p = {profile.p_percent:.0%}) failed")
+    return out
+
+
 # --------------------------------------------------------------------------- contributions
 
 

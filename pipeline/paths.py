@@ -24,6 +24,8 @@ LAYOUT = {
     "processed_panel": "data/processed/panel.parquet",
     "groups_summary": "data/processed/groups_summary.csv",
     "groups_flow": "data/processed/groups_flow.json",
+    "cluster_map": "data/processed/cluster_map.parquet",
+    "scoreboard": "data/processed/scoreboard.parquet",
     # estimate
     "estimates_dir": "data/estimates",
     # report: the documents are rendered into documents_dir and published (copied) to

@@ -112,6 +112,8 @@ def test_dvc_repro_twice_second_does_nothing(tmp_path):
 def _readme_pattern(rel: str, outcomes: list[str]) -> str:
     from models.registry import REGISTRY
 
+    if rel.startswith("reports/plots/scoreboard/"):  # one series per scoreboard indicator
+        return "reports/plots/scoreboard/<indicator>.csv"
     for o in sorted(outcomes, key=len, reverse=True):
         rel = rel.replace(o, "<outcome>")
     for key in sorted(REGISTRY, key=len, reverse=True):

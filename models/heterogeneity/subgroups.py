@@ -1,13 +1,17 @@
 """Callaway–Sant'Anna effects by subgroup, with a joint test of equality.
 
 Registry key ``heterogeneity``. For each dimension in ``by`` (``size_class``, ``sector``,
-``region``, ``cluster_id``) the panel is split by a **pre-determined** characteristic:
+``region``, ``cluster_id``, ``cluster_strength``) the panel is split by a **pre-determined** characteristic:
 
 * ``size_class``: SME (< ``sme_threshold`` employees) vs large, from the firm's employment in
   its first panel year (before any member joined: always-members are dropped upstream);
 * ``sector``, ``region``: the firm's value in its first panel year;
 * ``cluster_id``: the initiative a member joined; every initiative shares the never-member
-  controls.
+  controls;
+* ``cluster_strength``: the strength of the firm's region x sector at baseline (stars,
+  strong-cluster flag or LQ band from the cluster map, :mod:`models.cluster_map`; members
+  read in the year before joining, non-members in the first panel year): is the effect
+  larger in strong clusters? Controls are the non-members in cells of the same strength.
 
 In each subgroup k, the simple ATT θ_k is estimated by ``att_gt`` + ``aggte(type="simple")``
 (Callaway & Sant'Anna 2021) on the subgroup's members and its controls (controls of the same
@@ -37,13 +41,13 @@ from ..result import EstimationResult, normal_inference
 from ..spec import EstimatorSpec
 
 OPTIONS: dict[str, Any] = {
-    "by": ["size_class", "sector", "region", "cluster_id"],
+    "by": ["size_class", "sector", "region", "cluster_id", "cluster_strength"],
     "sme_threshold": 250,
     "min_treated": 10,
     "est_method": "dr",
 }
-DIMENSIONS = ("size_class", "sector", "region", "cluster_id")
-COLUMNS = ("employment", "sector", "region", "cluster_id")  # panel columns read besides the spec's
+DIMENSIONS = ("size_class", "sector", "region", "cluster_id", "cluster_strength")
+COLUMNS = ("employment", "sector", "region", "cluster_id", "cluster_strength")  # panel columns read besides the spec's
 
 
 def _first_values(data: pd.DataFrame, spec: EstimatorSpec, col: str) -> pd.Series:
@@ -90,6 +94,9 @@ def fit(data: pd.DataFrame, spec: EstimatorSpec) -> EstimationResult:
     treated_units = g_unit.index[g_unit > 0]
     rows, skipped, tests = [], {}, {}
     for dim in o["by"]:
+        if dim == "cluster_strength" and (dim not in data or data[dim].isna().all()):
+            skipped[dim] = "no cluster map (cluster_strength missing: build_groups found no sector, region or size column)"
+            continue
         labels = _labels(data, spec, dim, o["sme_threshold"])
         if dim == "cluster_id":
             member_label = _first_values(data[data[spec.gname] > 0], spec, "cluster_id").astype("string")
@@ -129,7 +136,8 @@ def fit(data: pd.DataFrame, spec: EstimatorSpec) -> EstimationResult:
             rows.append({"aggregation": "static", "term": f"{dim}:equality", "statistic": W, "p_value": p,
                          "n_treated": int(sum(f[5] for f in fits))})
     if not rows:
-        raise DesignError("heterogeneity: no subgroup has enough member firms to be estimated")
+        why = "; ".join(f"{k}: {v}" for k, v in sorted(skipped.items()) if ":" not in k)
+        raise DesignError("heterogeneity: no subgroup has enough member firms to be estimated" + (f" ({why})" if why else ""))
     tidy = pd.DataFrame(rows)
     est = tidy["estimate"].to_numpy(float) if "estimate" in tidy else np.full(len(tidy), np.nan)
     se = tidy["std_error"].to_numpy(float) if "std_error" in tidy else np.full(len(tidy), np.nan)

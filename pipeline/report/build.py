@@ -118,6 +118,8 @@ class ReportInputs:
     provenance: dict[str, Any] = field(default_factory=dict)
     contributors: pd.DataFrame | None = None
     skipped: list[dict[str, Any]] = field(default_factory=list)  # runs skipped under estimate.on_error: skip
+    cluster_map: pd.DataFrame | None = None  # data/processed/cluster_map.parquet (models.cluster_map)
+    scoreboard: pd.DataFrame | None = None  # data/processed/scoreboard.parquet (models.monitoring)
 
 
 @dataclass
@@ -383,6 +385,14 @@ def build_report(inputs: ReportInputs, options: dict[str, Any], seed: int) -> Re
         findings += f3
         files["tables/groups_summary.csv"] = to_csv_bytes(gsum)
 
+    # ---- cluster context: map + monitoring scoreboard (pipeline.report.cluster_context)
+    from . import cluster_context as ccx
+
+    ctx = ccx.build(inputs.cluster_map, inputs.scoreboard, inputs.params or {}, inputs.groups_flow or {}, profile)
+    findings += ctx["findings"]
+    files.update(ctx["files"])
+    figures += ctx["figures"]
+
     truth_et = _truth_by_event_time(inputs.truth, profile)
     early = sdc.DisclosureSummary(profile, findings, [], len(est))
     if early.verdict == "block":  # on_fail: block and something failed: nothing else is built
@@ -515,6 +525,7 @@ def build_report(inputs: ReportInputs, options: dict[str, Any], seed: int) -> Re
     content["inference_summary"] = inference_summary(content["inference"])
     content["check_summary"] = [cb["summary"] for cb in cred]
     content["sens_summary"] = [f"{sb['title']}: {sb['sentences'][0]}" for sb in sens if sb["sentences"]]
+    content.update(ctx["content"])
     content["missing"].update({"credibility": not cred, "sensitivity": not sens, "bacon": not content["bacon_detail"]})
 
     from .html import render_html

@@ -54,4 +54,6 @@ def load_inputs(params: Params) -> ReportInputs:
         provenance=collect(params, deps, read=ingest_flow.get("inputs")),
         contributors=contributors,
         skipped=list(skipped or []),
+        cluster_map=pd.read_parquet(paths.cluster_map) if paths.cluster_map.is_file() else None,
+        scoreboard=pd.read_parquet(paths.scoreboard) if paths.scoreboard.is_file() else None,
     )

@@ -149,6 +149,8 @@ def typst_source(c: dict[str, Any], figures: list[dict[str, Any]]) -> str:
         if g["more"]:
             out.append(_absent(f"{g['more']} further levels in tables/groups_summary.csv."))
 
+    out.append(_cluster_context(c, figs))
+
     out.append(_h(1, "Estimates across estimators"))
     if c["missing"]["estimates"]:
         out.append(_absent("No headline estimates are available."))
@@ -350,3 +352,59 @@ def render_pdf(content: dict[str, Any], figures: list[dict[str, Any]], date: Any
     if not isinstance(pdf, (bytes, bytearray)) or not pdf.startswith(b"%PDF"):
         raise ReportRenderError("typst returned no PDF bytes")
     return bytes(pdf)
+
+
+def _cluster_context(c: dict[str, Any], figs: dict[str, dict[str, Any]]) -> str:
+    """The cluster map and monitoring scoreboard sections (pipeline.report.cluster_context)."""
+    out = [_h(1, "Cluster map: where the clusters are")]
+    m = c.get("cluster_map")
+    if not m:
+        out.append(_absent(c.get("cluster_map_absent") or "The cluster map was not built."))
+    else:
+        out.append(_par(m["intro"]))
+        if m.get("figure") in figs:
+            out.append(_figure(m["figure"], figs[m["figure"]]["caption"]))
+        out.append(_h(2, f"Strong clusters and starred cells, {m['year']}"))
+        if m["rows"]:
+            out.append(_table(["Region", "Sector", m["size_label"], "Firms", "LQ", "Strong", "Stars", "Members in cell"],
+                              [[r["region"], r["sector"], r["size"], r["firms"], r["lq"], r["strong"], r["stars"], r["members"]] for r in m["rows"]],
+                              ["left", "left", "right", "right", "right", "center", "left", "right"], size="8pt"))
+            if m["more"]:
+                out.append(_absent(f"{m['more']} further cells in {m['file']}."))
+        else:
+            out.append(_absent(f"No cell is a strong cluster or has a star in {m['year']}."))
+        if m["initiatives"]:
+            out.append(_h(2, "Do the initiatives' members sit in clusters?"))
+            out.append(_table(["Initiative", "Members", "In a strong cluster", "In a starred cell", "Mean stars"],
+                              [[r["cluster_id"], r["members"], r["strong"], r["starred"], r["mean_stars"]] for r in m["initiatives"]],
+                              ["left", "right", "right", "right", "right"]))
+            out.append(_absent(f"Each member's region x sector (at its first panel year) read in the year before it joined; the same reading is the panel column cluster_strength ({m['strength']}), a dimension of the effect-heterogeneity estimator."))
+        out.append(_h(2, f"Regional specialisation and sectoral concentration, {m['year']}"))
+        out.append(_table(["Region", m["size_label"], "Hachman", "Krugman", "Herfindahl"],
+                          [[r["region"], r["size"], r["hachman"], r["krugman"], r["herfindahl"]] for r in m["regions"]], ["left"] + ["right"] * 4, size="8pt"))
+        out.append(_table(["Sector", m["size_label"], "Ellison-Glaeser gamma", "G", "Firm Herfindahl H"],
+                          [[r["sector"], r["size"], r["gamma"], r["G"], r["H"]] for r in m["sectors"]], ["left"] + ["right"] * 4, size="8pt"))
+        if m.get("more_regions") or m.get("more_sectors"):
+            out.append(_absent(f"{m['more_regions']} further regions and {m['more_sectors']} further sectors in {m['file']}."))
+        out.append(_bullets(m["rules"]))
+        out.append(_absent(f"Every year, cell, region and sector in {m['file']}; blank cells are withheld by disclosure control."))
+    out.append(_h(1, "Monitoring scoreboard: how the initiatives are doing"))
+    sb = c.get("scoreboard")
+    if not sb:
+        out.append(_absent(c.get("scoreboard_absent") or "The monitoring scoreboard was not built."))
+        return "".join(out)
+    out.append(_par(sb["intro"]))
+    if sb.get("figure") in figs:
+        out.append(_figure(sb["figure"], figs[sb["figure"]]["caption"]))
+    head = ["Indicator", "Members, baseline", f"Members, {sb['latest']}", "Comparison, baseline", f"Comparison, {sb['latest']}"]
+    parts = ["#text(size: 7.5pt)[#set par(justify: false)\n#table(columns: (1fr, auto, auto, auto, auto), align: (left, right, right, right, right), stroke: none, inset: (x: 4pt, y: 2.5pt),",
+             "table.hline(stroke: 1pt),", ", ".join(_cell(h, bold=True) for h in head) + ",", "table.hline(stroke: 0.5pt),"]
+    for b in sb["blocks"]:  # one header row per initiative spanning the table
+        parts.append(f"table.cell(colspan: 5, {_cell(b['cluster_id'], bold=True)}),")
+        parts += [", ".join(_cell(v) for v in (r["indicator"], r["mb"], r["ml"], r["cb"], r["cl"])) + "," for r in b["rows"]]
+    parts.append("table.hline(stroke: 1pt))]")
+    out.append("\n".join(parts) + "\n")
+    for n in sb["notes"]:
+        out.append(_absent(n))
+    out.append(_absent(f"Every year and initiative in {sb['file']} (per-indicator series for dvc plots in plots/scoreboard/); 'withheld': fewer than the threshold of firms, or one or two firms dominate the total."))
+    return "".join(out)

@@ -428,7 +428,7 @@ def heterogeneity(rel: pd.DataFrame, metas: dict[str, dict], lab_o: dict[str, st
         part = part_all[part_all["outcome"] == o]
         meta = metas.get(f"{o}-{HETEROGENEITY}", {})
         dims = []
-        for dim in ("size_class", "sector", "region", "cluster_id"):
+        for dim in ("size_class", "sector", "region", "cluster_id", "cluster_strength"):
             rows_d = part[part["term"].astype(str).str.startswith(dim + ":")]
             if not len(rows_d):
                 continue
@@ -447,6 +447,8 @@ def heterogeneity(rel: pd.DataFrame, metas: dict[str, dict], lab_o: dict[str, st
                             + (f"the effects differ significantly at the {pct_text(alpha)} level." if p < alpha else "no evidence that the effects differ."))
             dims.append({"dimension": dim.replace("_", " "), "rows": rows, "sentence": sentence})
         skipped = meta.get("skipped_subgroups") or {}
-        out.append({"outcome": lab_o.get(o, o), "dims": dims,
-                    "skipped": f"{len(skipped)} subgroup(s) too small to estimate (fewer than the minimum of member firms)." if skipped else ""})
+        small = [k for k in skipped if ":" in k]  # "<dimension>:<level>" too small; a bare dimension was not split at all
+        whole = [f"Not split by {k.replace('_', ' ')}: {skipped[k]}." for k in sorted(skipped) if ":" not in k]
+        note = (f"{len(small)} subgroup(s) too small to estimate (fewer than the minimum of member firms)." if small else "")
+        out.append({"outcome": lab_o.get(o, o), "dims": dims, "skipped": " ".join([note] + whole).strip()})
     return out

@@ -1,10 +1,13 @@
-"""Stage 2, build_groups: interim panel + register -> data/processed/panel.parquet,
-groups_summary.csv and groups_flow.json."""
+"""Stage 2, build_groups: interim panel + register -> data/processed/panel.parquet (with
+``cluster_strength``), groups_summary.csv, groups_flow.json, and the cluster context:
+cluster_map.parquet and scoreboard.parquet (:mod:`pipeline.cluster_context`)."""
 
 from __future__ import annotations
 
+import pandas as pd
 import pyarrow.parquet as pq
 
+from ..cluster_context import STRENGTH_COLUMN, cluster_context, needed_columns
 from ..config import Params
 from ..groups import INPUT_COLUMNS, NEW_COLUMNS, OVERLAP_COLUMNS, build_groups
 from ..io import StageOutputs, read_parquet
@@ -17,16 +20,26 @@ def run(params: Params) -> None:
     schema = pq.read_schema(paths.interim_panel).names
     # only the columns build_groups reads (and any it would overwrite, so it can refuse them);
     # the rest stream from the interim file into the processed one
-    cols = [c for c in schema if c in INPUT_COLUMNS or c in NEW_COLUMNS or c in OVERLAP_COLUMNS]
+    cols = [c for c in schema if c in INPUT_COLUMNS or c in NEW_COLUMNS or c in OVERLAP_COLUMNS or c == STRENGTH_COLUMN]
     other = read_parquet(paths.interim_other_programme) if paths.interim_other_programme.exists() else None
-    out = build_groups(
-        read_parquet(paths.interim_panel, columns=cols),
-        read_parquet(paths.interim_membership),
-        params.section("build_groups"),
-        years=tuple(years) if years else None,
-        other_programme=other,
-    )
+    opts = params.section("build_groups")
+    cmap_opts = opts.pop("cluster_map", None)
+    membership = read_parquet(paths.interim_membership)
+    panel = read_parquet(paths.interim_panel, columns=cols)
+    if STRENGTH_COLUMN in panel:
+        from models.errors import BadInputError
+
+        raise BadInputError(f"interim panel: already has column {STRENGTH_COLUMN!r}, which build_groups creates; rename it in the raw file's mapping (params.yaml columns:)")
+    out = build_groups(panel, membership, opts, years=tuple(years) if years else None, other_programme=other)
+    kept = pd.DataFrame({"firm_id": out.panel["firm_id"].astype(str), "first_treat": out.new["first_treat"].to_numpy()}).drop_duplicates("firm_id")
+    ctx = cluster_context(read_parquet(paths.interim_panel, columns=needed_columns(schema, cmap_opts)), membership, kept, cmap_opts,
+                          tuple(out.flow["years"]))
+    new = out.new.copy()
+    new[STRENGTH_COLUMN] = ctx.strength_for(out.panel["firm_id"]).to_numpy()
+    flow = {**out.flow, **ctx.flow}
     with StageOutputs() as w:
-        w.parquet_extended(paths.processed_panel, paths.interim_panel, out.keep, out.new)
+        w.parquet_extended(paths.processed_panel, paths.interim_panel, out.keep, new)
         w.csv(paths.groups_summary, out.summary)
-        w.json(paths.groups_flow, out.flow)
+        w.json(paths.groups_flow, flow)
+        w.parquet(paths.cluster_map, ctx.cluster_map)
+        w.parquet(paths.scoreboard, ctx.scoreboard)
