@@ -7,6 +7,7 @@
     cluster-impact report       --params params.yaml   # renders the documents into data/report/
     cluster-impact publish      --params params.yaml --format html   # -> reports/report.html
     cluster-impact input        --params params.yaml --name firms    # fingerprint of data.firms
+    cluster-impact check        --params params.yaml   # validate params and input headers; writes nothing
     cluster-impact simulate     --firms 2500 --seed 1 --out data/raw   # the sample generator
     cluster-impact init         --firms F --membership M [--out params.yaml]   # propose params from your files
 
@@ -117,7 +118,8 @@ def main(argv: list[str] | None = None) -> int:
     helps = {"run": "all stages in order (ingest, build_groups, estimate, report, publish)",
              "input": "fingerprint one input of data: (DVC's input@<name> stages)",
              "publish": "copy one rendered document to reports/ (DVC's publish@<format> stages)"}
-    for name in ("run", *STAGES, "build-groups", "input", "publish"):
+    helps["check"] = "validate params.yaml and the input files' headers before any stage runs (writes nothing)"
+    for name in ("run", *STAGES, "build-groups", "input", "publish", "check"):
         p = sub.add_parser(name, help=helps.get(name, f"the {name} stage"))
         p.add_argument("--params", default="params.yaml", type=Path, help="params file (default: params.yaml)")
         if name == "input":
@@ -140,6 +142,20 @@ def main(argv: list[str] | None = None) -> int:
         init = importlib.import_module("pipeline.init")  # by name, like simulate: not a stage's code
 
         return _guard(lambda: init.main(args))
+
+    if args.command == "check":
+        def check() -> int:
+            from .config import load_params
+
+            ingest = importlib.import_module("pipeline.ingest")  # by name: not a code dependency of every stage
+            summary = ingest.check_inputs(load_params(args.params))
+            f = summary["firms"]
+            print(f"cluster-impact check: {args.params} is valid; {f['path']}: {f['columns']} columns, "
+                  f"{len(f['mapped'])} mapped, {len(f['passthrough'])} of your own in use ({', '.join(f['passthrough']) or 'none'}); "
+                  + "; ".join(f"{k}: {v.get('path') or 'from_panel ' + v.get('from_panel', '')} ok" for k, v in summary.items() if k != "firms"))
+            return 0
+
+        return _guard(check)
 
     def go() -> int:
         from .config import load_params

@@ -195,6 +195,39 @@ def ingest(params: Params, panel_path: str | Path | None = None) -> IngestOutput
     return IngestOutput(panel=panel, membership=membership, flow=flow, other_programme=other)
 
 
+def check_inputs(params: Params) -> dict[str, Any]:
+    """What ``cluster-impact check`` adds to the params validation: the input files' headers
+    against the mapping, read without their data. Raises what ingest would raise for the
+    same problem (exit 5 for a column name that cannot be used, exit 2 for a mapped column
+    the file lacks); returns a short summary (columns mapped, passing through, per file)."""
+    from .readers import _missing_columns_error
+
+    cols: dict[str, str] = dict(params["columns"])
+    mcols: dict[str, str] = dict(params["membership_columns"])
+    derive = _check_config(cols, mcols, params["ingest"], params["data"].get("deflators") is not None)
+    spec = params["data"]["firms"]
+    header = read_header(params.resolve(spec["path"]), spec, role="firms", label=spec["path"])
+    _missing_columns_error(spec["path"], "firms", header, [f for p, f in cols.items() if p in PANEL_FIELDS])
+    extra, _ = passthrough_plan(params, cols, header, derive)
+    summary: dict[str, Any] = {"firms": {"path": spec["path"], "columns": len(header), "mapped": sorted(p for p in cols if p in PANEL_FIELDS),
+                                         "passthrough": sorted(extra)}}
+    mspec = params["data"]["membership"]
+    if mspec.get("from_panel"):
+        if mspec["from_panel"] not in header:
+            _missing_columns_error(spec["path"], "firms", header, [mspec["from_panel"]], " (data.membership.from_panel)")
+        summary["membership"] = {"from_panel": mspec["from_panel"]}
+    else:
+        mh = read_header(params.resolve(mspec["path"]), mspec, role="membership", label=mspec["path"])
+        _missing_columns_error(mspec["path"], "membership", mh, [mcols[f] for f in MEMBERSHIP_FIELDS if f in mcols])
+        summary["membership"] = {"path": mspec["path"], "columns": len(mh)}
+    for name in ("deflators", "other_programme"):
+        dspec = params["data"].get(name)
+        if dspec:
+            read_header(params.resolve(dspec["path"]), dspec, role=name, label=dspec["path"])
+            summary[name] = {"path": dspec["path"]}
+    return summary
+
+
 INPUT_ROLES = ("firms", "membership", "deflators", "other_programme")  # the data.* files ingest reads
 
 
