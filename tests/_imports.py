@@ -70,14 +70,17 @@ def closure(*roots: str, follow_registry: bool = False) -> set[Path]:
 
 
 def stage_closure(stage: str) -> set[Path]:
-    """Code a stage's command runs: the CLI (it pins the environment) and the stage module."""
-    return closure("pipeline.cli", f"pipeline.stages.{stage}", follow_registry=stage == "estimate")
+    """Code a stage's command runs: the CLI (it pins the environment) and the stage module.
+    Empty files (package markers) are left out: they cannot change a result, and DVC warns
+    about every empty file dependency."""
+    files = closure("pipeline.cli", f"pipeline.stages.{stage}", follow_registry=stage == "estimate")
+    return {f for f in files if f.stat().st_size > 0}
 
 
 def minimal_cover(files: set[Path]) -> list[str]:
     """``files`` as dvc.yaml deps: a folder wherever every .py file below it is in ``files``."""
     def py_below(d: Path) -> set[Path]:
-        return {f for f in d.rglob("*.py") if "__pycache__" not in f.parts}
+        return {f for f in d.rglob("*.py") if "__pycache__" not in f.parts and f.stat().st_size > 0}
 
     out: list[str] = []
     covered: set[Path] = set()
