@@ -39,12 +39,12 @@ CASES = {
     "weighting_ebal": ("weighting", {"method": "ebal"}),
 }
 ESTIMATORS = list(CASES)
-# Greedy nearest-neighbour matching without replacement visits treated units in "data" order
-# (MatchIt's default for the Mahalanobis distance): who is matched first depends on that
-# order by construction. Ours is the firm-id order (rows are sorted by id, so row order never
-# matters), hence relabelling ids may change matches; these cases are tested for shuffle
-# invariance only.
-ID_ORDERED = {"matching_mahalanobis"}
+# Greedy nearest-neighbour matching without replacement under ties = "first" visits treated
+# units in data order (MatchIt's default for the Mahalanobis distance), so relabelling ids may
+# change matches; such cases would be tested for shuffle invariance only. The default ties =
+# "all" visits them in an order fixed by the covariates (models.matching.nearest.
+# mahalanobis_visit_key), so every case here must be invariant to relabelling too.
+ID_ORDERED: set = set()
 KEY = ["aggregation", "term", "event_time", "cohort", "time"]
 
 

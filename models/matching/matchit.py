@@ -252,6 +252,7 @@ def matchit(data: pd.DataFrame, treat, covariates, method: str = "nearest", dist
             raise ConfigError("matchit: with distance='mahalanobis' m_order must be 'data' or 'random' (as MatchIt)")
         Xfull = _full_dummies(data, covariates)
         Y = _nn.mahalanobis_transform(Xfull, t, ~disc)
+        visit = _nn.mahalanobis_visit_key(Xfull, t, ~disc)
 
     strata = _cem.strata_codes(data, exact, coarsen_numeric=False) if exact else np.zeros(n, dtype=np.int64)
     if exact:
@@ -265,6 +266,9 @@ def matchit(data: pd.DataFrame, treat, covariates, method: str = "nearest", dist
         order = "covariates"
     coords = ps[:, None] if distance == "glm" else Y
     tol = _ties.tie_tolerance(coords[~disc])
+    # blocks of treated units with one visiting key (identical score, or identical covariates)
+    keys = ps[:, None] if distance == "glm" else visit
+    key_tol = _ties.tie_tolerance(keys[~disc])
     t_units = np.flatnonzero(t)
     n1 = len(t_units)
     mm = np.full((n1, int(ratio)), -1, dtype=np.int64)
@@ -280,8 +284,8 @@ def matchit(data: pd.DataFrame, treat, covariates, method: str = "nearest", dist
         ts = t[idx]
         el = ~disc[idx]
         rows = t_pos[idx[ts]]
-        key_t = coords[idx][ts]
-        blocks = [b for b in _ties.blocks_by_key(key_t, tol)]
+        key_t = keys[idx][ts]
+        blocks = [b for b in _ties.blocks_by_key(key_t, key_tol)]
         for b in blocks:
             if len(b) > 1:
                 tied_order[rows[b]] = True

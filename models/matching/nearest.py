@@ -225,6 +225,36 @@ def mahalanobis_transform(X: np.ndarray, treat: np.ndarray, eligible: np.ndarray
     return Yu[np.asarray(inv_idx).reshape(-1)]
 
 
+def mahalanobis_visit_key(X: np.ndarray, treat: np.ndarray, eligible: np.ndarray) -> np.ndarray:
+    """Visiting key of treated units for ``ties = "all"`` without replacement on the Mahalanobis
+    distance: the standardised covariates (the ``Z`` of :func:`mahalanobis_transform`, same
+    constant columns dropped), each column oriented so that the treated mean is at least the
+    control mean among eligible units. Blocks are visited in the lexicographic order of this key.
+
+    Why not the transformed coordinates: the Mahalanobis matching problem is invariant to
+    relabelling, translation and rescaling of any covariate, negative factors included, and so
+    should be the order in which treated units choose. Coordinates from an eigen-decomposition
+    carry arbitrary eigenvector signs, and a lexicographic order of raw covariates flips when a
+    covariate is negated (an outcome's pre-trend of ``-y``). The oriented ``Z`` changes by
+    rounding only under any such change (negation flips a column's values and its orientation
+    sign exactly). A mean difference within ``1e-9`` of zero (rounding noise for standardised
+    data) falls back to the sign of the treated third central moment, then to +1."""
+    X = np.asarray(X, dtype=float)
+    keep = (X.max(axis=0) - X.min(axis=0)) >= np.sqrt(np.finfo(float).eps)
+    X = X[:, keep]
+    if X.shape[1] == 0:
+        return np.zeros((len(X), 1))
+    Z = (X - X.mean(axis=0)) / X.std(axis=0, ddof=1)
+    te, ce = treat & eligible, (~treat) & eligible
+    if te.any() and ce.any():
+        diff = Z[te].mean(axis=0) - Z[ce].mean(axis=0)
+        zt = Z[te] - Z[te].mean(axis=0)
+        skew = (zt ** 3).mean(axis=0)
+        sign = np.where(np.abs(diff) > 1e-9, np.sign(diff), np.where(np.abs(skew) > 1e-9, np.sign(skew), 1.0))
+        Z = Z * sign
+    return Z
+
+
 def _partial_sort_first(md: np.ndarray, k: int) -> np.ndarray:
     """Positions of the first ``k`` entries after libstdc++'s ``std::partial_sort(first, first + k,
     last, comp)`` with ``comp(a, b) = md[a] < md[b]`` over positions ``0..len-1`` -- what MatchIt's

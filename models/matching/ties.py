@@ -14,7 +14,9 @@ of the M-th nearest distance). Nothing then depends on labels:
 * without replacement, treated units whose visiting key is tied (the same score, or identical
   Mahalanobis coordinates) form a *block* of size ``b``; blocks are visited by the key
   (``m_order`` largest/smallest score; with Mahalanobis distance the lexicographic order of the
-  coordinates), and a block takes its ``b * ratio`` nearest still-available controls plus every
+  standardised covariates, each oriented so that treated exceed controls on average:
+  models.matching.nearest.mahalanobis_visit_key, invariant to relabelling and to rescaling a
+  covariate by any non-zero factor, as the distance is), and a block takes its ``b * ratio`` nearest still-available controls plus every
   available control tied with the last of them, in one pass, and every member of the block is
   matched to the whole set (one matched set = one subclass). Treated units in a block have the
   same distances to every control, so which member is "first" cannot matter.
