@@ -328,6 +328,16 @@ def constant_outcome(root):
     f.to_csv(root / "data/raw/firms.csv", index=False)
 
 
+def covariate_separates_members(root):
+    """A covariate of the user's own that only members have: in every (g,t) cell the
+    propensity score is ~1 (R did's overlap guard), so every ATT(g,t) is NA."""
+    f = _csv(root, "firms.csv")
+    members = set(_csv(root, "membership.csv")["firm_id"])
+    f["insider"] = f["firm_id"].isin(members).astype(int).astype(str)
+    f.to_csv(root / "data/raw/firms.csv", index=False)
+    _params(root, lambda p: p["estimate"].update(covariates=["insider"], estimators=["cs"]))
+
+
 MESSAGES = {
     # name: (mutation, exit code, needles, phrases that must NOT appear, the stage that fails)
     "all-blank value_added": (blank_value_added, 4, ["'log_labour_productivity' has no value in any of", "value_added", "Fix:"],
@@ -337,6 +347,9 @@ MESSAGES = {
     "one-year panel": (one_year_panel, 4, ["a single year (2015)", "at least two years", "Fix:"], ["pre-treatment period", "no treated units"], "estimate"),
     "header repeated mid-file": (header_repeated, 2, ["data/raw/firms.csv", "header line is repeated at line 1001", "1 row(s)", "Fix: delete the repeated header"],
                                  ["not numbers"], "ingest"),
+    "all ATT(g,t) NA (overlap)": (covariate_separates_members, 4, ["ATT(g,t) cells are NA", "propensity-score logit", "first: (g,t)=(",
+                                                                   "Fix: the covariates (insider) nearly determine membership", "est_method: reg"],
+                                  ["aggte: all ATT(g,t) are NA", "RuntimeWarning"], "estimate"),
     "constant outcome": (constant_outcome, 4, ["'exports' is the constant 250.5", "rounding noise", "twfe, event_study, cs", "Fix:"], [], "estimate"),
 }
 FAILS_AT = {"ingest": ["data/interim"], "estimate": ["data/estimates", "reports"]}

@@ -176,7 +176,10 @@ def aggte(
     if na_rm:
         notna = np.isfinite(att)
         if not notna.any():
-            raise DesignError("aggte: all ATT(g,t) are NA")
+            from .na_cells import all_na_problems
+
+            raise DesignError(f"aggte: all {k_all} ATT(g,t) cells are NA, so no effect can be aggregated:",
+                              problems=all_na_problems(result.na_reasons, k_all, s.get("covariates") or ()))
         group, t, att, cidx = group[notna], t[notna], att[notna], cidx[notna]
         glist = np.unique(group)
         if type == "group":

@@ -93,6 +93,8 @@ class AttGtResult:
     dropped: dict[str, int]
     settings: dict[str, Any]
     notes: list[str] = field(default_factory=list)
+    # why each NA cell is NA: (g, t) -> reason (models.did.na_cells turns them into the message)
+    na_reasons: dict = field(default_factory=dict)
     # set by the sufficient-statistics path (models.did.cs_moments), which has no per-unit
     # data: inf_func, unit_ids, unit_cohort and cluster are None there
     cohort_labels: np.ndarray | None = None  # H cohorts (0 = never), sorted
@@ -426,6 +428,7 @@ def _att_gt_rc(P: _Panel, cells, method: str, control_group: str, base_period: s
     n_tr = np.zeros(k, dtype=np.int64)
     obs = np.zeros(k, dtype=np.int64)
     notes: list[str] = []
+    na_reasons: dict = {}
     tlist = P.tlist
     for j, (g, tt, post_idx, pret) in enumerate(cells):
         if base_period == "universal" and pret == post_idx:
@@ -460,11 +463,12 @@ def _att_gt_rc(P: _Panel, cells, method: str, control_group: str, base_period: s
                 r = (std_ipw_did_rc if method == "ipw" else drdid_rc)(y, post, D, X, ps=ps)
         except DesignError as exc:
             notes.append(f"(g,t)=({g:g},{tt:g}): {exc}; ATT set to NA")
+            na_reasons[(g, tt)] = str(exc)
             psi[:, j] = np.nan
             continue
         att[j] = r.att
         psi[:, j] = np.bincount(units, weights=(n / rows.size) * r.inf_func, minlength=n)
-    return att, psi, n_cell, n_tr, obs, notes
+    return att, psi, n_cell, n_tr, obs, notes, na_reasons
 
 
 # ---------------------------------------------------------------------------------------
@@ -560,6 +564,7 @@ def att_gt(
     n_tr = np.zeros(k, dtype=np.int64)
     base_periods = np.array([tlist[c[3]] for c in cells])
     notes = list(P.notes)
+    na_reasons: dict = {}
     cache: dict[tuple, Any] = {}
     if P.X is not None and est_method == "unconditional":
         raise ConfigError("est_method='unconditional' takes no covariates")
@@ -567,7 +572,7 @@ def att_gt(
 
     if P.rows is not None:
         rc_method = est_method if covariates else "dr"  # R did: drdid_rc with an intercept (= four means)
-        att, psi, n_cell, n_tr, obs_cell, rc_notes = _att_gt_rc(P, cells, rc_method, control_group, base_period, anticipation)
+        att, psi, n_cell, n_tr, obs_cell, rc_notes, na_reasons = _att_gt_rc(P, cells, rc_method, control_group, base_period, anticipation)
         notes += rc_notes
         cells_todo = []
     else:
@@ -590,6 +595,7 @@ def att_gt(
         n_cell[j], n_tr[j] = ng + nc, ng
         if ng == 0 or nc == 0:
             notes.append(f"no {'treated' if ng == 0 else 'comparison'} units for (g,t)=({g:g},{tt:g}); ATT set to NA")
+            na_reasons[(g, tt)] = f"no {'treated' if ng == 0 else 'comparison'} units"
             psi[:, j] = np.nan
             continue
         if method == "unconditional":
@@ -621,6 +627,7 @@ def att_gt(
             cache[key] = entry
         if "error" in cache[key]:
             notes.append(f"(g,t)=({g:g},{tt:g}): {cache[key]['error']}; ATT set to NA")
+            na_reasons[(g, tt)] = cache[key]["error"]
             psi[:, j] = np.nan
             continue
         batches.setdefault(key, []).append((j, post_idx, pret))
@@ -715,6 +722,7 @@ def att_gt(
             "unbalanced_panel": P.rows is not None,
         },
         notes=notes,
+        na_reasons=na_reasons,
         cohort_labels=cohort_labels.astype(np.int64),
         cohort_n=np.bincount(cohort_pos, minlength=cohort_labels.size),
         obs_cell=obs_cell,

@@ -188,6 +188,7 @@ def att_gt_from_moments(
     n_cell = np.zeros(k, dtype=np.int64)
     n_tr = np.zeros(k, dtype=np.int64)
     notes = list(m.notes)
+    na_reasons: dict = {}
     for j, (g, tt, post_idx, pret) in enumerate(cells):
         if base_period == "universal" and pret == post_idx:
             att[j] = 0.0  # normalised reference period; zero influence function
@@ -201,6 +202,7 @@ def att_gt_from_moments(
         n_cell[j], n_tr[j] = int(ng + nc), int(ng)
         if ng == 0 or nc == 0:
             notes.append(f"no {'treated' if ng == 0 else 'comparison'} units for (g,t)=({g:g},{tt:g}); ATT set to NA")
+            na_reasons[(g, tt)] = f"no {'treated' if ng == 0 else 'comparison'} units"
             continue
         D[j, post_idx], D[j, pret] = 1.0, -1.0
         md = m.mean[:, post_idx] - m.mean[:, pret]  # cohort means of dY
@@ -262,6 +264,7 @@ def att_gt_from_moments(
         dropped=dict(m.dropped),
         settings={**method_settings, **(settings or {})},
         notes=notes,
+        na_reasons=na_reasons,
         cohort_labels=np.asarray(m.cohorts, dtype=np.int64),
         cohort_n=np.asarray(m.n, dtype=np.int64),
         meat=M,

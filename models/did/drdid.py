@@ -65,7 +65,7 @@ class DiD2x2:
 
 
 def logit_irls(D: np.ndarray, X: np.ndarray, *, tol: float = 1e-12, max_iter: int = 100) -> np.ndarray:
-    """Logit MLE by Newton-Raphson / IRLS (no intercept added: ``X`` carries it).
+    r"""Logit MLE by Newton-Raphson / IRLS (no intercept added: ``X`` carries it).
 
     Converges when the deviance change of the last Newton step, the Newton decrement
     :math:`g'H^{-1}g` (Boyd & Vandenberghe 2004, §9.5.1; the deviance is :math:`-2\ell`, so
@@ -85,7 +85,8 @@ def logit_irls(D: np.ndarray, X: np.ndarray, *, tol: float = 1e-12, max_iter: in
     dev0 = 2.0 * float(np.sum(np.logaddexp(0.0, eta) - D * eta))  # binomial deviance, computed stably
     for it in range(max_iter):
         # eta = X beta of the current iterate (computed at the end of the previous step)
-        p = 1.0 / (1.0 + np.exp(-eta))
+        with np.errstate(over="ignore"):  # exp(-eta) = inf under separation: p = 0, as it should
+            p = 1.0 / (1.0 + np.exp(-eta))
         w = p * (1.0 - p)
         grad = X.T @ (D - p)
         H = X.T @ (X * w[:, None])
