@@ -126,7 +126,7 @@ def map_content(rel: pd.DataFrame, params: dict[str, Any], flow: dict[str, Any],
     year = int(rel["map_year"].dropna().iloc[0]) if rel["map_year"].notna().any() else None
     cells = rel[(rel["level"] == "cell") & (rel["year"] == year)]
     size_lab = "Employment" if o["size"] == "employment" else o["size"].replace("_", " ").capitalize()
-    strong = cells["strong"].fillna(False).astype(bool)
+    strong = cells["strong"].fillna(0).astype(bool)
     listed = cells[strong | (cells["stars"].fillna(0) > 0)].copy()
     listed = listed.sort_values(["strong", "stars", "lq"], ascending=[False, False, False], na_position="last", kind="mergesort")
     rows = [{"region": str(r["region"]), "sector": str(r["sector"]), "size": fmt_int(r["size"]), "firms": fmt_int(r["n_firms"]), "lq": fmt(r["lq"], 2),
@@ -136,7 +136,7 @@ def map_content(rel: pd.DataFrame, params: dict[str, Any], flow: dict[str, Any],
     n_cells = int(len(cells))
     n_strong = int(strong.sum())
     n_withheld = int(cells["withheld"].sum())
-    n_small = int(cells["small_cell"].fillna(False).astype(bool).sum())
+    n_small = int(cells["small_cell"].fillna(0).astype(bool).sum())
     ini = rel[rel["level"] == "initiative"]
     irows = []
     for _, r in ini.iterrows():
