@@ -78,7 +78,7 @@ def test_without_sector_and_region_the_map_is_absent_not_a_crash(tmp_path):
         assert res.returncode == 0, (stage, res.stderr)
     flow = json.loads((tmp_path / "data/processed/groups_flow.json").read_text())
     assert "no sector column" in flow["cluster_map"]["absent"] and "no region column" in flow["cluster_map"]["absent"]
-    html = (tmp_path / "reports/report.html").read_text()
+    html = (tmp_path / "data/report/report.html").read_text()  # the report stage renders here; publish copies to reports/
     assert "The cluster map was not built: no sector column is mapped" in html
     # the scoreboard still has the members, without a comparison group
     sb = pd.read_csv(tmp_path / "reports/tables/scoreboard.csv")
