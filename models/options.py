@@ -23,8 +23,7 @@ from .errors import ConfigError
 SAFE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 #: upper bound of every bootstrap / permutation / draws count in params.yaml
 MAX_DRAWS = 100_000
-DRAWS_NOTE = (f"at most {MAX_DRAWS:,} (memory and run time grow with the count; "
-              "999-9999 is customary)").replace(",", "_")
+DRAWS_NOTE = "memory and run time grow with the count; 999 to 9999 is customary"
 
 _TYPE_NAMES = {bool: "true/false", int: "an integer", float: "a number", str: "a string", list: "a list",
                dict: "a mapping", type(None): "null"}
@@ -183,3 +182,16 @@ def validator(defaults: dict, rules: dict[str, Rule], cross: Callable[[dict, str
         return out
     validate_options.__doc__ = f"Problems with the options of estimator {name!r} (``estimate.{name}``)."
     return validate_options
+
+
+# ---- ingest.tfp (the production function behind derive: [log_tfp]; models.production) -------
+TFP_METHODS = ("acf", "op", "lp", "wooldridge", "ols")
+TFP_OUTPUTS = ("value_added", "gross_output")
+TFP_DEFAULTS = {"method": "acf", "output": "value_added", "by": None, "bootstrap": 0}
+TFP_RULES: dict = {
+    "method": choice(*TFP_METHODS),
+    "output": choice(*TFP_OUTPUTS),
+    "by": custom(lambda v: isinstance(v, str) and bool(SAFE_NAME.match(v)),
+                 "give a column to estimate by (e.g. sector)", bad=["sector"], null=True),
+    "bootstrap": integer(0, MAX_DRAWS, note="0 = no bootstrap; " + DRAWS_NOTE),
+}
