@@ -211,6 +211,7 @@ def check_inputs(params: Params) -> dict[str, Any]:
     extra, _ = passthrough_plan(params, cols, header, derive)
     summary: dict[str, Any] = {"firms": {"path": spec["path"], "columns": len(header), "mapped": sorted(p for p in cols if p in PANEL_FIELDS),
                                          "passthrough": sorted(extra), "panel_columns": panel_columns(params, cols, extra, derive)}}
+    summary["firms"]["panel_numeric"] = panel_numeric_columns(summary["firms"]["panel_columns"], extra)
     mspec = params["data"]["membership"]
     if mspec.get("from_panel"):
         if mspec["from_panel"] not in header:
@@ -230,6 +231,7 @@ def check_inputs(params: Params) -> dict[str, Any]:
 
 #: columns build_groups adds to the panel (besides config.RESERVED_COLUMNS' public ones)
 GROUP_COLUMNS = ("cluster_strength",)
+TEXT_GROUP_COLUMNS = ("cluster_id", "cluster_strength", "arm", "other_programme")
 
 
 def panel_columns(params: Params, cols: dict[str, str], extra: dict[str, str], derive: list[str]) -> list[str]:
@@ -240,6 +242,13 @@ def panel_columns(params: Params, cols: dict[str, str], extra: dict[str, str], d
         out.add("log_tfp")
     out |= {c for c in RESERVED_COLUMNS if not c.startswith("_")} | set(GROUP_COLUMNS)
     return sorted(out)
+
+
+def panel_numeric_columns(columns: list[str], extra: dict[str, str]) -> list[str]:
+    """The predicted panel columns that will be numbers: all but the text pipeline columns and
+    the text ones build_groups adds (a passed-through column's type is known only from its
+    values: it counts as numeric here, and the estimate stage checks its real type)."""
+    return sorted(c for c in columns if c not in TEXT_FIELDS and c not in TEXT_GROUP_COLUMNS or c in extra)
 
 
 INPUT_ROLES = ("firms", "membership", "deflators", "other_programme")  # the data.* files ingest reads
