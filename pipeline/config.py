@@ -252,7 +252,7 @@ def validate(raw: dict[str, Any], problems: list[str]) -> dict[str, Any]:
     # seed
     seed = merged["seed"]
     if not _opt.is_int(seed) or not 0 <= seed <= SEED_MAX:
-        problems.append(f"seed: {_opt.shown(seed)}; give an integer from 0 to {SEED_MAX} (numpy's random generators "
+        problems.append(f"seed: must be an integer from 0 to {SEED_MAX}, got {_opt.shown(seed)} (numpy's random generators "
                         "take 0 <= seed < 2**32), e.g. seed: 20261122")
     if merged["engine"] not in ("pandas", "duckdb", "spark"):
         problems.append(f"engine: {merged['engine']!r}; allowed: pandas, duckdb, spark")

@@ -99,8 +99,8 @@ CASES = {
     "alias_bomb": (BOMB, ["anchor &a is not allowed", "line 1", "write the values out"]),
     "latin1": (_dump(_params()).replace("title: Cluster", "title: Clust\u00e9r").encode("latin-1"),
                ["not UTF-8", "byte 0xe9", "line ", "save the file as UTF-8"]),
-    "seed_negative": (_with(_set("seed", -1)), ["seed: -1", "from 0 to 4294967295", "2**32"]),
-    "seed_2_40": (_with(_set("seed", 2**40)), [f"seed: {2**40}", "from 0 to 4294967295"]),
+    "seed_negative": (_with(_set("seed", -1)), ["seed: must be an integer", "got -1", "from 0 to 4294967295", "2**32"]),
+    "seed_2_40": (_with(_set("seed", 2**40)), [f"got {2**40}", "from 0 to 4294967295"]),
     "draws_beyond_bound": (
         _with(_many(_set("estimate.cs", {"biters": "1e9"}), _set("estimate.checks", {"ri_draws": 10**6}),
                     _set("ingest.tfp.bootstrap", 10**6), _set("estimate.vcov", {"kind": "wild", "by": ["firm_id"], "draws": 10**6}))),
