@@ -36,6 +36,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .errors import ConfigError, UnsupportedVcovError
+from .options import MAX_DRAWS
 
 KINDS = ("iid", "hetero", "cluster", "twoway", "crv3", "wild")
 #: kinds pyfixest's ``vcov=`` argument expresses (the others are computed in models/inference)
@@ -84,10 +85,11 @@ class VcovSpec:
         if weights not in WILD_WEIGHTS:
             raise ConfigError(f"estimate.vcov.weights = {weights!r}; allowed: {', '.join(WILD_WEIGHTS)}")
         draws = d.get("draws", WILD_DEFAULTS["draws"])
-        if isinstance(draws, bool) or not isinstance(draws, int) or draws < 99:
+        if isinstance(draws, bool) or not isinstance(draws, int) or not 99 <= draws <= MAX_DRAWS:
             raise ConfigError(
-                f"estimate.vcov.draws = {draws!r}: need an integer >= 99 (9999 is customary; "
-                "B such that alpha (B+1) is an integer avoids size distortion, Davidson & MacKinnon 2000)"
+                f"estimate.vcov.draws = {draws!r}: need an integer from 99 to {MAX_DRAWS} (9999 is customary; "
+                "B such that alpha (B+1) is an integer avoids size distortion, Davidson & MacKinnon 2000; "
+                "memory and run time grow with B)"
             )
         return cls(kind=kind, by=by, weights=weights, draws=int(draws))
 

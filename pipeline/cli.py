@@ -148,8 +148,11 @@ def main(argv: list[str] | None = None) -> int:
             from .config import load_params
 
             ingest = importlib.import_module("pipeline.ingest")  # by name: not a code dependency of every stage
-            summary = ingest.check_inputs(load_params(args.params))
+            params = load_params(args.params)
+            summary = ingest.check_inputs(params)
             f = summary["firms"]
+            option_columns = importlib.import_module("pipeline.option_columns")  # by name, like ingest
+            option_columns.check_columns(params, f["panel_columns"], set(f["panel_numeric"]), f"the panel built from {f['path']}")
             print(f"cluster-impact check: {args.params} is valid; {f['path']}: {f['columns']} columns, "
                   f"{len(f['mapped'])} mapped, {len(f['passthrough'])} of your own in use ({', '.join(f['passthrough']) or 'none'}); "
                   + "; ".join(f"{k}: {v.get('path') or 'from_panel ' + v.get('from_panel', '')} ok" for k, v in summary.items() if k != "firms"))

@@ -17,10 +17,15 @@ from typing import Any
 import yaml
 
 from models import cluster_map as _cluster_map
+from models import options as _opt
 from models import registry
 from models.errors import ConfigError
 
-SAFE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+SAFE_NAME = _opt.SAFE_NAME
+SEED_MAX = 2**32 - 1  # numpy's generators take 0 <= seed < 2**32
+MAX_PARAMS_BYTES = 1_000_000  # a params file is a few kB; refuse anything that is not one
+# list-valued keys that also take one name (vcov.by: firm_id)
+STR_AS_LIST = {"estimate.vcov.by"}
 
 # pipeline column names the firm panel may map (pipeline name: meaning)
 PANEL_FIELDS = {
@@ -151,6 +156,19 @@ def resolve_path(root: Path, rel: str | Path) -> Path:
 
 
 def _merge(default: Any, given: Any, where: str, problems: list[str], open_keys: bool = False) -> Any:
+    """``given`` over ``default``; a value of the wrong container type (a list where a mapping
+    belongs, a string where a list belongs: it would be read letter by letter) or a quoted
+    boolean is a problem, and the default is kept so that later checks see a usable value."""
+    if given is not None and isinstance(default, dict) and not isinstance(given, dict):
+        problems.append(f"{where}: {_opt.shown(given)}; give a mapping (key: value on indented lines, or {{key: value}})")
+        return copy.deepcopy(default)
+    if given is not None and isinstance(default, list) and not isinstance(given, list) and where not in STR_AS_LIST:
+        eg = f"[{given}]" if isinstance(given, (str, int, float)) else "[a, b]"
+        problems.append(f"{where}: {_opt.shown(given)}; give a list, e.g. {eg}")
+        return copy.deepcopy(default)
+    if isinstance(default, bool) and given is not None and not isinstance(given, bool):
+        problems.append(f"{where}: {_opt.shown(given)}; give true or false (unquoted; a quoted 'yes' is a string)")
+        return default
     if isinstance(default, dict) and not default:  # an open mapping (labels, outcome_estimators)
         return copy.deepcopy(given)
     if isinstance(default, dict) and isinstance(given, dict):
@@ -215,6 +233,10 @@ def validate(raw: dict[str, Any], problems: list[str]) -> dict[str, Any]:
     merged: dict[str, Any] = {}
     for key, default in DEFAULTS.items():
         given = raw.get(key, default)
+        if isinstance(default, dict) and given is not None and not isinstance(given, dict):
+            problems.append(f"{key}: {_opt.shown(given)}; give a mapping (key: value on indented lines), "
+                            "see the README's params.yaml reference")
+            given = default
         if key == "columns":
             merged[key] = {**default, **(given or {})}
         elif key == "data":
@@ -228,8 +250,10 @@ def validate(raw: dict[str, Any], problems: list[str]) -> dict[str, Any]:
             merged[key] = _merge(default, given, key, problems)
 
     # seed
-    if not isinstance(merged["seed"], int) or isinstance(merged["seed"], bool):
-        problems.append(f"seed: must be an integer, got {merged['seed']!r}")
+    seed = merged["seed"]
+    if not _opt.is_int(seed) or not 0 <= seed <= SEED_MAX:
+        problems.append(f"seed: must be an integer from 0 to {SEED_MAX}, got {_opt.shown(seed)} (numpy's random generators "
+                        "take 0 <= seed < 2**32), e.g. seed: 20261122")
     if merged["engine"] not in ("pandas", "duckdb", "spark"):
         problems.append(f"engine: {merged['engine']!r}; allowed: pandas, duckdb, spark")
 
@@ -278,6 +302,8 @@ def validate(raw: dict[str, Any], problems: list[str]) -> dict[str, Any]:
         problems.append(f"ingest.log_nonpositive: {ing['log_nonpositive']!r}; allowed: drop, fail")
     for i, d in enumerate(ing["derive"] or []):
         check_name(d, f"ingest.derive[{i}]", problems)
+    if ing.get("tfp") is not None:
+        problems += _opt.check(ing["tfp"], _opt.TFP_DEFAULTS, _opt.TFP_RULES, "ingest.tfp")
 
     bg = merged["build_groups"]
     for key, allowed in (("leavers", ("absorbing", "drop", "error")), ("always_treated", ("drop", "error")), ("after_window", ("never", "error"))):
@@ -314,8 +340,9 @@ def validate(raw: dict[str, Any], problems: list[str]) -> dict[str, Any]:
     if not isinstance(oe, dict):
         problems.append("estimate.outcome_estimators: give a mapping outcome: [estimators]")
         oe = {}
+    outcomes_ok = not any(m.startswith("estimate.outcomes:") for m in problems)
     for o, keys in oe.items():
-        if o not in (est["outcomes"] or []):
+        if outcomes_ok and o not in (est["outcomes"] or []):
             problems.append(f"estimate.outcome_estimators.{o}: not one of estimate.outcomes")
         if not isinstance(keys, list):
             problems.append(f"estimate.outcome_estimators.{o}: give a list of estimators")
@@ -335,14 +362,16 @@ def validate(raw: dict[str, Any], problems: list[str]) -> dict[str, Any]:
             problems.append(str(exc))
             continue
         opts = getattr(mod, "OPTIONS", {})
-        given = est[key] or {}
+        given = est[key] if est[key] is not None else {}
         if not isinstance(given, dict):
-            problems.append(f"estimate.{key}: must be a mapping of options")
+            problems.append(f"estimate.{key}: {_opt.shown(given)}; give a mapping of options "
+                            f"(allowed: {', '.join(sorted(opts)) or 'none'})")
             continue
-        for k in set(given) - set(opts):
+        for k in sorted(set(given) - set(opts), key=str):
             problems.append(f"estimate.{key}.{k}: unknown option (allowed: {', '.join(sorted(opts)) or 'none'})")
-        if hasattr(mod, "validate_options") and not set(given) - set(opts):
-            problems.extend(mod.validate_options(given))
+        problems.extend(mod.validate_options({k: v for k, v in given.items() if k in opts}, where=f"estimate.{key}"))
+    _check_variant_options(est, variants, problems)
+    _check_sensitivity(est.get("sensitivity"), problems)
     rep = merged["report"]
     from .disclosure import resolve_profile
 
@@ -352,8 +381,25 @@ def validate(raw: dict[str, Any], problems: list[str]) -> dict[str, Any]:
         problems.append(str(exc))
     for f in rep["formats"] or []:
         if f not in ("html", "pdf"):
-            problems.append(f"report.formats: {f!r}; allowed: html, pdf")
+            problems.append(f"report.formats: {_opt.shown(f)}; allowed: html, pdf")
+    if not isinstance(rep["title"], str):
+        problems.append(f"report.title: {_opt.shown(rep['title'])}; give the title as text (quote it if it looks like a number)")
+    for k, v in (rep["labels"] or {}).items():
+        if not isinstance(k, str) or not isinstance(v, str):
+            problems.append(f"report.labels.{k}: {_opt.shown(v)}; give name: label, both text "
+                            "(e.g. labels: {log_labour_productivity: Labour productivity (log)})")
     return merged
+
+
+def _check_sensitivity(sens: Any, problems: list[str]) -> None:
+    """``estimate.sensitivity`` (HonestDiD): estimators and outcomes lists, mbar numbers >= 0, window."""
+    if not isinstance(sens, dict):
+        return  # _merge reported it
+    rules = {"estimators": _opt.names(), "outcomes": _opt.names(null=True),
+             "mbar": _opt.custom(lambda v: isinstance(v, list) and all(_opt.is_number(x) and x >= 0 for x in v),
+                                 "give a list of numbers >= 0, e.g. [0.5, 1.0, 2.0]", bad=[-1]),
+             "window": _opt.int_pair(cond=lambda lo, hi: lo < 0 <= hi, need="lo < 0 <= hi")}
+    problems += _opt.check(sens, DEFAULTS["estimate"]["sensitivity"], rules, "estimate.sensitivity")
 
 
 VARIANT_KEYS = {"estimator", "covariates", "control_group"}  # the rest are the base estimator's options
@@ -394,6 +440,30 @@ def _check_variants(est: dict[str, Any], problems: list[str]) -> dict[str, dict[
     return good
 
 
+def _check_variant_options(est: dict[str, Any], variants: dict[str, dict[str, Any]], problems: list[str]) -> None:
+    """Each variant's options over its base estimator's ``estimate.<key>``, through the base's
+    validator (prefix ``estimate.variants.<name>``). A problem of the base's own options is
+    reported once, under ``estimate.<key>``."""
+    for name, v in variants.items():
+        base = v["estimator"]
+        try:
+            mod = registry.get(base)
+        except ConfigError:
+            continue
+        opts = getattr(mod, "OPTIONS", {})
+        given = est.get(base) if isinstance(est.get(base), dict) else {}
+        own = {k: x for k, x in v.items() if k not in VARIANT_KEYS and k in opts}
+        merged = {**{k: x for k, x in given.items() if k in opts}, **own}
+        where = f"estimate.variants.{name}"
+        base_bad = {p.split(":", 1)[0].removeprefix(f"estimate.{base}.") for p in mod.validate_options(
+            {k: x for k, x in given.items() if k in opts}, where=f"estimate.{base}")}
+        for p in mod.validate_options(merged, where=where):
+            key = p.split(":", 1)[0].removeprefix(where + ".")
+            if key not in own and key in base_bad:
+                continue
+            problems.append(p)
+
+
 def estimator_base(params: Params, key: str) -> str:
     """The registry key behind estimator ``key`` (itself, or a variant's ``estimator``)."""
     v = (params.raw["estimate"].get("variants") or {}).get(key)
@@ -426,15 +496,97 @@ def estimator_options(params: Params, key: str) -> dict[str, Any]:
     return opts
 
 
+class _ParamsYamlError(Exception):
+    """A params file that the loader refuses (anchors, aliases); the message says how to fix it."""
+
+
+class ParamsLoader(yaml.SafeLoader):
+    """yaml.SafeLoader that refuses anchors and aliases (``&name`` / ``*name``, and so ``<<:``
+    merge keys): an alias expands to a copy of its anchor, so a few lines can stand for
+    billions of values (the "billion laughs" bomb), and params are short enough to write out.
+    Duplicate keys are found on the composed tree (:func:`duplicate_keys`)."""
+
+    def compose_node(self, parent, index):
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None) is not None:
+            kind = "alias *" if isinstance(event, yaml.AliasEvent) else "anchor &"
+            raise _ParamsYamlError(
+                f"line {event.start_mark.line + 1}: YAML {kind}{event.anchor} is not allowed in params files "
+                "(anchors, aliases and <<: merge keys are refused: an alias can expand without bound); "
+                "write the values out in full")
+        return super().compose_node(parent, index)
+
+
+def duplicate_keys(node: Any, where: str = "") -> list[str]:
+    """Every key given twice in one mapping of the composed YAML tree, with both lines."""
+    out: list[str] = []
+    if isinstance(node, yaml.MappingNode):
+        seen: dict[Any, int] = {}
+        for k, v in node.value:
+            key = k.value if isinstance(k, yaml.ScalarNode) else None
+            path = f"{where}.{key}" if where else str(key)
+            if key is not None:
+                if key in seen:
+                    out.append(f"{path}: duplicate key (lines {seen[key]} and {k.start_mark.line + 1}); a later "
+                               "value would silently replace the earlier one; keep one of them")
+                else:
+                    seen[key] = k.start_mark.line + 1
+            out += duplicate_keys(v, path)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, v in enumerate(node.value):
+            out += duplicate_keys(v, f"{where}[{i}]")
+    return out
+
+
+def read_params_text(path: Path) -> str:
+    """The params file as text: UTF-8 (a UTF-8 byte-order mark is accepted), at most
+    :data:`MAX_PARAMS_BYTES`; anything else is a ConfigError saying which byte and how to fix it."""
+    data = path.read_bytes()
+    if len(data) > MAX_PARAMS_BYTES:
+        raise ConfigError(f"{path}: {len(data)} bytes; a params file is a few kilobytes (at most {MAX_PARAMS_BYTES}): "
+                          "pass the params.yaml, not a data file")
+    if data.startswith(b"\xef\xbb\xbf"):
+        data = data[3:]
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        pos = exc.start
+        line = data.count(b"\n", 0, pos) + 1
+        col = pos - (data.rfind(b"\n", 0, pos) + 1) + 1
+        raise ConfigError(
+            f"{path}: not UTF-8: byte 0x{data[pos]:02x} at line {line}, column {col} is not valid UTF-8 (a latin-1 or "
+            "Windows-1252 accented letter, e.g. from a spreadsheet export?); save the file as UTF-8 (your editor's "
+            f"'save with encoding', or: iconv -f latin1 -t utf-8 {path.name} > {path.stem}.utf8{path.suffix})"
+        ) from None
+
+
+def parse_params(text: str, path: Path) -> Any:
+    """``text`` parsed by :class:`ParamsLoader`; duplicate keys, anchors and YAML syntax errors
+    raise one ConfigError."""
+    loader = ParamsLoader(text)
+    try:
+        node = loader.get_single_node()
+        dups = duplicate_keys(node)
+        if dups:
+            raise ConfigError(f"{path}: {len(dups)} duplicate key(s); fix them and run again:", problems=dups)
+        return loader.construct_document(node) if node is not None else None
+    except _ParamsYamlError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: nested too deeply to be a params file; check the brackets and indentation") from None
+    finally:
+        loader.dispose()
+
+
 def load_params(path: str | Path) -> Params:
-    """Read ``path`` with yaml.safe_load and validate; raise ConfigError listing every problem."""
+    """Read ``path`` (UTF-8, :class:`ParamsLoader`) and validate; raise ConfigError listing every problem."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"params file {path} not found; pass --params PATH (default: params.yaml in the project folder)")
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    raw = parse_params(read_params_text(path), path)
+    raw = {} if raw is None else raw
     problems: list[str] = []
     merged = validate(raw, problems)
     if problems:

@@ -24,7 +24,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from models import registry
-from models.errors import ClusterImpactError, ConfigError, DesignError
+from models.errors import ClusterImpactError, DesignError
 from models.inference.few_clusters import annotate_from_data, annotate_meta
 from models.result import EstimationResult
 from models.spec import EstimatorSpec
@@ -33,6 +33,7 @@ from models.vcov import VcovSpec
 from . import design_checks
 from .config import Params, estimator_base, estimator_options, estimators_for, variant_overrides
 from .engine import EngineFallback
+from .option_columns import check_columns
 from .progress import note, step
 
 BASE_COLUMNS = ("firm_id", "year", "first_treat", "rel_time", "post", "cluster_id")
@@ -66,6 +67,14 @@ def _option_columns(options: dict[str, Any], schema: set[str]) -> set[str]:
     return cols
 
 
+def numeric_columns(panel_path: Path) -> set[str]:
+    """Names of the panel's number (and 0/1 boolean) columns, from the Parquet schema (no data read)."""
+    import pyarrow.types as pt
+
+    return {f.name for f in pq.read_schema(panel_path)
+            if pt.is_integer(f.type) or pt.is_floating(f.type) or pt.is_boolean(f.type) or pt.is_decimal(f.type)}
+
+
 def build_spec(params: Params, outcome: str, key: str) -> EstimatorSpec:
     est = params["estimate"]
     over = variant_overrides(params, key)
@@ -90,26 +99,8 @@ def estimate_all(panel_path: Path, params: Params) -> EstimateRun:
     """Fit every estimator in ``estimate.estimators`` to every outcome in ``estimate.outcomes``."""
     est = params["estimate"]
     schema = set(pq.read_schema(panel_path).names)
-    problems = []
-    for o in est["outcomes"]:
-        if o not in schema:
-            problems.append(f"estimate.outcomes: {o!r} is not a column of {panel_path.name}")
-    for c in est["covariates"] or []:
-        if c not in schema:
-            problems.append(f"estimate.covariates: {c!r} is not a column of {panel_path.name}")
-    for name, v in (est.get("variants") or {}).items():
-        for c in v.get("covariates") or []:
-            if c not in schema:
-                problems.append(f"estimate.variants.{name}.covariates: {c!r} is not a column of {panel_path.name}")
-    for c in VcovSpec.from_params(est["vcov"]).by:
-        if c not in schema:
-            problems.append(f"estimate.vcov.by: {c!r} is not a column of {panel_path.name}")
-    if problems:
-        raise ConfigError(
-            f"{len(problems)} estimate setting(s) name columns the processed panel lacks "
-            f"(available: {', '.join(sorted(schema))}):",
-            problems=problems,
-        )
+    # every column-valued option against the panel's schema, before anything is fitted
+    check_columns(params, schema, numeric_columns(panel_path), f"data/processed/{panel_path.name}")
     on_error = est.get("on_error", "fail")
     run = EstimateRun()
     versions = package_versions()

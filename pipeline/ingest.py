@@ -210,7 +210,8 @@ def check_inputs(params: Params) -> dict[str, Any]:
     _missing_columns_error(spec["path"], "firms", header, [f for p, f in cols.items() if p in PANEL_FIELDS])
     extra, _ = passthrough_plan(params, cols, header, derive)
     summary: dict[str, Any] = {"firms": {"path": spec["path"], "columns": len(header), "mapped": sorted(p for p in cols if p in PANEL_FIELDS),
-                                         "passthrough": sorted(extra)}}
+                                         "passthrough": sorted(extra), "panel_columns": panel_columns(params, cols, extra, derive)}}
+    summary["firms"]["panel_numeric"] = panel_numeric_columns(summary["firms"]["panel_columns"], extra)
     mspec = params["data"]["membership"]
     if mspec.get("from_panel"):
         if mspec["from_panel"] not in header:
@@ -226,6 +227,28 @@ def check_inputs(params: Params) -> dict[str, Any]:
             read_header(params.resolve(dspec["path"]), dspec, role=name, label=dspec["path"])
             summary[name] = {"path": dspec["path"]}
     return summary
+
+
+#: columns build_groups adds to the panel (besides config.RESERVED_COLUMNS' public ones)
+GROUP_COLUMNS = ("cluster_strength",)
+TEXT_GROUP_COLUMNS = ("cluster_id", "cluster_strength", "arm", "other_programme")
+
+
+def panel_columns(params: Params, cols: dict[str, str], extra: dict[str, str], derive: list[str]) -> list[str]:
+    """The processed panel's columns as predicted from params and the firm file's header: mapped
+    pipeline columns, passed-through ones, derived outcomes and what build_groups adds."""
+    out = {p for p in cols if p in PANEL_FIELDS} | set(extra) | set(derive)
+    if "log_tfp" in (params["ingest"].get("derive") or []):
+        out.add("log_tfp")
+    out |= {c for c in RESERVED_COLUMNS if not c.startswith("_")} | set(GROUP_COLUMNS)
+    return sorted(out)
+
+
+def panel_numeric_columns(columns: list[str], extra: dict[str, str]) -> list[str]:
+    """The predicted panel columns that will be numbers: all but the text pipeline columns and
+    the text ones build_groups adds (a passed-through column's type is known only from its
+    values: it counts as numeric here, and the estimate stage checks its real type)."""
+    return sorted(c for c in columns if c not in TEXT_FIELDS and c not in TEXT_GROUP_COLUMNS or c in extra)
 
 
 INPUT_ROLES = ("firms", "membership", "deflators", "other_programme")  # the data.* files ingest reads

@@ -73,6 +73,7 @@ import numpy as np
 import pandas as pd
 from scipy import sparse
 
+from models import options as _opt
 from models.errors import ConfigError, DesignError
 from models.result import EstimationResult, normal_inference, tidy_frame
 from models.spec import EstimatorSpec
@@ -84,6 +85,11 @@ OPTIONS: dict = {
     "maxiter": 100,  # Newton iterations of the cell-level Poisson QMLE
     "tol": 1e-12,  # convergence: max |step| in the coefficients
 }
+RULES: dict = {
+    "maxiter": _opt.integer(1, 100_000),
+    "tol": _opt.number(0, 1e-2, lo_open=True),
+}
+validate_options = _opt.validator(OPTIONS, RULES, name="etwfe_poisson")
 SUPPORTED_VCOV = ("iid", "hetero", "cluster")
 
 
@@ -263,6 +269,7 @@ def _fit_covariates(df, cells, Xcell, names, tau_index, cell_code, xcols, xnames
 def fit(data: pd.DataFrame, spec: EstimatorSpec) -> EstimationResult:
     """Wooldridge (2023) ETWFE Poisson; see the module docstring."""
     spec.vcov.require("etwfe_poisson", SUPPORTED_VCOV)
+    _opt.require(validate_options(spec.options), "estimate.etwfe_poisson")
     opts = {**OPTIONS, **(spec.options or {})}
     p = prepare(data, spec, "etwfe_poisson", allow_covariates=True)
     df = p.df

@@ -42,6 +42,7 @@ import warnings
 import numpy as np
 import pandas as pd
 
+from models import options as _opt
 from models.errors import DesignError
 from models.result import EstimationResult, normal_inference, tidy_frame
 from models.spec import EstimatorSpec
@@ -56,6 +57,22 @@ OPTIONS: dict = {
     "separation": "relu",  # relu | fe_only : regressor-separation check after the FE check
 }
 
+RULES: dict = {
+    "dynamic": _opt.boolean(),
+    "ref_period": _opt.integer(note="an event time, default -1"),
+    "window": _opt.int_pair(null=True),
+    "separation": _opt.choice("relu", "fe_only"),
+}
+
+
+def _cross(o: dict, where: str) -> list[str]:
+    w = o["window"]
+    if w is not None and not w[0] < o["ref_period"] < w[1]:
+        return [f"{where}.window: {w!r}; give [lo, hi] integers with lo < ref_period ({o['ref_period']}) < hi, or null"]
+    return []
+
+
+validate_options = _opt.validator(OPTIONS, RULES, _cross, name="ppml")
 SUPPORTED_VCOV = ("iid", "hetero", "cluster", "twoway")
 IWLS_TOL = 1e-12
 FIXEF_TOL = 1e-12
@@ -166,23 +183,8 @@ def fit(data: pd.DataFrame, spec: EstimatorSpec) -> EstimationResult:
     from scipy import stats
 
     spec.vcov.require("ppml", SUPPORTED_VCOV)
+    _opt.require(validate_options(spec.options), "estimate.ppml")
     opts = {**OPTIONS, **(spec.options or {})}
-    from models.errors import ConfigError
-
-    bad = []
-    if opts["separation"] not in ("relu", "fe_only"):
-        bad.append(f"separation = {opts['separation']!r}; allowed: relu, fe_only")
-    if not isinstance(opts["dynamic"], bool):
-        bad.append(f"dynamic = {opts['dynamic']!r}; give true or false")
-    if not isinstance(opts["ref_period"], int) or isinstance(opts["ref_period"], bool):
-        bad.append(f"ref_period = {opts['ref_period']!r}; give an integer event time (default -1)")
-    w = opts["window"]
-    if w is not None and not (
-        isinstance(w, (list, tuple)) and len(w) == 2 and all(isinstance(v, int) for v in w) and w[0] < opts["ref_period"] < w[1]
-    ):
-        bad.append(f"window = {w!r}; give [lo, hi] integers with lo < ref_period < hi, or null")
-    if bad:
-        raise ConfigError("estimate.ppml: invalid option(s):", problems=bad)
     p = prepare(data, spec, "ppml")
     if (p.df["_D"] > 0).sum() == 0:
         raise DesignError("ppml: no treated firm-years (first_treat > 0 and year >= first_treat) in the sample.")

@@ -41,6 +41,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from models import options as _opt
+from models import registry
 from models.errors import ConfigError, DesignError
 from models.result import EstimationResult, normal_inference
 from models.spec import EstimatorSpec
@@ -65,23 +67,34 @@ OPTIONS: dict = {
 }
 
 
+def _name(v) -> bool:
+    return isinstance(v, str) and bool(_opt.SAFE_NAME.match(v))
+
+
+RULES: dict = {
+    "checks": _opt.custom(lambda v: isinstance(v, list) and all(c in CHECKS for c in v),
+                          f"give a list of checks from: {', '.join(CHECKS)}", bad="placebo"),
+    "estimator": _opt.choice(*(k for k in registry.REGISTRY if k != NAME)),
+    "estimator_options": _opt.mapping(),
+    "ri_draws": _opt.draws(),
+    "placebo_shift": _opt.integer(1),
+    "placebo_outcome": _opt.custom(_name, "give a column name of the panel (a time-varying outcome membership cannot "
+                                   "move), or null to skip the check", bad=["x"], null=True),
+    "loo_by": _opt.custom(_name, "give a column name of the panel (default cluster_id)", bad=3),
+}
+
+
+def _cross(o: dict, where: str) -> list[str]:
+    """The re-run estimator's own options, checked by its own validator."""
+    return registry.get(o["estimator"]).validate_options(o["estimator_options"], where=f"{where}.estimator_options")
+
+
+validate_options = _opt.validator(OPTIONS, RULES, _cross, name=NAME)
+
+
 def _options(options: dict | None) -> dict:
-    opts = {**OPTIONS, **(options or {})}
-    problems = [f"estimate.{NAME}.{k}: unknown option (allowed: {', '.join(OPTIONS)})" for k in sorted(set(opts) - set(OPTIONS))]
-    checks = opts["checks"]
-    if isinstance(checks, str) or not all(c in CHECKS for c in checks):
-        problems.append(f"estimate.{NAME}.checks: {checks!r}; allowed values: {', '.join(CHECKS)}")
-    for k, lo in (("ri_draws", 1), ("placebo_shift", 1)):
-        v = opts[k]
-        if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < lo:
-            problems.append(f"estimate.{NAME}.{k}: a whole number >= {lo}, got {v!r}")
-    if opts["estimator"] == NAME:
-        problems.append(f"estimate.{NAME}.estimator: must name an estimator, not '{NAME}' itself")
-    if not isinstance(opts["estimator_options"], dict):
-        problems.append(f"estimate.{NAME}.estimator_options: a mapping, got {opts['estimator_options']!r}")
-    if problems:
-        raise ConfigError("bad credibility-check options:", problems=problems)
-    return opts
+    _opt.require(validate_options(options), f"estimate.{NAME}")
+    return {**OPTIONS, **(options or {})}
 
 
 def _row(term: str, r: dict, alpha: float) -> dict:

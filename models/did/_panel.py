@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from models import options as _opt
 from models.errors import BadInputError, ConfigError, DesignError, UnsupportedVcovError, first_keys
 from models.inference.wald import SingularVcovError, wald_test
 from models.result import normal_inference
@@ -231,16 +232,13 @@ def drop_singletons(panel: Panel, fe: tuple[str, ...] = ("_unit", "_time")) -> i
 
 
 def check_window(window, estimator: str) -> tuple[int, int]:
-    try:
-        lo, hi = (int(window[0]), int(window[1]))
-    except Exception as exc:
-        raise ConfigError(f"estimate.{estimator}.event_window must be [lo, hi] integers, got {window!r}") from exc
-    if not (lo <= -2 and hi >= 0):
-        raise ConfigError(
-            f"estimate.{estimator}.event_window = [{lo}, {hi}]: need lo <= -2 (at least one lead besides "
-            "the reference period -1) and hi >= 0"
-        )
-    return lo, hi
+    """``estimate.<estimator>.event_window`` as (lo, hi) (the rule: models.options.EVENT_WINDOW)."""
+    _opt.require(_opt.check({"event_window": window}, {"event_window": None}, {"event_window": _opt.EVENT_WINDOW},
+                            f"estimate.{estimator}"), f"estimate.{estimator}")
+    return int(window[0]), int(window[1])
+
+
+ENDPOINTS = _opt.choice("bin", "trim")
 
 
 def bin_event_time(panel: Panel, window, endpoints: str, estimator: str) -> tuple[int, int]:
@@ -253,8 +251,8 @@ def bin_event_time(panel: Panel, window, endpoints: str, estimator: str) -> tupl
     (counted as ``outside_event_window``).
     """
     lo, hi = check_window(window, estimator)
-    if endpoints not in ("bin", "trim"):
-        raise ConfigError(f"estimate.{estimator}.endpoints = {endpoints!r}; allowed: bin, trim")
+    _opt.require(_opt.check({"endpoints": endpoints}, {"endpoints": None}, {"endpoints": ENDPOINTS},
+                            f"estimate.{estimator}"), f"estimate.{estimator}")
     rel = panel.df["_rel"].to_numpy()
     if endpoints == "trim":
         outside = np.isfinite(rel) & ((rel < lo) | (rel > hi))

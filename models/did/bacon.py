@@ -36,13 +36,16 @@ import numpy as np
 import pandas as pd
 
 from models.errors import DesignError, first_keys
+from models import options as _opt
 from models.result import EstimationResult
 
 from . import _panel
 from .twfe import static_row
 
 OPTIONS: dict = {}
+RULES: dict = {}
 NAME = "bacon"
+validate_options = _opt.validator(OPTIONS, RULES, name=NAME)
 NEVER = 0
 
 
@@ -115,6 +118,7 @@ def decompose(y: np.ndarray, unit: np.ndarray, time: np.ndarray, g: np.ndarray, 
 
 
 def fit(data: pd.DataFrame, spec) -> EstimationResult:
+    _opt.require(validate_options(spec.options), f"estimate.{NAME}")
     panel = _panel.prepare(data, spec, NAME, allow_covariates=False)
     _panel.require_controls(panel, spec, NAME)
     df = panel.df

@@ -32,6 +32,7 @@ import math
 import numpy as np
 import pandas as pd
 
+from .. import options as _opt
 from ..errors import ConfigError, DesignError
 from ..inference.wald import SingularVcovError, wald_test
 from ..result import EstimationResult, normal_inference
@@ -53,30 +54,26 @@ OPTIONS: dict = {
 }
 
 
+RULES: dict = {
+    "est_method": _opt.choice("dr", "dr_imp", "ipw", "reg"),
+    "base_period": _opt.choice("varying", "universal"),
+    "anticipation": _opt.integer(0),
+    "bstrap": _opt.boolean(),
+    "biters": _opt.draws(),
+    "cband": _opt.boolean(),
+    "min_e": _opt.integer(null=True),
+    "max_e": _opt.integer(null=True),
+    "balance_e": _opt.integer(0, null=True),
+    "allow_unbalanced_panel": _opt.boolean(),
+}
+validate_options = _opt.validator(OPTIONS, RULES, name="cs")
+
+
 def _options(spec: EstimatorSpec) -> dict:
-    o = {**OPTIONS, **(spec.options or {})}
-    unknown = set(o) - set(OPTIONS)
-    if unknown:
-        raise ConfigError(f"estimate.cs: unknown option(s) {sorted(unknown)}; allowed: {', '.join(OPTIONS)}")
-    problems = []
-    if o["est_method"] not in ("dr", "dr_imp", "ipw", "reg"):
-        problems.append(f"estimate.cs.est_method={o['est_method']!r}; use dr, dr_imp, ipw or reg")
-    if o["base_period"] not in ("varying", "universal"):
-        problems.append(f"estimate.cs.base_period={o['base_period']!r}; use varying or universal")
-    for key in ("anticipation", "biters"):
-        if not isinstance(o[key], int) or isinstance(o[key], bool) or o[key] < (1 if key == "biters" else 0):
-            problems.append(f"estimate.cs.{key}={o[key]!r}; use a {'positive' if key == 'biters' else 'non-negative'} integer")
-    for key in ("bstrap", "cband", "allow_unbalanced_panel"):
-        if not isinstance(o[key], bool):
-            problems.append(f"estimate.cs.{key}={o[key]!r}; use true or false")
-    for key in ("min_e", "max_e", "balance_e"):
-        if o[key] is not None and (not isinstance(o[key], int) or isinstance(o[key], bool)):
-            problems.append(f"estimate.cs.{key}={o[key]!r}; use an integer or null")
+    _opt.require(validate_options(spec.options), "estimate.cs")
     if spec.control_group not in ("nevertreated", "notyettreated"):
-        problems.append(f"estimate.control_group={spec.control_group!r}; use nevertreated or notyettreated")
-    if problems:
-        raise ConfigError("estimate.cs: bad options:", problems=problems)
-    return o
+        raise ConfigError(f"estimate.control_group: {spec.control_group!r}; allowed: nevertreated, notyettreated")
+    return {**OPTIONS, **(spec.options or {})}
 
 
 def _rows(agg: AggteResult, alpha: float, level: str, *, n_treated_by, n_obs: int) -> list[dict]:

@@ -22,12 +22,15 @@ from __future__ import annotations
 
 import pandas as pd
 
+from models import options as _opt
 from models.result import EstimationResult
 
 from . import imputation
 
 OPTIONS: dict = {k: imputation.OPTIONS[k] for k in imputation.TWOSTAGE_OPTIONS}
+RULES: dict = {k: imputation.RULES[k] for k in imputation.TWOSTAGE_OPTIONS}
 NAME = "did2s"
+validate_options = _opt.validator(OPTIONS, RULES, name=NAME)
 
 
 def fit(data: pd.DataFrame, spec) -> EstimationResult:

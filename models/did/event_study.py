@@ -51,10 +51,13 @@ import pandas as pd
 from models.result import EstimationResult, normal_inference
 from models.vcov import FEW_CLUSTER_KINDS, VcovSpec
 
+from models import options as _opt
+
 from . import _cluster_inference, _panel
 from ._pyfixest import feols_fe
 
 OPTIONS: dict = {"event_window": [-5, 5], "endpoints": "bin"}
+RULES: dict = {"event_window": _opt.EVENT_WINDOW, "endpoints": _panel.ENDPOINTS}
 NAME = "event_study"
 REF = -1
 SUPPORTED_VCOV = ("iid", "hetero", "cluster", "twoway", "crv3", "wild")
@@ -76,15 +79,13 @@ def _col(k: int) -> str:
     return f"_ev_m{-k}" if k < 0 else f"_ev_{k}"
 
 
-def _check_options(spec) -> dict:
-    opts = {**OPTIONS, **(spec.options or {})}
-    unknown = set(opts) - set(OPTIONS)
-    if unknown:
-        from models.errors import ConfigError
+validate_options = _opt.validator(OPTIONS, RULES, name=NAME)
 
-        raise ConfigError(f"estimate.{NAME}: unknown option(s) {sorted(unknown)}; allowed: {sorted(OPTIONS)}")
+
+def _check_options(spec) -> dict:
+    _opt.require(validate_options(spec.options), f"estimate.{NAME}")
     spec.vcov.require(NAME, SUPPORTED_VCOV)
-    return opts
+    return {**OPTIONS, **(spec.options or {})}
 
 
 def fit(data: pd.DataFrame, spec) -> EstimationResult:

@@ -41,7 +41,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from models.errors import ConfigError, DesignError
+from models import options as _opt
+from models.errors import DesignError
 from models.result import EstimationResult
 
 from . import _panel, _twostage
@@ -52,16 +53,24 @@ TWOSTAGE_OPTIONS = ("anticipation", "horizons", "pretrend_leads")  # shared with
 NAME = "imputation"
 
 
+RULES: dict = {
+    "anticipation": _opt.integer(0),
+    "horizons": _opt.int_pair(null=True),
+    "pretrend_leads": _opt.integer(0, null=True),
+    "se": _opt.choice("gardner", "bjs"),
+}
+validate_options = _opt.validator(OPTIONS, RULES, name=NAME)
+
+
 def _options(spec, name):
-    allowed = OPTIONS if name == NAME else {k: OPTIONS[k] for k in TWOSTAGE_OPTIONS}
-    opts = {**allowed, **(spec.options or {})}
-    unknown = set(opts) - set(allowed)
-    if unknown:
-        raise ConfigError(f"estimate.{name}: unknown option(s) {sorted(unknown)}; allowed: {sorted(allowed)}")
-    opts.setdefault("se", "gardner")
-    if opts["se"] not in ("gardner", "bjs"):
-        raise ConfigError(f"estimate.{name}.se = {opts['se']!r}; allowed: gardner, bjs")
-    return opts
+    if name == NAME:
+        problems = validate_options(spec.options)
+    else:
+        from . import did2s
+
+        problems = did2s.validate_options(spec.options)
+    _opt.require(problems, f"estimate.{name}")
+    return {**OPTIONS, **(spec.options or {})}
 
 
 _rows = _panel.tidy_rows

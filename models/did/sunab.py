@@ -40,15 +40,22 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from models.errors import ConfigError, DesignError
+from models import options as _opt
+from models.errors import DesignError
 from models.result import EstimationResult
 
 from . import _panel
 from ._pyfixest import feols_fe
 
 OPTIONS: dict = {"control_cohort": "never", "event_window": None, "solver": "exact"}
+RULES: dict = {
+    "control_cohort": _opt.choice("never", "last"),
+    "event_window": _opt.nullable(_opt.EVENT_WINDOW),
+    "solver": _opt.choice("exact", "pyfixest"),
+}
 NAME = "sunab"
 REF = -1
+validate_options = _opt.validator(OPTIONS, RULES, name=NAME)
 
 
 _rows = _panel.tidy_rows
@@ -113,15 +120,9 @@ def _fit_cells_exact(df, cell_idx, cells, panel, spec):
 
 
 def fit(data: pd.DataFrame, spec) -> EstimationResult:
+    _opt.require(validate_options(spec.options), f"estimate.{NAME}")
     opts = {**OPTIONS, **(spec.options or {})}
-    unknown = set(opts) - set(OPTIONS)
-    if unknown:
-        raise ConfigError(f"estimate.{NAME}: unknown option(s) {sorted(unknown)}; allowed: {sorted(OPTIONS)}")
-    if opts["solver"] not in ("exact", "pyfixest"):
-        raise ConfigError(f"estimate.{NAME}.solver = {opts['solver']!r}; allowed: exact, pyfixest")
     control = opts["control_cohort"]
-    if control not in ("never", "last"):
-        raise ConfigError(f"estimate.{NAME}.control_cohort = {control!r}; allowed: never, last")
     panel = _panel.prepare(data, spec, NAME)
     df = panel.df
     if control == "never":
@@ -142,7 +143,7 @@ def fit(data: pd.DataFrame, spec) -> EstimationResult:
         if not (df["_g"] > 0).any() or df.loc[df["_g"] > 0, "_g"].nunique() < 2:
             raise DesignError(f"{NAME}: control_cohort 'last' needs at least two treated cohorts")
     if opts["event_window"] is not None:
-        lo, hi = _panel.check_window(opts["event_window"], NAME)
+        lo, hi = int(opts["event_window"][0]), int(opts["event_window"][1])
         rel = panel.df["_rel"].to_numpy()
         outside = np.isfinite(rel) & ((rel < lo) | (rel > hi)) & ~np.isin(panel.df["_g"], control_g)
         panel.drop(~outside, "outside_event_window")

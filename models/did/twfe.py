@@ -30,6 +30,7 @@ from dataclasses import replace
 import numpy as np
 import pandas as pd
 
+from models import options as _opt
 from models.result import EstimationResult, normal_inference
 from models.vcov import FEW_CLUSTER_KINDS, VcovSpec
 
@@ -37,7 +38,9 @@ from . import _cluster_inference, _panel
 from ._pyfixest import feols_fe
 
 OPTIONS: dict = {}
+RULES: dict = {}
 NAME = "twfe"
+validate_options = _opt.validator(OPTIONS, RULES, name=NAME)
 SUPPORTED_VCOV = ("iid", "hetero", "cluster", "twoway", "crv3", "wild")
 MOMENTS_SAMPLE = "all"  # engine duckdb/spark: compressed regression on the whole balanced panel
 
@@ -57,6 +60,7 @@ def fit(data: pd.DataFrame, spec) -> EstimationResult:
     ``meta["solver"]`` says which ran."""
     from .es_moments import fit_in_memory
 
+    _opt.require(validate_options(spec.options), f"estimate.{NAME}")
     spec.vcov.require(NAME, SUPPORTED_VCOV)
     res = fit_in_memory(data, spec, fit_from_moments)
     return res if res is not None else fit_dense(data, spec)

@@ -36,6 +36,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from .. import options as _opt
 from ..errors import ConfigError, DesignError
 from ..result import EstimationResult, normal_inference
 from ..spec import EstimatorSpec
@@ -47,6 +48,13 @@ OPTIONS: dict[str, Any] = {
     "est_method": "dr",
 }
 DIMENSIONS = ("size_class", "sector", "region", "cluster_id", "cluster_strength")
+RULES: dict = {
+    "by": _opt.names(),
+    "sme_threshold": _opt.number(0, lo_open=True),
+    "min_treated": _opt.integer(1),
+    "est_method": _opt.choice("dr", "dr_imp", "ipw", "reg"),
+}
+validate_options = _opt.validator(OPTIONS, RULES, name="heterogeneity")
 COLUMNS = ("employment", "sector", "region", "cluster_id", "cluster_strength")  # panel columns read besides the spec's
 
 
@@ -78,10 +86,8 @@ def _fit_group(data: pd.DataFrame, spec: EstimatorSpec, est_method: str):
 
 
 def fit(data: pd.DataFrame, spec: EstimatorSpec) -> EstimationResult:
+    _opt.require(validate_options(spec.options), "estimate.heterogeneity")
     o = {**OPTIONS, **(spec.options or {})}
-    unknown = set(o) - set(OPTIONS)
-    if unknown:
-        raise ConfigError(f"estimate.heterogeneity: unknown option(s) {sorted(unknown)}; allowed: {', '.join(OPTIONS)}")
     # any column of the panel is a dimension (a firm file's own columns pass through ingest)
     bad = [d for d in o["by"] if d not in DIMENSIONS and d not in data.columns]
     if bad:

@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from models import options as _opt
 from models.errors import ConfigError, DesignError
 from models.spec import EstimatorSpec
 
@@ -75,47 +76,55 @@ OPTIONS: dict = {
 }
 
 
-def _validate(o: dict) -> list[str]:
+def _cut_ok(c) -> bool:
+    return c == "sturges" or (_opt.is_int(c) and c >= 0) or (
+        isinstance(c, list) and bool(c) and all(_opt.is_number(x) for x in c))
+
+
+def _cutpoints_ok(v) -> bool:
+    return isinstance(v, dict) and all(isinstance(k, str) and _opt.SAFE_NAME.match(k) and _cut_ok(c) for k, c in v.items())
+
+
+RULES: dict = {
+    "method": _opt.choice(*METHODS),
+    "distance": _opt.choice(*DISTANCES),
+    "link": _opt.choice("logit", "probit"),
+    "ratio": _opt.integer(1),
+    "replace": _opt.boolean(),
+    "caliper": _opt.number(0, lo_open=True, null=True),
+    "std_caliper": _opt.boolean(),
+    "exact": _opt.names(single=True),
+    "m_order": _opt.choice(*M_ORDERS, null=True),
+    "discard": _opt.choice(*DISCARDS),
+    "cutpoints": _opt.custom(_cutpoints_ok, "give {column: number of bins (0 = no coarsening) | [cut points] | sturges}",
+                             bad={"x": "many"}, null=True),
+    "covariates": _opt.names(null=True),
+    "default_covariates": _opt.names(),
+    "trends": _opt.names(extra=("outcome",)),
+    "trend_lags": _opt.integer(1),
+    "horizon": _opt.integer(0),
+    "leads": _opt.integer(0),
+    "control_pool": _opt.choice("all", "eligible", "not_colocated"),
+    "cluster": _opt.choice("matched_set", "firm"),
+    "ties": _opt.choice(*TIES),
+    "se": _opt.choice("cluster", "abadie_imbens"),
+    "bias_adjust": _opt.boolean(),
+    "ai_var_matches": _opt.integer(0, note="0 = homoskedastic"),
+}
+
+
+def _cross(o: dict, where: str) -> list[str]:
     p = []
-    if o["method"] not in METHODS:
-        p.append(f"estimate.matching.method: {o['method']!r}; allowed: {', '.join(METHODS)}")
-    if o["distance"] not in DISTANCES:
-        p.append(f"estimate.matching.distance: {o['distance']!r}; allowed: {', '.join(DISTANCES)}")
-    if o["link"] not in ("logit", "probit"):
-        p.append(f"estimate.matching.link: {o['link']!r}; allowed: logit, probit")
-    if not (isinstance(o["ratio"], int) and not isinstance(o["ratio"], bool) and o["ratio"] >= 1):
-        p.append(f"estimate.matching.ratio: {o['ratio']!r}; give an integer >= 1")
-    for k in ("replace", "std_caliper"):
-        if not isinstance(o[k], bool):
-            p.append(f"estimate.matching.{k}: {o[k]!r}; give true or false")
-    if o["caliper"] is not None and not (isinstance(o["caliper"], (int, float)) and o["caliper"] > 0):
-        p.append(f"estimate.matching.caliper: {o['caliper']!r}; give a positive number or null")
-    if o["m_order"] is not None and o["m_order"] not in M_ORDERS:
-        p.append(f"estimate.matching.m_order: {o['m_order']!r}; allowed: {', '.join(M_ORDERS)} or null")
-    if o["discard"] not in DISCARDS:
-        p.append(f"estimate.matching.discard: {o['discard']!r}; allowed: {', '.join(DISCARDS)}")
-    for k in ("horizon", "trend_lags", "leads"):
-        if not (isinstance(o[k], int) and o[k] >= (1 if k == "trend_lags" else 0)):
-            p.append(f"estimate.matching.{k}: {o[k]!r}; give a non-negative integer")
-    if o["control_pool"] not in ("all", "eligible", "not_colocated"):
-        p.append(f"estimate.matching.control_pool: {o['control_pool']!r}; allowed: all, eligible, not_colocated")
-    if o["cluster"] not in ("matched_set", "firm"):
-        p.append(f"estimate.matching.cluster: {o['cluster']!r}; allowed: matched_set, firm")
-    if o["ties"] not in TIES:
-        p.append(f"estimate.matching.ties: {o['ties']!r}; allowed: {', '.join(TIES)}")
-    elif o["ties"] == "all" and not o["replace"] and o["m_order"] in ("data", "random"):
-        p.append(f"estimate.matching.ties: all without replacement needs an order that does not depend on firm ids; "
+    if o["ties"] == "all" and not o["replace"] and o["m_order"] in ("data", "random"):
+        p.append(f"{where}.ties: all without replacement needs an order that does not depend on firm ids; "
                  f"m_order {o['m_order']!r} does (set m_order: null/largest/smallest, replace: true, or ties: first)")
-    if o["se"] not in ("cluster", "abadie_imbens"):
-        p.append(f"estimate.matching.se: {o['se']!r}; allowed: cluster, abadie_imbens")
-    elif o["se"] == "abadie_imbens" and not (o["method"] == "nearest" and o["replace"] is True):
-        p.append("estimate.matching.se: abadie_imbens needs method: nearest with replace: true (Abadie-Imbens 2006 "
+    if o["se"] == "abadie_imbens" and not (o["method"] == "nearest" and o["replace"] is True):
+        p.append(f"{where}.se: abadie_imbens needs method: nearest with replace: true (Abadie-Imbens 2006 "
                  "is the variance of matching with replacement); use se: cluster otherwise")
-    if not isinstance(o["bias_adjust"], bool):
-        p.append(f"estimate.matching.bias_adjust: {o['bias_adjust']!r}; give true or false")
-    if not (isinstance(o["ai_var_matches"], int) and not isinstance(o["ai_var_matches"], bool) and o["ai_var_matches"] >= 0):
-        p.append(f"estimate.matching.ai_var_matches: {o['ai_var_matches']!r}; give an integer >= 0 (0 = homoskedastic)")
     return p
+
+
+validate_options = _opt.validator(OPTIONS, RULES, _cross, name="matching")
 
 
 def _ai_effect(m, o):
@@ -144,16 +153,9 @@ def _ai_effect(m, o):
     return effect
 
 
-def validate_options(opts: dict) -> list[str]:
-    """Problems with ``estimate.matching`` options (called by pipeline.config at load)."""
-    return _validate({**OPTIONS, **(opts or {})})
-
-
 def fit(data, spec: EstimatorSpec):
+    _opt.require(validate_options(spec.options), "estimate.matching")
     o = {**OPTIONS, **(spec.options or {})}
-    problems = _validate(o)
-    if problems:
-        raise ConfigError("estimate.matching: bad options:", problems=problems)
     spec.vcov.require("matching", ("cluster", "hetero"))
     if spec.vcov.kind == "cluster" and tuple(spec.vcov.by) != (spec.idname,):
         raise ConfigError(f"estimate.vcov: matching clusters on matched sets or on {spec.idname}; "

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from models import options as _opt
 from models.errors import ConfigError, DesignError
 from models.spec import EstimatorSpec
 
@@ -41,25 +42,26 @@ OPTIONS: dict = {
 }
 
 
+RULES: dict = {
+    "method": _opt.choice("ipw", "ebal"),
+    "link": _opt.choice("logit", "probit"),
+    "moments": _opt.choice(1, 2),
+    "trim": _opt.custom(lambda t: isinstance(t, list) and len(t) == 2 and all(_opt.is_number(x) for x in t)
+                        and 0 <= t[0] < t[1] <= 1, "give [lo, hi] with 0 <= lo < hi <= 1", bad=[0.9, 0.1], null=True),
+    "covariates": _opt.names(null=True),
+    "default_covariates": _opt.names(),
+    "trends": _opt.names(extra=("outcome",)),
+    "trend_lags": _opt.integer(1),
+    "horizon": _opt.integer(0),
+    "leads": _opt.integer(0),
+    "control_pool": _opt.choice("all", "eligible", "not_colocated"),
+}
+validate_options = _opt.validator(OPTIONS, RULES, name="weighting")
+
+
 def fit(data, spec: EstimatorSpec):
+    _opt.require(validate_options(spec.options), "estimate.weighting")
     o = {**OPTIONS, **(spec.options or {})}
-    p = []
-    if o["method"] not in ("ipw", "ebal"):
-        p.append(f"estimate.weighting.method: {o['method']!r}; allowed: ipw, ebal")
-    if o["link"] not in ("logit", "probit"):
-        p.append(f"estimate.weighting.link: {o['link']!r}; allowed: logit, probit")
-    if o["moments"] not in (1, 2):
-        p.append(f"estimate.weighting.moments: {o['moments']!r}; allowed: 1, 2")
-    if o["control_pool"] not in ("all", "eligible", "not_colocated"):
-        p.append(f"estimate.weighting.control_pool: {o['control_pool']!r}; allowed: all, eligible, not_colocated")
-    tr = o["trim"]
-    if tr is not None and not (isinstance(tr, (list, tuple)) and len(tr) == 2 and 0 <= tr[0] < tr[1] <= 1):
-        p.append(f"estimate.weighting.trim: {tr!r}; give [lo, hi] with 0 <= lo < hi <= 1, or null")
-    for k in ("horizon", "trend_lags", "leads"):
-        if not (isinstance(o[k], int) and o[k] >= (1 if k == "trend_lags" else 0)):
-            p.append(f"estimate.weighting.{k}: {o[k]!r}; give a non-negative integer")
-    if p:
-        raise ConfigError("estimate.weighting: bad options:", problems=p)
     spec.vcov.require("weighting", ("cluster", "hetero"))
     if spec.vcov.kind == "cluster" and tuple(spec.vcov.by) != (spec.idname,):
         raise ConfigError(f"estimate.vcov: weighting clusters on {spec.idname}; cluster by {list(spec.vcov.by)} "
