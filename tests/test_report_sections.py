@@ -195,7 +195,7 @@ def test_truth_line_clipped_to_window(built):
     orig = plt.Axes.plot
 
     def spy(self, x, y, *a, **k):
-        if k.get("label") == "True effect (simulation)":
+        if k.get("label") == figs.TRUTH_LABEL:
             captured["x"] = list(x)
         return orig(self, x, y, *a, **k)
 

@@ -34,6 +34,7 @@ import numpy as np
 import pandas as pd
 
 from models.result import TIDY_COLUMNS
+from models.truth import true_event_time_att, true_simple_att
 
 from .. import disclosure as sdc
 from ..io import dumps_json
@@ -96,6 +97,10 @@ def tie_warning(meta: dict) -> str:
 AUX_RELEASED = ("balance", "overlap", "bacon", "leave_one_out", "honest_did")  # auxiliary tables released as CSV (vcov etc. are not)
 SHARE_OUTCOMES = ("export_status", "patent_status")  # 0/1 outcomes: effects in percentage points
 PREFERRED = ("cs", "imputation", "sunab", "did2s", "event_study", "twfe", "matching", "weighting", "etwfe_poisson", "ppml")
+# what the dashed line of an event-study figure is (models.truth)
+TRUTH_CAPTION = ("dashed line: the true ATT(e) of the simulation over the estimand's own population - the members of the cohorts "
+                 "estimated at each event time, weighted by cohort size as the heterogeneity-robust estimators weight them - so a gap "
+                 "between a point and the line is that estimator's error (parallel-trends violation or noise), not a difference in who is averaged")
 BLANK_ON_SUPPRESS = ("estimate", "std_error", "statistic", "p_value", "conf_low", "conf_high", "n_treated")
 
 
@@ -156,31 +161,39 @@ def _normalise_estimates(est: pd.DataFrame) -> pd.DataFrame:
     return _sort_tidy(d)
 
 
-def _truth_by_event_time(truth: pd.DataFrame | None, profile: sdc.Profile) -> dict[str, pd.DataFrame]:
-    """Per outcome: the n_firms-weighted mean true ATT per event time over all cohorts; an
-    event time whose cohorts together hold fewer firms than the threshold is dropped."""
+def _truth_by_event_time(truth: pd.DataFrame | None, profile: sdc.Profile, metas: dict[str, dict] | None = None) -> dict[str, pd.DataFrame]:
+    """Per outcome: the true ATT(e) over the estimand's population (:func:`models.truth.true_event_time_att`:
+    members of the cohorts the heterogeneity-robust estimator estimated, weighted by its cohort
+    sizes - CS meta ``cohort_sizes`` when given); an event time whose cohorts together hold
+    fewer firms than the threshold is dropped."""
     if truth is None or len(truth) == 0:
         return {}
-    t = truth.copy()
-    t["n_firms"] = pd.to_numeric(t["n_firms"], errors="coerce").fillna(0)
     out = {}
-    for o, part in t.groupby("outcome", sort=True):
-        w = part.groupby("event_time", sort=True)["n_firms"].sum()
-        att = (part["att"] * part["n_firms"]).groupby(part["event_time"]).sum() / w.replace(0, np.nan)
-        d = pd.DataFrame({"event_time": att.index.astype(int), "att": att.to_numpy(float), "n_firms": w.to_numpy()}).dropna()
+    for o in sorted(truth["outcome"].dropna().astype(str).unique()):
+        d = true_event_time_att(truth, _cohort_sizes(metas, o)).get(o)
+        if d is None:
+            continue
         if profile.active and profile.min_units:
             d = d[d["n_firms"] >= profile.min_units]
-        out[str(o)] = d.reset_index(drop=True)
+        out[o] = d[["event_time", "att", "n_firms"]].reset_index(drop=True)
     return out
 
 
-def _true_overall(tev: pd.DataFrame | None) -> float | None:
-    if tev is None or tev.empty:
+def _cohort_sizes(metas: dict[str, dict] | None, outcome: str) -> dict | None:
+    """Cohort sizes the estimator used (the first robust estimator of ``outcome`` that reports them)."""
+    for e in PREFERRED:
+        cs = ((metas or {}).get(f"{outcome}-{e}") or {}).get("cohort_sizes")
+        if cs:
+            return cs
+    return None
+
+
+def _true_overall(truth: pd.DataFrame | None, metas: dict[str, dict] | None, outcome: str, profile: sdc.Profile) -> float | None:
+    """The true overall ATT (CS ``simple`` aggregation of the true cells, :func:`models.truth.true_simple_att`),
+    or None when the truth is missing or its event times were all withheld."""
+    if truth is None or len(truth) == 0:
         return None
-    post = tev[tev["event_time"] >= 0]
-    if post.empty or post["n_firms"].sum() <= 0:
-        return None
-    return float((post["att"] * post["n_firms"]).sum() / post["n_firms"].sum())
+    return true_simple_att(truth, _cohort_sizes(metas, outcome), outcome)
 
 
 def _flow_rows(name: str, flow: Any, profile: sdc.Profile) -> list[dict[str, str]]:
@@ -393,7 +406,7 @@ def build_report(inputs: ReportInputs, options: dict[str, Any], seed: int) -> Re
     files.update(ctx["files"])
     figures += ctx["figures"]
 
-    truth_et = _truth_by_event_time(inputs.truth, profile)
+    truth_et = _truth_by_event_time(inputs.truth, profile, metas)
     early = sdc.DisclosureSummary(profile, findings, [], len(est))
     if early.verdict == "block":  # on_fail: block and something failed: nothing else is built
         return blocked_output(early)
@@ -434,7 +447,7 @@ def build_report(inputs: ReportInputs, options: dict[str, Any], seed: int) -> Re
         files[f"figures/event_study-{o}.csv"] = to_csv_bytes(data)
         figures.append({"kind": "event_study", "outcome": o, "file": f"figures/event_study-{o}.png", "png": png,
                         "caption": f"Event study: effect of joining a cluster on {label(o, labels)} by years since joining, {sig.interval}s"
-                        + ("; dashed line: true effect of the simulation" if o in truth_et else "") + "."})
+                        + (f"; {TRUTH_CAPTION}" if o in truth_et else "") + "."})
         es_frames.append(data)
     if es_frames:
         es = pd.concat(es_frames, ignore_index=True)
@@ -622,7 +635,8 @@ def _content(title, rel, heads, metas, aux, gsum, inputs: ReportInputs, truth_et
         if len(same) > 1:
             lo, hi = float(same["estimate"].min()), float(same["estimate"].max())
             s += f" Across {len(same)} estimators on this scale the headline estimate ranges from {fmt(lo)} to {fmt(hi)}."
-        tt = _true_overall(truth_et.get(o))
+        shown_truth = truth_et.get(o)
+        tt = _true_overall(inputs.truth, metas, o, profile) if shown_truth is not None and (shown_truth["event_time"] >= 0).any() else None
         if tt is not None:
             s += f" In this simulated sample the true average effect is {fmt(tt)}."
         findings_text.append(s)

@@ -50,6 +50,8 @@ RC = {
     "text.usetex": False,
 }
 DPI = 130
+# legend entry of the truth line (models.truth: the estimated cohorts, cohort-size weights)
+TRUTH_LABEL = "True ATT(e) (simulation; estimated cohorts, cohort-size weights)"
 
 
 def plain_text(fig) -> None:
@@ -105,7 +107,7 @@ def event_study_figure(rows: pd.DataFrame, truth: pd.DataFrame | None, outcome: 
         if truth is not None and len(truth):
             # the truth line only over the estimated event-time window
             t = truth[(truth["event_time"] >= et_lo) & (truth["event_time"] <= et_hi)].sort_values("event_time")
-            ax.plot(t["event_time"].to_numpy(float), t["att"].to_numpy(float), color="#222222", lw=1.2, ls="--", label="True effect (simulation)")
+            ax.plot(t["event_time"].to_numpy(float), t["att"].to_numpy(float), color="#222222", lw=1.2, ls="--", label=TRUTH_LABEL)
         ax.axhline(0, color="#555555", lw=0.8)
         ax.axvline(-0.5, color="#999999", lw=0.8, ls=":")
         ax.set_xlabel("Years relative to joining the cluster")
