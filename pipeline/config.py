@@ -68,6 +68,8 @@ DEFAULTS: dict[str, Any] = {
         "year": "year",
     },
     "membership_columns": {f: f for f in MEMBERSHIP_FIELDS},
+    # what the money columns are measured in (README "Units"): every sentence, table and axis says it
+    "units": copy.deepcopy(_opt.UNITS_DEFAULTS),
     "ingest": {
         "years": None,  # [first, last] or null = all years in the file
         "derive": ["labour_productivity", "log_labour_productivity", "export_status"],
@@ -372,6 +374,7 @@ def validate(raw: dict[str, Any], problems: list[str]) -> dict[str, Any]:
         problems.extend(mod.validate_options({k: v for k, v in given.items() if k in opts}, where=f"estimate.{key}"))
     _check_variant_options(est, variants, problems)
     _check_sensitivity(est.get("sensitivity"), problems)
+    _check_units(merged, problems)
     rep = merged["report"]
     from .disclosure import resolve_profile
 
@@ -389,6 +392,38 @@ def validate(raw: dict[str, Any], problems: list[str]) -> dict[str, Any]:
             problems.append(f"report.labels.{k}: {_opt.shown(v)}; give name: label, both text "
                             "(e.g. labels: {log_labour_productivity: Labour productivity (log)})")
     return merged
+
+
+def _check_units(merged: dict[str, Any], problems: list[str]) -> None:
+    """``units``: currency, scale, price base year (only with data.deflators), per-column
+    overrides ``columns.<name>: {unit: text}`` (a non-money unit) or ``{currency, scale}``
+    (a money column in its own currency or scale); a name must be a panel column or an outcome."""
+    u = merged.get("units")
+    if not isinstance(u, dict):
+        return  # _merge reported it
+    problems += _opt.check(u, _opt.UNITS_DEFAULTS, _opt.UNITS_RULES, "units")
+    if u.get("price_base_year") is not None and not merged["data"].get("deflators"):
+        problems.append(f"units.price_base_year: {u['price_base_year']} is given but data.deflators is not set, so no value is "
+                        "deflated; set data.deflators (the base year is the year in which the deflators equal 1) or remove units.price_base_year")
+    cols = u.get("columns")
+    if not isinstance(cols, dict):
+        return
+    from .outcomes import REGISTRY as DERIVED
+
+    known = set(PANEL_FIELDS) | set(DERIVED) | set(merged["columns"] or {}) | set(merged["estimate"].get("outcomes") or [])
+    for name, spec in cols.items():
+        where = f"units.columns.{name}"
+        if name not in known:
+            problems.append(f"{where}: not a panel column or outcome (give a name under columns:, a derived outcome or one of "
+                            f"estimate.outcomes, e.g. {', '.join(sorted(PANEL_FIELDS)[:4])})")
+            continue
+        if not isinstance(spec, dict):
+            problems.append(f"{where}: {_opt.shown(spec)}; give a mapping, e.g. {{unit: FTE}} or {{currency: USD, scale: 1}}")
+            continue
+        defaults = {k: None for k in _opt.UNIT_COLUMN_RULES}
+        problems += _opt.check(spec, defaults, _opt.UNIT_COLUMN_RULES, where)
+        if spec.get("unit") is not None and (spec.get("currency") is not None or spec.get("scale") is not None):
+            problems.append(f"{where}: give either unit (a non-money unit, e.g. FTE) or currency/scale (money), not both")
 
 
 def _check_sensitivity(sens: Any, problems: list[str]) -> None:

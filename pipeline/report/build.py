@@ -40,6 +40,7 @@ from .. import disclosure as sdc
 from ..io import dumps_json
 from . import figures as figs
 from . import sections as secs
+from . import units as un
 from .inference_checks import inference_rows, inference_summary
 from .significance import Significance, report_alpha
 from .tables import (
@@ -194,6 +195,50 @@ def _true_overall(truth: pd.DataFrame | None, metas: dict[str, dict] | None, out
     if truth is None or len(truth) == 0:
         return None
     return true_simple_att(truth, _cohort_sizes(metas, outcome), outcome)
+
+
+def _units_params(params: dict | None) -> tuple[dict, bool]:
+    """(``units`` section, whether ``data.deflators`` is set) of the run's params."""
+    p = params or {}
+    return (p.get("units") or {}), bool((p.get("data") or {}).get("deflators"))
+
+
+def _base(estimator: Any, metas: dict, outcome: Any) -> str:
+    """The registry key behind ``estimator`` (a named variant's ``base_estimator``)."""
+    m = (metas or {}).get(f"{outcome}-{estimator}") or {}
+    return str(m.get("base_estimator") or estimator)
+
+
+def _row_unit(r: Any, metas: dict, units: dict, has_deflators: bool) -> str:
+    """Unit label of a tidy row (pipeline.report.units.row_unit)."""
+    return un.row_unit(str(r["outcome"]), _base(r["estimator"], metas, r["outcome"]), r["term"], units, has_deflators)
+
+
+def _forest_parts(heads: pd.DataFrame, metas: dict, units: dict, has_deflators: bool, labels: dict, sig: Significance):
+    """``[(scale, (rows, x labels per outcome, caption))]`` for the forest figures: ``level``
+    (each outcome's own unit) and ``proportional`` (percent: ``exp(b) - 1`` terms x 100, log
+    points as 100 (e^b - 1), interval ends likewise - the transformation is monotone)."""
+    if heads.empty:
+        return []
+    from .tables import label as _label
+
+    scales = np.array([un.effect_scale(str(r["outcome"]), _base(r["estimator"], metas, r["outcome"]), r["term"]) for _, r in heads.iterrows()], dtype=object)
+    out = []
+    lev = heads[scales == "level"]
+    if len(lev):
+        xl = {str(o): un.axis_label(_label(str(o), labels), _row_unit(lev[lev["outcome"] == o].iloc[0], metas, units, has_deflators)) + f", {sig.ci} interval"
+              for o in lev["outcome"].astype(str).unique()}
+        out.append(("level", (lev.reset_index(drop=True), xl,
+                              f"Headline average effect on members (ATT) by estimator with {sig.interval}s, level effects in each outcome's own unit (axis).")))
+    prop = heads[scales == "proportional"].copy()
+    if len(prop):
+        for c in ("estimate", "conf_low", "conf_high"):
+            prop[c] = [un.percent(v, _base(e, metas, o), t) for v, e, o, t in zip(prop[c], prop["estimator"], prop["outcome"], prop["term"])]
+        xl = {str(o): un.axis_label(_label(str(o), labels), un.PERCENT) + f", {sig.ci} interval" for o in prop["outcome"].astype(str).unique()}
+        out.append(("proportional", (prop.reset_index(drop=True), xl,
+                                     f"Proportional effects in percent by estimator with {sig.interval}s: Poisson (PPML, ETWFE Poisson) "
+                                     "exp(b) − 1 and effects on log outcomes as 100 (e^b − 1); drawn apart from the level effects, whose units differ.")))
+    return out
 
 
 def _flow_rows(name: str, flow: Any, profile: sdc.Profile) -> list[dict[str, str]]:
@@ -407,6 +452,7 @@ def build_report(inputs: ReportInputs, options: dict[str, Any], seed: int) -> Re
     figures += ctx["figures"]
 
     truth_et = _truth_by_event_time(inputs.truth, profile, metas)
+    units_p, has_defl = _units_params(inputs.params)
     early = sdc.DisclosureSummary(profile, findings, [], len(est))
     if early.verdict == "block":  # on_fail: block and something failed: nothing else is built
         return blocked_output(early)
@@ -433,20 +479,24 @@ def build_report(inputs: ReportInputs, options: dict[str, Any], seed: int) -> Re
     outcomes = sorted(rel["outcome"].dropna().astype(str).unique())
     es_frames = []
     for o in outcomes:
-        eo = effects[effects["outcome"] == o]
-        # Poisson estimators' event-time effects are proportional, not on the outcome's scale:
-        # overlaid only when no level estimator has dynamic rows for this outcome
-        lev = eo[~eo["estimator"].isin(secs.POISSON) & (eo["aggregation"] == "dynamic")]
-        if len(lev):
-            eo = eo[~eo["estimator"].isin(secs.POISSON)]
-        res = figs.event_study_figure(eo, truth_et.get(o), o, labels)
+        eo = effects[(effects["outcome"] == o) & (effects["aggregation"] == "dynamic")]
+        # one scale per figure (pipeline.report.units): the estimator terms on the outcome's own
+        # scale; Poisson exp(b) - 1 terms only when no level estimator has dynamic rows (then
+        # without the truth line, which is on the level scale)
+        es_scale = np.array([un.estimator_scale(_base(e, metas, o), t) for e, t in zip(eo["estimator"], eo["term"])], dtype=object)
+        level = bool((es_scale == "level").any())
+        eo = eo[es_scale == ("level" if level else "proportion")]
+        if eo.empty:
+            continue
+        unit = _row_unit(eo.iloc[0], metas, units_p, has_defl)
+        res = figs.event_study_figure(eo, truth_et.get(o) if level else None, o, labels, ylabel=un.axis_label(label(o, labels), unit))
         if res is None:
             continue
         png, data = res
         files[f"figures/event_study-{o}.png"] = png
         files[f"figures/event_study-{o}.csv"] = to_csv_bytes(data)
         figures.append({"kind": "event_study", "outcome": o, "file": f"figures/event_study-{o}.png", "png": png,
-                        "caption": f"Event study: effect of joining a cluster on {label(o, labels)} by years since joining, {sig.interval}s"
+                        "caption": f"Event study: effect of joining a cluster on {label(o, labels)} ({unit}) by years since joining, {sig.interval}s"
                         + (f"; {TRUTH_CAPTION}" if o in truth_et else "") + "."})
         es_frames.append(data)
     if es_frames:
@@ -455,12 +505,17 @@ def build_report(inputs: ReportInputs, options: dict[str, Any], seed: int) -> Re
         files["plots/event_study.csv"] = to_csv_bytes(plot)
     else:
         files["plots/event_study.csv"] = to_csv_bytes(pd.DataFrame(columns=["outcome", "estimator", "event_time", "estimate", "conf_low", "conf_high", "truth"]))
-    forest = figs.forest_figure(heads, labels, sig.ci) if len(heads) else None
-    if forest is not None:
-        files["figures/forest.png"], data = forest
-        files["figures/forest.csv"] = to_csv_bytes(data)
-        figures.append({"kind": "forest", "file": "figures/forest.png", "png": files["figures/forest.png"],
-                        "caption": f"Headline average effect on members (ATT) by estimator with {sig.interval}s."})
+    # one forest figure per scale: level effects in each outcome's unit, proportional ones
+    # (Poisson, log outcomes) in percent, 100 (e^b - 1) for log points; never on one axis
+    for scale_name, part in _forest_parts(heads, metas, units_p, has_defl, labels, sig):
+        rows, xlabels, caption = part
+        forest = figs.forest_figure(rows, labels, sig.ci, xlabels=xlabels)
+        if forest is None:
+            continue
+        fname = f"figures/forest-{scale_name}.png"
+        files[fname], data = forest
+        files[fname.replace(".png", ".csv")] = to_csv_bytes(data)
+        figures.append({"kind": "forest", "scale": scale_name, "file": fname, "png": files[fname], "caption": caption})
     for key in sorted(aux):
         if "balance" in aux[key]:
             o, _, e = key.partition("-")
@@ -531,7 +586,7 @@ def build_report(inputs: ReportInputs, options: dict[str, Any], seed: int) -> Re
     content = _content(title, effects, heads, metas, aux, gsum, inputs, truth_et, labels, prov, figures, regtabs, summary_placeholder, profile, sig)
     content["credibility"] = cred_content(cred)
     content["sensitivity"] = [{k: v for k, v in sb.items() if k != "plot"} for sb in sens]
-    content["families"] = secs.outcome_families(effects, inputs.ingest_flow or {}, lab_o_all, PREFERRED, labels, metas)
+    content["families"] = secs.outcome_families(effects, inputs.ingest_flow or {}, lab_o_all, PREFERRED, labels, metas, units_p, has_defl)
     content["bacon_detail"] = secs.bacon(inputs.tables or {}, aux, lab_o_all)
     content["heterogeneity"] = secs.heterogeneity(rel, metas, lab_o_all, sig.alpha)
     content["inference"] = inference_rows(rel, metas, lab_o_all)
@@ -593,13 +648,21 @@ def _content(title, rel, heads, metas, aux, gsum, inputs: ReportInputs, truth_et
 
     # headline table
     headline = []
-    digits_by_outcome = {o: scale_digits(rel.loc[rel["outcome"] == o, "estimate"].tolist() + rel.loc[rel["outcome"] == o, "std_error"].tolist()) for o in outcomes}
+    # rounding per scale: a level outcome's decimals come from its level-scale rows alone
+    # (proportional Poisson / log rows never take them: pipeline.report.units.digits_for)
+    units_p, has_defl = _units_params(inputs.params)
+    lev = [un.effect_scale(str(o), _base(e, metas, o), t) == "level" for o, e, t in zip(rel["outcome"], rel["estimator"], rel["term"])]
+    lev_rows = rel[np.array(lev, dtype=bool)] if len(rel) else rel
+    digits_by_outcome = {o: scale_digits(lev_rows.loc[lev_rows["outcome"] == o, "estimate"].tolist() + lev_rows.loc[lev_rows["outcome"] == o, "std_error"].tolist()) for o in outcomes}
     for _, r in heads.iterrows():
         sup = bool(r["suppressed"])
-        dg = digits_by_outcome.get(str(r["outcome"]), 3)
+        sc = un.effect_scale(str(r["outcome"]), _base(r["estimator"], metas, r["outcome"]), r["term"])
+        dg = un.digits_for(sc, digits_by_outcome.get(str(r["outcome"]), 3))
         meta = metas.get(f"{r['outcome']}-{r['estimator']}", {})
         headline.append({
             "outcome": lab_o.get(str(r["outcome"]), str(r["outcome"])),
+            "unit": _row_unit(r, metas, units_p, has_defl),
+            "scale": sc,
             "estimator": lab_e(r["estimator"]),
             "estimate": "withheld" if sup else fmt_fixed(r["estimate"], dg),
             "ci": "" if sup else f"[{fmt_fixed(r['conf_low'], dg)}, {fmt_fixed(r['conf_high'], dg)}]",
@@ -622,8 +685,9 @@ def _content(title, rel, heads, metas, aux, gsum, inputs: ReportInputs, truth_et
         b = float(r["estimate"])
         significant = sig.significant(r["p_value"])
         direction = "higher" if b > 0 else "lower"
-        s = (f"{lab_o[o]}: according to the {lab_e(pref)} estimator, members' outcomes were {fmt(abs(b))} {direction} than they would have been without membership "
-             f"({sig.interval} {fmt(r['conf_low'])} to {fmt(r['conf_high'])}")
+        unit = _row_unit(r, metas, units_p, has_defl)
+        s = (f"{lab_o[o]}: according to the {lab_e(pref)} estimator, members' outcomes were {fmt(abs(b))} {unit} {direction} than they would have been without membership "
+             f"({sig.interval} {fmt(r['conf_low'])} to {fmt(r['conf_high'])} {unit}")
         if o.startswith("log_"):
             s += f"; about {_pct_from_log(b)}"
         elif o in SHARE_OUTCOMES:  # 0/1 outcomes: the effect on a probability
@@ -631,14 +695,14 @@ def _content(title, rel, heads, metas, aux, gsum, inputs: ReportInputs, truth_et
         s += "). " + (f"The effect is statistically significant at the {sig.level} level." if significant else "The interval includes zero: no significant effect can be established.")
         # the range only over estimators on the preferred one's scale (Poisson estimators
         # report proportional effects, the others effects on the outcome's own scale)
-        same = h[h["estimator"].isin(secs.POISSON) == (pref in secs.POISSON)]
+        same = h[np.array([_row_unit(x, metas, units_p, has_defl) == unit for _, x in h.iterrows()], dtype=bool)]
         if len(same) > 1:
             lo, hi = float(same["estimate"].min()), float(same["estimate"].max())
-            s += f" Across {len(same)} estimators on this scale the headline estimate ranges from {fmt(lo)} to {fmt(hi)}."
+            s += f" Across {len(same)} estimators on this scale the headline estimate ranges from {fmt(lo)} to {fmt(hi)} {unit}."
         shown_truth = truth_et.get(o)
         tt = _true_overall(inputs.truth, metas, o, profile) if shown_truth is not None and (shown_truth["event_time"] >= 0).any() else None
         if tt is not None:
-            s += f" In this simulated sample the true average effect is {fmt(tt)}."
+            s += f" In this simulated sample the true average effect is {fmt(tt)} {unit}."
         findings_text.append(s)
 
     # credibility checks

@@ -79,9 +79,12 @@ def _color(i: int) -> str:
     return PALETTE[i % len(PALETTE)]
 
 
-def event_study_figure(rows: pd.DataFrame, truth: pd.DataFrame | None, outcome: str, labels: dict) -> tuple[bytes, pd.DataFrame] | None:
-    """``rows``: released dynamic rows of one outcome (estimate NaN where suppressed, column
-    ``suppressed``). ``truth``: per event time ``att`` (n_firms-weighted over cohorts) or None."""
+def event_study_figure(rows: pd.DataFrame, truth: pd.DataFrame | None, outcome: str, labels: dict,
+                       ylabel: str | None = None) -> tuple[bytes, pd.DataFrame] | None:
+    """``rows``: released dynamic rows of one outcome on one scale (estimate NaN where
+    suppressed, column ``suppressed``). ``truth``: per event time ``att`` (models.truth) or
+    None. ``ylabel``: the axis text with the unit (pipeline.report.units.axis_label); it is
+    also the ``y_label`` column of the returned data."""
     d = rows[(rows["aggregation"] == "dynamic") & rows["event_time"].notna()].copy()
     if d.empty:
         return None
@@ -111,7 +114,8 @@ def event_study_figure(rows: pd.DataFrame, truth: pd.DataFrame | None, outcome: 
         ax.axhline(0, color="#555555", lw=0.8)
         ax.axvline(-0.5, color="#999999", lw=0.8, ls=":")
         ax.set_xlabel("Years relative to joining the cluster")
-        ax.set_ylabel(f"Effect on {label(outcome, labels)}")
+        ylabel = ylabel or f"Effect on {label(outcome, labels)}"
+        ax.set_ylabel(ylabel)
         et = sorted(d["event_time"].unique())
         if len(et) <= 25:
             ax.set_xticks(et)
@@ -125,11 +129,14 @@ def event_study_figure(rows: pd.DataFrame, truth: pd.DataFrame | None, outcome: 
         data = data.merge(truth[["event_time", "att"]].rename(columns={"att": "truth"}), on="event_time", how="left")
     else:
         data["truth"] = np.nan
+    data["y_label"] = ylabel
     return png, data.sort_values(["estimator", "event_time"]).reset_index(drop=True)
 
 
-def forest_figure(heads: pd.DataFrame, labels: dict, ci: str = "95%") -> tuple[bytes, pd.DataFrame] | None:
-    """Headline estimate and ``ci`` interval (the report's 1 − alpha) per estimator, one panel per outcome."""
+def forest_figure(heads: pd.DataFrame, labels: dict, ci: str = "95%", xlabels: dict | None = None) -> tuple[bytes, pd.DataFrame] | None:
+    """Headline estimate and ``ci`` interval (the report's 1 − alpha) per estimator, one panel
+    per outcome, all rows on one scale (the report draws one figure per scale). ``xlabels``:
+    per outcome the axis text with its unit (column ``x_label`` of the returned data)."""
     if heads.empty:
         return None
     outcomes = sorted(heads["outcome"].astype(str).unique())
@@ -151,9 +158,10 @@ def forest_figure(heads: pd.DataFrame, labels: dict, ci: str = "95%") -> tuple[b
             ax.set_ylim(-0.6, len(part) - 0.4)
             ax.set_title(label(o, labels), loc="left", fontsize=9, fontweight="bold")
             ax.grid(axis="y", visible=False)
-        axes[-1, 0].set_xlabel(f"Average effect on members (ATT) with {ci} interval")
+            ax.set_xlabel((xlabels or {}).get(o) or f"Average effect on members (ATT) with {ci} interval", fontsize=8)
         png = png_bytes(fig)
     data = heads[["outcome", "estimator", "aggregation", "estimate", "conf_low", "conf_high", "n_obs", "n_treated", "suppressed"]].copy()
+    data["x_label"] = data["outcome"].astype(str).map(lambda o: (xlabels or {}).get(o) or f"Average effect on members (ATT) with {ci} interval")
     return png, data.sort_values(["outcome", "estimator"]).reset_index(drop=True)
 
 

@@ -155,9 +155,9 @@ def typst_source(c: dict[str, Any], figures: list[dict[str, Any]]) -> str:
     if c["missing"]["estimates"]:
         out.append(_absent("No headline estimates are available."))
     else:
-        out.append(_table(["Outcome", "Estimator", "ATT", ci, "SE", "p", "Obs.", "Treated"],
-                          [[h["outcome"], h["estimator"], h["estimate"], h["ci"], h["se"], h["p"], h["n_obs"], h["n_treated"]] for h in c["headline"]],
-                          ["left", "left", "right", "right", "right", "right", "right", "right"], size="8pt"))
+        out.append(_table(["Outcome", "Estimator", "Unit", "ATT", ci, "SE", "p", "Obs.", "Treated"],
+                          [[h["outcome"], h["estimator"], h.get("unit", ""), h["estimate"], h["ci"], h["se"], h["p"], h["n_obs"], h["n_treated"]] for h in c["headline"]],
+                          ["left", "left", "left", "right", "right", "right", "right", "right", "right"], size="8pt"))
         for f in figures:
             if f["kind"] == "forest":
                 out.append(_figure(f["file"], f["caption"]))

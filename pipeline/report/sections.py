@@ -245,10 +245,10 @@ ZEROS_NOTE = ("For outcomes with many zeros (exports, patent applications) the r
 
 ESTIMANDS = {
     "log_labour_productivity": "% change in real value added per employee (log points; 100 (e^β − 1) is the percentage effect).",
-    "labour_productivity": "Change in real value added per employee (thousand euro of the base year per employee).",
+    "labour_productivity": "Change in real value added per employee ({unit}).",
     "log_tfp": "% change in total factor productivity (log points): log real value added minus the estimated labour and capital elasticities times log employment and log capital.",
     "export_status": "Extensive margin of exporting: change in the probability of exporting, in percentage points (the estimate × 100).",
-    "exports": "Level effect on exports in thousand euro per firm and year (zeros included); the PPML estimator gives the proportional (percentage) effect.",
+    "exports": "Level effect on exports per firm and year, {unit} (zeros included); the PPML estimator gives the proportional (percentage) effect.",
     "log_exports": "Intensive margin: % change in exports among exporting firms (log points; zeros excluded).",
     "export_intensity": "Change in the export share of turnover.",
     "patents": "Change in the number of patent applications per firm and year (count, zeros included); PPML and ETWFE Poisson give the proportional (percentage) effect.",
@@ -315,9 +315,13 @@ def _holm_across_outcomes(rel: pd.DataFrame, outcomes: list[str], prefer: tuple[
     }
 
 
-def outcome_families(rel: pd.DataFrame, ingest_flow: dict[str, Any], lab_o: dict[str, str], prefer: tuple[str, ...], labels: dict[str, str], metas: dict[str, dict] | None = None) -> list[dict[str, Any]]:
+def outcome_families(rel: pd.DataFrame, ingest_flow: dict[str, Any], lab_o: dict[str, str], prefer: tuple[str, ...], labels: dict[str, str], metas: dict[str, dict] | None = None,
+                     units: dict | None = None, has_deflators: bool = False) -> list[dict[str, Any]]:
     """Per outcome: the estimand in words, notes (TFP production function, zeros), and for
-    exports / patents the margin split from whatever was estimated."""
+    exports / patents the margin split from whatever was estimated. Units of level effects
+    from ``units`` (params) via :func:`pipeline.report.units.unit_label`."""
+    from .units import unit_label
+
     outcomes = sorted(rel["outcome"].dropna().astype(str).unique())
     mt = _holm_across_outcomes(rel, outcomes, prefer, metas)
     out = []
@@ -355,7 +359,7 @@ def outcome_families(rel: pd.DataFrame, ingest_flow: dict[str, Any], lab_o: dict
             r = _pref_row(rel, o, prefer)
             if r is not None:
                 margins.append({"margin": "Level (zeros included)", "source": f"{label(o, labels)}, {label(r['estimator'], {}, ESTIMATOR_LABELS)}",
-                                "value": _ci(r, 1.0, 2) + (" thousand euro" if o == "exports" else " applications per firm-year")})
+                                "value": _ci(r, 1.0, 2) + " " + unit_label(o, "level", units, has_deflators)})
             for e in POISSON:
                 part = rel[(rel["outcome"] == o) & (rel["estimator"] == e) & ~rel["suppressed"].astype(bool) & rel["estimate"].notna()]
                 pct = part[part["term"] == "pct"]
@@ -369,7 +373,7 @@ def outcome_families(rel: pd.DataFrame, ingest_flow: dict[str, Any], lab_o: dict
                                         "value": _ci(r, 1.0, 3) + " (scale as estimated)"})
         if o in mt:
             notes.append(mt[o])
-        out.append({"outcome": lab_o.get(o, o), "key": o, "estimand": ESTIMANDS.get(o, "Change in the outcome on its own scale."), "notes": notes, "margins": margins})
+        out.append({"outcome": lab_o.get(o, o), "key": o, "estimand": ESTIMANDS.get(o, "Change in the outcome on its own scale ({unit}).").format(unit=unit_label(o, "level", units, has_deflators)), "notes": notes, "margins": margins})
     return out
 
 
