@@ -239,7 +239,7 @@ def sensitivity(rel: pd.DataFrame, metas: dict[str, dict], tables: dict[str, dic
 # --------------------------------------------------------------------------- outcome families
 
 ZEROS_NOTE = ("For outcomes with many zeros (exports, patent applications) the report does not use log(1 + y) or asinh(y): with zeros, an average effect on "
-              "such a transformation is not a percentage effect and depends on the arbitrary units of y (rescaling y, e.g. euro instead of thousand euro, "
+              "such a transformation is not a percentage effect and depends on the arbitrary units of y (rescaling y, e.g. from thousands of the currency to single units, "
               "changes it), because it mixes the extensive and intensive margins (Chen & Roth 2024, QJE 139(2)). The report shows instead the level effect, "
               "the extensive margin (share with y > 0) and the Poisson (PPML) proportional effect, which is well defined with zeros.")
 
