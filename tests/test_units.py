@@ -125,6 +125,11 @@ def test_cli_sentence_and_table_use_the_params_unit(sek):
     assert re.search(r"\|-?\d+\.\d{3}\|", ppml), ppml
     cs = next(r for r in rows if "Exports" in r and "Callaway" in r)
     assert "thousand SEK (nominal)" in cs
+    # the regression table: a Unit row per column, the PPML column with its own decimals
+    tab = pd.read_csv(sek / "reports" / "tables" / "exports.csv", dtype=str, keep_default_na=False).set_index("term")
+    assert tab.loc["Unit", "Callaway–Sant'Anna"] == "thousand SEK (nominal)" and tab.loc["Unit", "PPML"] == un.PROPORTION
+    assert re.fullmatch(r"-?\d+\.\d{3}\**", tab.loc["ATT (overall)", "PPML"]), tab.loc["ATT (overall)", "PPML"]
+    assert re.fullmatch(r"-?[\d,]+\.\d{1,2}\**", tab.loc["ATT (overall)", "Callaway–Sant'Anna"])
 
 
 def test_cli_figure_axes_carry_the_unit(sek):

@@ -214,6 +214,23 @@ def _row_unit(r: Any, metas: dict, units: dict, has_deflators: bool) -> str:
     return un.row_unit(str(r["outcome"]), _base(r["estimator"], metas, r["outcome"]), r["term"], units, has_deflators)
 
 
+def _regtab_scales(effects: pd.DataFrame, heads: pd.DataFrame, metas: dict, outcome: str, units: dict, has_deflators: bool) -> dict[str, dict]:
+    """Per estimator of ``outcome``: the unit of its headline term and the decimals of its
+    scale (level: from the outcome's level-scale rows only; pipeline.report.units.digits_for)."""
+    part = effects[effects["outcome"] == outcome]
+    lev = part[np.array([un.effect_scale(outcome, _base(e, metas, outcome), t) == "level" for e, t in zip(part["estimator"], part["term"])], dtype=bool)] if len(part) else part
+    level_digits = scale_digits(lev["estimate"].tolist() + lev["std_error"].tolist())
+    unit_of, digits_of = {}, {}
+    h = heads[heads["outcome"] == outcome]
+    # an estimator without a headline row (event study: dynamic rows only) by its first row
+    rows = pd.concat([h, part[~part["estimator"].isin(h["estimator"])].drop_duplicates("estimator")])
+    for _, r in rows.iterrows():
+        e = str(r["estimator"])
+        unit_of[e] = _row_unit(r, metas, units, has_deflators)
+        digits_of[e] = un.digits_for(un.effect_scale(outcome, _base(e, metas, outcome), r["term"]), level_digits)
+    return {"units": unit_of, "digits_of": digits_of}
+
+
 def _forest_parts(heads: pd.DataFrame, metas: dict, units: dict, has_deflators: bool, labels: dict, sig: Significance):
     """``[(scale, (rows, x labels per outcome, caption))]`` for the forest figures: ``level``
     (each outcome's own unit) and ``proportional`` (percent: ``exp(b) - 1`` terms x 100, log
@@ -542,7 +559,8 @@ def build_report(inputs: ReportInputs, options: dict[str, Any], seed: int) -> Re
         if cb["loo"] is None:
             continue
         o = cb["key"].partition("-")[0]
-        res = figs.loo_figure(cb["loo"]["table"], cb["loo"]["full"], cb["loo"]["full_ci"], f"Leave one {cb['loo']['by'].replace('_', ' ')} out: {label(o, labels)}", cb["loo"]["by"], sig.ci)
+        res = figs.loo_figure(cb["loo"]["table"], cb["loo"]["full"], cb["loo"]["full_ci"], f"Leave one {cb['loo']['by'].replace('_', ' ')} out: {label(o, labels)}", cb["loo"]["by"], sig.ci,
+                             unit=un.row_unit(o, "cs", None, units_p, has_defl))
         if res is None:
             cb["figure"] = None
             continue
@@ -557,7 +575,9 @@ def build_report(inputs: ReportInputs, options: dict[str, Any], seed: int) -> Re
         if sb["plot"] is None:
             continue
         bd = (metas.get(sb["key"]) or {}).get("sensitivity", {}).get("breakdown_mbar")
-        png = figs.sensitivity_figure(sb["plot"], f"Sensitivity: {sb['title']}", float(bd) if isnum(bd) else None, sig.ci)
+        so, _, se_ = sb["key"].partition("-")
+        png = figs.sensitivity_figure(sb["plot"], f"Sensitivity: {sb['title']}", float(bd) if isnum(bd) else None, sig.ci,
+                                      unit=un.row_unit(so, _base(se_, metas, so), None, units_p, has_defl))
         if png is None:
             sb["figure"] = None
             continue
@@ -570,7 +590,7 @@ def build_report(inputs: ReportInputs, options: dict[str, Any], seed: int) -> Re
     # ---- regression tables
     regtabs = []
     for o in sorted(effects["outcome"].dropna().astype(str).unique()):
-        rt = regression_table(effects, metas, o, labels, sig=sig)
+        rt = regression_table(effects, metas, o, labels, sig=sig, **_regtab_scales(effects, heads, metas, o, units_p, has_defl))
         regtabs.append(rt)
         files[f"tables/{o}.tex"] = rt.to_latex().encode()
         files[f"tables/{o}.md"] = rt.to_markdown().encode()

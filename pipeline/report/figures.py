@@ -247,7 +247,8 @@ def overlap_figure(tab: pd.DataFrame, title: str) -> tuple[bytes, pd.DataFrame] 
     return png, d.reset_index(drop=True)
 
 
-def loo_figure(tab: pd.DataFrame, full: float | None, full_ci: tuple, title: str, by: str, ci: str = "95%") -> tuple[bytes, pd.DataFrame] | None:
+def loo_figure(tab: pd.DataFrame, full: float | None, full_ci: tuple, title: str, by: str, ci: str = "95%",
+               unit: str | None = None) -> tuple[bytes, pd.DataFrame] | None:
     """Estimate (``ci`` CI, the report's 1 − alpha) per left-out value of ``by`` (released ``leave_one_out`` table:
     blanked rows are not drawn) with the full-sample estimate as a line (CI band if given)."""
     if tab is None or not len(tab) or not {"left_out", "estimate", "conf_low", "conf_high"} <= set(tab.columns):
@@ -272,7 +273,8 @@ def loo_figure(tab: pd.DataFrame, full: float | None, full_ci: tuple, title: str
         ax.set_yticks(ys)
         ax.set_yticklabels([str(v) for v in d["left_out"]])
         ax.set_ylabel(f"Left out ({by.replace('_', ' ')})")
-        ax.set_xlabel(f"Average effect on members (ATT) with {ci} interval")
+        xlabel = f"Average effect on members (ATT){', ' + unit if unit else ''}, {ci} interval"
+        ax.set_xlabel(xlabel)
         ax.set_title(title, loc="left", fontsize=9, fontweight="bold")
         ax.grid(axis="y", visible=False)
         ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.28 if len(d) < 8 else -0.12), ncol=3, fontsize=7.5)
@@ -285,10 +287,11 @@ def loo_figure(tab: pd.DataFrame, full: float | None, full_ci: tuple, title: str
     data["full_sample_estimate"] = np.nan if full is None else float(full)
     data["full_sample_conf_low"] = np.nan if full_ci[0] is None else float(full_ci[0])
     data["full_sample_conf_high"] = np.nan if full_ci[1] is None else float(full_ci[1])
+    data["x_label"] = xlabel
     return png, data
 
 
-def sensitivity_figure(plot: pd.DataFrame, title: str, breakdown: float | None, ci: str = "95%") -> bytes | None:
+def sensitivity_figure(plot: pd.DataFrame, title: str, breakdown: float | None, ci: str = "95%", unit: str | None = None) -> bytes | None:
     """Original CI (M̄ = 0, the average of the post-period coefficients) and HonestDiD
     relative-magnitude robust CIs for each M̄ (Rambachan & Roth 2023, their Figure 4 style)."""
     if plot is None or not len(plot):
@@ -314,7 +317,7 @@ def sensitivity_figure(plot: pd.DataFrame, title: str, breakdown: float | None, 
         ax.set_xticks(ticks)
         ax.set_xticklabels([f"{t:g}" for t in ticks])
         ax.set_xlabel("M̄: post-treatment violation at most M̄ × the largest pre-treatment violation")
-        ax.set_ylabel("Average post-period effect")
+        ax.set_ylabel("Average post-period effect" + (f", {unit}" if unit else ""))
         ax.set_title(title, loc="left", fontsize=9, fontweight="bold")
         ax.legend(loc="upper left", fontsize=7.5)
         return png_bytes(fig)
