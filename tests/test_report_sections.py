@@ -117,7 +117,7 @@ def test_new_sections_present(built):
         assert f'<section id="{sid}">' in h
     t = _text(built)
     assert "M̄* = 0.43 times the largest pre-treatment violation (Rambachan &amp; Roth 2023)" in t
-    assert "A linear pre-trend with slope 0.0060 per year would be detected only half of the time" in t
+    assert "A linear pre-trend with slope 0.0060 log points per year would be detected only half of the time" in t
     assert "Roth 2022" in t
     # checks table: verdicts and sentences, and the summary line in the executive summary
     summary = h.split('<section id="summary">')[1].split("</section>")[0]

@@ -569,7 +569,7 @@ def build_report(inputs: ReportInputs, options: dict[str, Any], seed: int) -> Re
         figures.append({"kind": "loo", "key": cb["key"], "file": cb["figure"], "png": files[cb["figure"]],
                         "caption": f"Leave-one-out: the effect on {label(o, labels)} re-estimated leaving out the members of one {cb['loo']['by'].replace('_', ' ')} at a time, "
                         f"{sig.interval}s; dashed line: full-sample estimate (shaded: its {sig.interval})."})
-    sens, f4 = secs.sensitivity(rel, metas, inputs.tables or {}, profile, lab_o_all, alpha)
+    sens, f4 = secs.sensitivity(rel, metas, inputs.tables or {}, profile, lab_o_all, alpha, units_p, has_defl)
     findings += f4
     for sb in sens:
         if sb["plot"] is None:
@@ -608,7 +608,7 @@ def build_report(inputs: ReportInputs, options: dict[str, Any], seed: int) -> Re
     content["sensitivity"] = [{k: v for k, v in sb.items() if k != "plot"} for sb in sens]
     content["families"] = secs.outcome_families(effects, inputs.ingest_flow or {}, lab_o_all, PREFERRED, labels, metas, units_p, has_defl)
     content["bacon_detail"] = secs.bacon(inputs.tables or {}, aux, lab_o_all)
-    content["heterogeneity"] = secs.heterogeneity(rel, metas, lab_o_all, sig.alpha)
+    content["heterogeneity"] = secs.heterogeneity(rel, metas, lab_o_all, sig.alpha, units_p, has_defl)
     content["inference"] = inference_rows(rel, metas, lab_o_all)
     content["inference_summary"] = inference_summary(content["inference"])
     content["check_summary"] = [cb["summary"] for cb in cred]

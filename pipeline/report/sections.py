@@ -170,7 +170,7 @@ def _original_ci(rel_part: pd.DataFrame, vcov: pd.DataFrame | None, post: list[i
 
 
 def sensitivity(rel: pd.DataFrame, metas: dict[str, dict], tables: dict[str, dict[str, pd.DataFrame]], profile: sdc.Profile,
-                lab_o: dict[str, str], alpha: float) -> tuple[list[dict[str, Any]], list[sdc.Finding]]:
+                lab_o: dict[str, str], alpha: float, units: dict | None = None, has_deflators: bool = False) -> tuple[list[dict[str, Any]], list[sdc.Finding]]:
     """Per outcome x estimator with ``meta["sensitivity"]``: the robust-interval table, the
     plot data (original CI at M̄ = 0, then robust CIs by M̄), the breakdown sentence and the
     pre-test power sentence. Withheld when any dynamic row of that event study was."""
@@ -219,11 +219,14 @@ def sensitivity(rel: pd.DataFrame, metas: dict[str, dict], tables: dict[str, dic
             # bias of the average post-period coefficient from an undetected linear trend
             # delta_t = slope * (t + 1) (reference period -1), averaged over the post periods
             bias = float(s50) * float(np.mean([p + 1 for p in post])) if post else float("nan")
-            s = (f"A linear pre-trend with slope {fmt(s50, 4)} per year would be detected only half of the time"
+            from .units import row_unit
+
+            u = row_unit(o, str((metas[key] or {}).get("base_estimator") or e), None, units, has_deflators)
+            s = (f"A linear pre-trend with slope {fmt(s50, 4)} {u} per year would be detected only half of the time"
                  + (f" (80% of the time at slope {fmt(s80, 4)})" if isnum(s80) else "")
                  + f" by the pre-test over {len(pre)} pre-period(s).")
             if orig is not None and isnum(bias) and orig[0] != 0:
-                s += (f" Such a trend would shift the average post-period effect by about {fmt(bias, 4)}, {abs(bias / orig[0]):.0%} of the estimate ({fmt(orig[0], 4)}); "
+                s += (f" Such a trend would shift the average post-period effect by about {fmt(bias, 4)} {u}, {abs(bias / orig[0]):.0%} of the estimate ({fmt(orig[0], 4)} {u}); "
                       "the pre-test is weak evidence of parallel trends when trends it misses this often would matter for the conclusion (Roth 2022).")
             else:
                 s += " The pre-test is weak evidence of parallel trends when trends of this size would matter for the conclusion (Roth 2022)."
@@ -369,8 +372,8 @@ def outcome_families(rel: pd.DataFrame, ingest_flow: dict[str, Any], lab_o: dict
                     s = part[part["aggregation"] == "simple"]
                     if len(s):
                         r = s.iloc[0]
-                        margins.append({"margin": "Proportional (Poisson), heterogeneous cohort-time effects", "source": f"{label(e, {}, ESTIMATOR_LABELS)} ({r['term']})",
-                                        "value": _ci(r, 1.0, 3) + " (scale as estimated)"})
+                        margins.append({"margin": "Level (ETWFE Poisson average partial effect), heterogeneous cohort-time effects", "source": f"{label(e, {}, ESTIMATOR_LABELS)} ({r['term']})",
+                                        "value": _ci(r, 1.0, 3) + " " + unit_label(o, "level", units, has_deflators)})
         if o in mt:
             notes.append(mt[o])
         out.append({"outcome": lab_o.get(o, o), "key": o, "estimand": ESTIMANDS.get(o, "Change in the outcome on its own scale ({unit}).").format(unit=unit_label(o, "level", units, has_deflators)), "notes": notes, "margins": margins})
@@ -420,7 +423,8 @@ def bacon(tables: dict[str, dict[str, pd.DataFrame]], aux: dict[str, dict[str, p
 # --------------------------------------------------------------------------- heterogeneity
 
 
-def heterogeneity(rel: pd.DataFrame, metas: dict[str, dict], lab_o: dict[str, str], alpha: float = 0.05) -> list[dict[str, Any]]:
+def heterogeneity(rel: pd.DataFrame, metas: dict[str, dict], lab_o: dict[str, str], alpha: float = 0.05,
+                  units: dict | None = None, has_deflators: bool = False) -> list[dict[str, Any]]:
     """Per outcome: subgroup ATTs (Callaway-Sant'Anna) by dimension with the Wald test of
     equality judged at ``alpha`` (``estimate.alpha``), from the *released* rows (suppressed
     subgroups show as withheld)."""
@@ -454,5 +458,8 @@ def heterogeneity(rel: pd.DataFrame, metas: dict[str, dict], lab_o: dict[str, st
         small = [k for k in skipped if ":" in k]  # "<dimension>:<level>" too small; a bare dimension was not split at all
         whole = [f"Not split by {k.replace('_', ' ')}: {skipped[k]}." for k in sorted(skipped) if ":" not in k]
         note = (f"{len(small)} subgroup(s) too small to estimate (fewer than the minimum of member firms)." if small else "")
-        out.append({"outcome": lab_o.get(o, o), "dims": dims, "skipped": " ".join([note] + whole).strip()})
+        from .units import row_unit
+
+        unit = row_unit(o, "cs", None, units, has_deflators)  # subgroup ATTs are Callaway-Sant'Anna simple ATTs
+        out.append({"outcome": f"{lab_o.get(o, o)} (ATT in {unit})", "dims": dims, "skipped": " ".join([note] + whole).strip()})
     return out
