@@ -513,7 +513,7 @@ def build_report(inputs: ReportInputs, options: dict[str, Any], seed: int) -> Re
         files[f"figures/event_study-{o}.png"] = png
         files[f"figures/event_study-{o}.csv"] = to_csv_bytes(data)
         figures.append({"kind": "event_study", "outcome": o, "file": f"figures/event_study-{o}.png", "png": png,
-                        "caption": f"Event study: effect of joining a cluster on {label(o, labels)} ({unit}) by years since joining, {sig.interval}s"
+                        "caption": f"Event study: effect of joining a cluster on {label(o, labels)}, in {unit}, by years since joining, {sig.interval}s"
                         + (f"; {TRUTH_CAPTION}" if o in truth_et else "") + "."})
         es_frames.append(data)
     if es_frames:
