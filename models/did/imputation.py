@@ -89,7 +89,7 @@ def pretrend(panel, untreated, spec, a: int, K: int, name: str):
     D = _panel.event_dummies(rel, leads)
     df = pd.concat([df, pd.DataFrame(D, columns=cols, index=df.index)], axis=1)
     try:
-        res = feols_fe(df, "_y", cols + panel.covariates, panel.vcov_spec(spec.vcov), name)
+        res = feols_fe(df, "_y", cols + panel.covariates, panel.vcov_spec(spec.vcov), name, fe=panel.fe)
     except DesignError as exc:
         return {"statistic": None, "df": len(leads), "p_value": None, "note": str(exc)}, []
     m = len(leads)
