@@ -22,7 +22,8 @@ The unit effect is differenced out; :math:`\\delta^h_t` are period effects, and 
 effects of ``estimate.fixed_effects`` beyond firm and year (e.g. ``region^year``) are
 absorbed as well (DGJT's :math:`\\delta_t` generalised to region-specific shocks). Leads and
 lags are taken by calendar period (``year + h``), not by row, so gaps in a firm's years give
-a missing difference rather than a wrong one. Regression-weighted: the equally weighted
+a missing difference rather than a wrong one. ``estimate.covariates`` enter every horizon's
+regression at their period-t values (as pyfixest's ``xfml``). Regression-weighted: the equally weighted
 ("reweighted") LP-DiD and pre-mean-differenced outcomes of DGJT section 4 are not
 implemented. Singletons of the absorbed effects are removed in each horizon's sample (as
 pyfixest's default); each horizon's ``n_obs`` counts the rest.
@@ -115,7 +116,7 @@ def fit(data: pd.DataFrame, spec) -> EstimationResult:
     h_pre = int(-np.nanmin(rel[tr])) if opts["pre_window"] is None else int(opts["pre_window"])
     fe = ("_time", *panel.fe_cols)
     vcov = panel.vcov_spec(spec.vcov)
-    base = df[["_id", "_time", *panel.fe_cols, *panel.cluster_cols]]
+    base = df[["_id", "_time", *panel.covariates, *panel.fe_cols, *panel.cluster_cols]]
 
     def clean(untreated_at: np.ndarray) -> np.ndarray:
         return never.copy() if spec.control_group == "nevertreated" else untreated_at == 0
@@ -127,7 +128,7 @@ def fit(data: pd.DataFrame, spec) -> EstimationResult:
         if not (d["_dD"] == 1).any() or (d["_dD"] == 1).all():
             return None
         why = "no newly treated or no clean control observation varies within the absorbed effects"
-        res = feols_fe(d.reset_index(drop=True), "_dy", ["_dD"], vcov, NAME, fe=fe, why_collinear=why)
+        res = feols_fe(d.reset_index(drop=True), "_dy", ["_dD", *panel.covariates], vcov, NAME, fe=fe, why_collinear=why)
         return float(res.beta[0]), float(res.vcov[0, 0]), len(d), int(d.loc[d["_dD"] == 1, "_id"].nunique())
 
     fits: list[tuple[int, tuple]] = []
