@@ -37,6 +37,15 @@ def test_equals_pyfixest_lpdid_on_mpdta():
     assert r.meta["vcov"] == "cluster(firm_id)" and r.meta["formula"] == "y[t+h] - y[t-1] ~ dD | year"
 
 
+def test_covariate_equals_pyfixest_xfml():
+    """estimate.covariates enter each horizon at their period-t value, as pyfixest's xfml."""
+    ref = stored("pyfixest_mpdta_fe")["lpdid_dynamic_lpop"]
+    t = lpdid.fit(mpdta(), spec("lemp", covariates=["lpop"], control_group="notyettreated")).tidy.set_index("term")
+    for k, v in ref.items():
+        row = t.loc[f"rel_time::{k}"]
+        assert abs(row.estimate - v["estimate"]) < TOL and abs(row.std_error - v["std_error"]) < TOL, (k, row, v)
+
+
 def test_recovers_a_known_dynamic_effect():
     """Staggered adoption, effects growing with event time, tau_h = 0.5 + 0.25 h, the same in
     every cohort (LP-DiD's beta_h weights cohorts by variance, so with cohort-varying effects

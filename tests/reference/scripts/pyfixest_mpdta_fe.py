@@ -2,7 +2,8 @@
 local-projections DiD, from pyfixest (the peer implementation).
 
 Run from the repo root:  uv run python tests/reference/scripts/pyfixest_mpdta_fe.py
-Writes tests/reference/pyfixest_mpdta_fe.json.
+Writes tests/reference/pyfixest_mpdta_fe.json. Re-running moves the last one or two digits
+(pyfixest's multithreaded demeaning sums in varying order, ~1e-17); the tests compare at 1e-8.
 
 mpdta has no sector, so a deterministic synthetic one is built: ``sector = countyreal mod 5``
 (five groups that cut across the minimum-wage cohorts and states; treatment is assigned by
@@ -24,7 +25,7 @@ written independently of cluster-impact's internal code columns.
 * ppml: fepois("emp ~ post | countyreal + year + sector^year") with emp = exp(lemp), CRV1
 * lpdid: pyfixest.did.estimation.lpdid(att=False) (event study) and (att=True) (pooled
   post-treatment ATT) with its default vcov {"CRV1": countyreal}; no extra effect (pyfixest's
-  lpdid absorbs year only)
+  lpdid absorbs year only); and att=False with xfml="lpop" (a covariate at its period-t value)
 """
 
 import functools
@@ -120,6 +121,10 @@ out["lpdid_dynamic"] = {str(int(str(k).split("::")[1])): {"estimate": float(v["E
 att = lpdid(base, yname="lemp", idname="countyreal", tname="year", gname="first_treat", att=True).tidy()
 v = att.iloc[0]
 out["lpdid_pooled"] = {"estimate": float(v["Estimate"]), "std_error": float(v["Std. Error"]), "n_obs": int(v["N"])}
+es = lpdid(d[["countyreal", "year", "first_treat", "lemp", "lpop"]].copy(), yname="lemp", idname="countyreal",
+           tname="year", gname="first_treat", att=False, xfml="lpop").tidy()
+out["lpdid_dynamic_lpop"] = {str(int(str(k).split("::")[1])): {"estimate": float(v["Estimate"]),
+                                                              "std_error": float(v["Std. Error"])} for k, v in es.iterrows()}
 out["lpdid_vcov"] = "CRV1 by countyreal (pyfixest lpdid default)"
 Path("tests/reference/pyfixest_mpdta_fe.json").write_text(json.dumps(out, indent=2) + "\n")
 print("wrote tests/reference/pyfixest_mpdta_fe.json")
