@@ -33,6 +33,10 @@ Backend: pyfixest ``fepois`` (IRLS with tightened tolerances ``iwls_tol=1e-12``,
 ``fixef_tol=1e-12``; separation and singleton handling switched off there because it is
 done, and counted, here). vcov: iid, hetero, cluster (fixest CRV1: G/(G-1) x (n-1)/(n-k)
 with FE nested in the cluster not counted in k), twoway.
+
+Fixed effects beyond firm and year (``estimate.fixed_effects``, e.g. ``sector^year``) are
+absorbed by fepois as well, and their all-zero groups are dropped and counted
+(``all_zero_fixed_effect:<term>``) before the separation check, which takes them too.
 """
 
 from __future__ import annotations

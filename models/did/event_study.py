@@ -41,6 +41,11 @@ Outputs: tidy rows ``aggregation="dynamic"``, ``term="rel_time::k"``, ``event_ti
 ``n_treated`` = treated firms observed at event time k; ``tables["vcov_dynamic"]`` the
 covariance of the event-time coefficients (index/columns = event time; reference omitted),
 for HonestDiD.
+
+Fixed effects beyond firm and year (``estimate.fixed_effects``, e.g. ``sector^year``;
+:mod:`models.fixed_effects`) are absorbed as further pyfixest effects (internal code columns
+``_fe0..``); the compressed path then declines (``meta["solver_note"]``), since such effects are
+not functions of cohort and period, and the few-clusters kinds are refused (ConfigError).
 """
 
 from __future__ import annotations

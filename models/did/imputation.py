@@ -34,6 +34,11 @@ Pre-trends (BJS Test 1, Section 4.4): on :math:`\\Omega_0` only, regress
 :math:`1\\{t - g_i = k\\}`, :math:`k = -1-a, ..., -a-K` (``pretrend_leads`` = K), and test
 them jointly (chi2 Wald with the ``vcov`` clustering). The lead coefficients are reported
 as ``dynamic`` rows with negative ``event_time`` (as Stata ``did_imputation``'s ``pre#``).
+
+Fixed effects beyond firm and year (``estimate.fixed_effects``, e.g. ``sector^year``) enter the
+untreated-outcome model of step 1 (and the GMM variance's first stage) as dummy blocks of the
+exact solver (:class:`._fe.TwoWayFE`); a treated observation is imputable when every level of
+each of its effects has an untreated observation.
 """
 
 from __future__ import annotations

@@ -33,6 +33,10 @@ fully saturated, as fixest) or [lo, hi] to trim treated observations outside the
 (counted as ``outside_event_window``). ``meta["pretrend"]``: joint Wald test that the IW
 leads (:math:`l < -1`) are zero; ``tables["vcov_dynamic"]``: covariance of the IW event-time
 estimates.
+
+Fixed effects beyond firm and year (``estimate.fixed_effects``, e.g. ``sector^year``) are
+absorbed next to the cell dummies; the exact solver's reparametrisation covers unit and period
+effects only, so it declines (``meta["solver_note"]``) and pyfixest fits.
 """
 
 from __future__ import annotations

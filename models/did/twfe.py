@@ -21,6 +21,11 @@ iteratively before fitting and counted in ``meta["dropped"]["singleton"]``. A tr
 with no variation left after the fixed effects (all units treated at the same time and
 no controls, ...) raises :class:`DesignError`; so does ``control_group: nevertreated``
 without never members (no silent switch).
+
+Fixed effects beyond firm and year (``estimate.fixed_effects``, e.g. ``sector^year``;
+:mod:`models.fixed_effects`) are absorbed as further pyfixest effects (internal code columns
+``_fe0..``); the compressed path then declines (``meta["solver_note"]``), since such effects are
+not functions of cohort and period, and the few-clusters kinds are refused (ConfigError).
 """
 
 from __future__ import annotations
