@@ -64,4 +64,5 @@ def test_run_absorbs_sector_year_and_reports_it(sample, tmp_path):
     assert "fixed_effects" not in cs and "not used by cs" in cs["fixed_effects_note"]
     html = (root / "data" / "report" / "report.html").read_text()
     assert "Local-projections DiD" in html and "clean controls" in html
-    assert "Fixed effects: firm_id, year, sector × year" in html
+    assert "Fixed effects: firm_id, year, sector × year (Local-projections DiD, TWFE)" in html
+    assert "differences out the firm effect" in html

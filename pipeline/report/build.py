@@ -331,10 +331,12 @@ def _fixed_effects_text(metas: dict[str, dict], labels: dict[str, str]) -> str:
     """One sentence naming the fixed effects the regression estimators absorbed
     (``meta["fixed_effects"]``, written by models/ when estimate.fixed_effects adds any)."""
     used: dict[tuple[str, ...], list[str]] = {}
-    for m in metas.values():
+    lp = False
+    for stem, m in metas.items():
         fe = m.get("fixed_effects")
         if fe:
-            key = str(m.get("estimator", ""))
+            key = str(m.get("estimator") or stem.partition("-")[2])  # stems are <outcome>-<estimator>
+            lp = lp or key == "lpdid" or m.get("base_estimator") == "lpdid"
             name = label(key, labels, ESTIMATOR_LABELS)
             used.setdefault(tuple(str(x) for x in fe), [])
             if name not in used[tuple(str(x) for x in fe)]:
@@ -345,7 +347,6 @@ def _fixed_effects_text(metas: dict[str, dict], labels: dict[str, str]) -> str:
     for fe, names in sorted(used.items()):
         shown = ", ".join(x.replace("^", " × ") for x in fe)
         parts.append(f"{shown} ({', '.join(sorted(names))})")
-    lp = any(str(m.get("estimator")) == "lpdid" or str(m.get("base_estimator")) == "lpdid" for m in metas.values() if m.get("fixed_effects"))
     return ("Fixed effects: " + "; ".join(parts) + ". An interaction such as sector × year is one effect per sector and "
             "year, so members are compared with non-members of the same sector in the same year"
             + ("; the local-projections estimator differences out the firm effect instead of estimating it." if lp else "."))
