@@ -86,6 +86,7 @@ class TwoWayFE:
                 G[T + self.K :, T : T + self.K] = E.T @ Xm
                 G[T : T + self.K, T + self.K :] = G[T + self.K :, T : T + self.K].T
         self.B = B
+        self._G = G
         with np.errstate(divide="ignore", invalid="ignore"):
             self.inv_n = np.where(self.n_i > 0, 1.0 / self.n_i, 0.0)
         S = G - B.T @ (B * self.inv_n[:, None])
@@ -158,6 +159,24 @@ class TwoWayFE:
         a, z = self.fit(Y2)
         res = Y2[self.mask] - self.predict(a, z, rows=self.mask)
         return res
+
+    def estimable(self, rows, tol: float = 1e-8) -> np.ndarray:
+        """For ``rows`` (bool mask over all rows), whether the fitted value there is unique,
+        i.e. the row's design vector lies in the row space of the fit sample's design (an
+        estimable function; Searle 1971, ch. 5). The design's null space is
+        :math:`\\{(a, z): z \\in \\ker S,\\ a = -A^{-1}Bz\\}` (units with observations); a
+        row is estimable iff its prediction does not move along any null vector (relative
+        tolerance ``tol``). Rows of units without fit observations are not estimable."""
+        rows = np.asarray(rows, dtype=bool)
+        S = self._G - self.B.T @ (self.B * self.inv_n[:, None])  # the Schur complement of __init__
+        ev, vec = np.linalg.eigh(0.5 * (S + S.T))
+        null = vec[:, ev <= 1e-11 * max(float(ev.max()), 1.0)]
+        ok = self.n_i[self.unit[rows]] > 0
+        if null.shape[1]:
+            a = -(self.B @ null) * self.inv_n[:, None]
+            move = self.predict(a, null, rows=rows)  # (n_rows, k) change of the fitted value
+            ok &= np.all(np.abs(move) <= tol * np.sqrt((null**2).sum(axis=0) + (a**2).sum(axis=0))[None, :], axis=1)
+        return ok
 
     @property
     def n_params(self) -> int:

@@ -37,8 +37,9 @@ as ``dynamic`` rows with negative ``event_time`` (as Stata ``did_imputation``'s 
 
 Fixed effects beyond firm and year (``estimate.fixed_effects``, e.g. ``sector^year``) enter the
 untreated-outcome model of step 1 (and the GMM variance's first stage) as dummy blocks of the
-exact solver (:class:`._fe.TwoWayFE`); a treated observation is imputable when every level of
-each of its effects has an untreated observation.
+exact solver (:class:`._fe.TwoWayFE`); a treated observation is imputed when its counterfactual
+is an estimable function of the untreated observations (every level of its effects seen untreated,
+and :meth:`._fe.TwoWayFE.estimable`); the others are dropped and counted as ``not_imputable``.
 """
 
 from __future__ import annotations
