@@ -1,7 +1,8 @@
 """estimate.fixed_effects and lpdid through the real command (no mocks): names validated
 at load and against the panel's columns by ``check`` (exit 5, naming the entry and the fix,
 nothing written); ``run`` absorbs sector^year in the regression estimators, says so in meta
-and in the report, and runs lpdid with its sentence in the methods appendix."""
+and in the report, and runs lpdid with its sentence in the methods appendix; engine duckdb falls back to the
+panel for them."""
 
 from __future__ import annotations
 
@@ -21,8 +22,9 @@ def sample(tmp_path_factory) -> Path:
     return root
 
 
-def _write(root: Path, **estimate) -> None:
+def _write(root: Path, engine: str = "pandas", **estimate) -> None:
     p = project_params()
+    p["engine"] = engine
     p["estimate"].update(estimate)
     (root / "params.yaml").write_text(yaml.safe_dump(p, sort_keys=False))
 
@@ -51,13 +53,16 @@ def test_unknown_column_exit_5_in_check(sample, tmp_path):
 
 def test_run_absorbs_sector_year_and_reports_it(sample, tmp_path):
     root = copy_project(sample, tmp_path / "p")
-    _write(root, outcomes=["log_labour_productivity"], estimators=["twfe", "lpdid", "cs"],
+    # engine duckdb: twfe's sufficient-statistics path declines the extra effect and loads the panel
+    _write(root, engine="duckdb", outcomes=["log_labour_productivity"], estimators=["twfe", "lpdid", "cs"],
            fixed_effects=["firm_id", "year", "sector^year"], control_group="notyettreated")
     cli("run", "--params", "params.yaml", cwd=root, check=True)
     est = root / "data" / "estimates"
     tw = json.loads((est / "log_labour_productivity-twfe.json").read_text())
     assert tw["fixed_effects"] == ["firm_id", "year", "sector^year"] and "declined" in tw["solver_note"]
     assert tw["formula"].endswith("| firm_id + year + sector^year")
+    assert "engine duckdb declined" in tw["engine_fallback"] and "engine_fallback" not in json.loads(
+        (est / "log_labour_productivity-cs.json").read_text())
     lp = json.loads((est / "log_labour_productivity-lpdid.json").read_text())
     assert lp["fixed_effects"] == ["firm_id", "year", "sector^year"] and lp["formula"].endswith("| year + sector^year")
     cs = json.loads((est / "log_labour_productivity-cs.json").read_text())
