@@ -95,7 +95,7 @@ def tie_warning(meta: dict) -> str:
 
 AUX_RELEASED = ("balance", "overlap", "bacon", "leave_one_out", "honest_did")  # auxiliary tables released as CSV (vcov etc. are not)
 SHARE_OUTCOMES = ("export_status", "patent_status")  # 0/1 outcomes: effects in percentage points
-PREFERRED = ("cs", "imputation", "sunab", "did2s", "event_study", "twfe", "matching", "weighting", "etwfe_poisson", "ppml")
+PREFERRED = ("cs", "imputation", "sunab", "did2s", "lpdid", "event_study", "twfe", "matching", "weighting", "etwfe_poisson", "ppml")
 BLANK_ON_SUPPRESS = ("estimate", "std_error", "statistic", "p_value", "conf_low", "conf_high", "n_treated")
 
 
@@ -293,6 +293,14 @@ METHODS = [
         "ref": "Borusyak, Jaravel & Spiess (2024), Review of Economic Studies 91(6); Gardner (2022).",
     },
     {
+        "key": "lpdid",
+        "title": "Local-projections DiD (Dube–Girardi–Jordà–Taylor)",
+        "html": "Y<sub>i,t+h</sub> − Y<sub>i,t−1</sub> = β<sub>h</sub> ΔD<sub>it</sub> + δ<sup>h</sup><sub>t</sub> + e<sub>it</sub>, one regression per horizon h, on firms that join in t and clean controls not yet treated by t + h",
+        "typst": "$Y_(i,t+h) - Y_(i,t-1) = beta_h Delta D_(i t) + delta^h_t + e_(i t)$, one regression per horizon $h$, on firms joining in $t$ and clean controls not yet treated by $t + h$",
+        "text": "For each number of years h after joining, it compares how much the outcome of firms that have just joined changed since the year before joining with the change over the same years among firms that had not joined by then; already-joined firms are never used as comparisons. Horizons before joining (h ≤ −2) are placebo checks.",
+        "ref": "Dube, Girardi, Jordà & Taylor (2023), A Local Projections Approach to Difference-in-Differences Event Studies, NBER WP 31184.",
+    },
+    {
         "key": "bacon",
         "title": "Goodman-Bacon decomposition",
         "html": "β̂<sup>TWFE</sup> = Σ<sub>k</sub> s<sub>k</sub> β̂<sub>k</sub><sup>2×2</sup>, Σ s<sub>k</sub> = 1",
@@ -317,6 +325,31 @@ METHODS = [
         "ref": "Santos Silva & Tenreyro (2006), REStat 88(4); Wooldridge (2023), Econometrics Journal 26(3).",
     },
 ]
+
+
+def _fixed_effects_text(metas: dict[str, dict], labels: dict[str, str]) -> str:
+    """One sentence naming the fixed effects the regression estimators absorbed
+    (``meta["fixed_effects"]``, written by models/ when estimate.fixed_effects adds any)."""
+    used: dict[tuple[str, ...], list[str]] = {}
+    lp = False
+    for stem, m in metas.items():
+        fe = m.get("fixed_effects")
+        if fe:
+            key = str(m.get("estimator") or stem.partition("-")[2])  # stems are <outcome>-<estimator>
+            lp = lp or key == "lpdid" or m.get("base_estimator") == "lpdid"
+            name = label(key, labels, ESTIMATOR_LABELS)
+            used.setdefault(tuple(str(x) for x in fe), [])
+            if name not in used[tuple(str(x) for x in fe)]:
+                used[tuple(str(x) for x in fe)].append(name)
+    if not used:
+        return "Fixed effects: the regression estimators absorb firm and year effects (α_i, λ_t) only."
+    parts = []
+    for fe, names in sorted(used.items()):
+        shown = ", ".join(x.replace("^", " × ") for x in fe)
+        parts.append(f"{shown} ({', '.join(sorted(names))})")
+    return ("Fixed effects: " + "; ".join(parts) + ". An interaction such as sector × year is one effect per sector and "
+            "year, so members are compared with non-members of the same sector in the same year"
+            + ("; the local-projections estimator differences out the firm effect instead of estimating it." if lp else "."))
 
 
 # --------------------------------------------------------------------------- main
@@ -712,6 +745,7 @@ def _content(title, rel, heads, metas, aux, gsum, inputs: ReportInputs, truth_et
     used = sorted(set(rel["estimator"].dropna().astype(str)))
     methods = [m for m in METHODS if m["key"] in used or (m["key"] == "matching" and "weighting" in used) or (m["key"] == "ppml" and "etwfe_poisson" in used) or (m["key"] == "imputation" and "did2s" in used)]
     methods_other = [m for m in METHODS if m not in methods]
+    fixed_effects_text = _fixed_effects_text(metas, labels)
 
     params = inputs.params or {}
     est_p = params.get("estimate") or {}
@@ -748,6 +782,7 @@ def _content(title, rel, heads, metas, aux, gsum, inputs: ReportInputs, truth_et
         "missing": missing,
         "methods": methods,
         "methods_other": methods_other,
+        "fixed_effects_text": fixed_effects_text,
         "prov_rows": prov_rows,
         "data_rows": data_rows,
         "pkg_rows": pkg_rows,

@@ -297,6 +297,7 @@ def typst_source(c: dict[str, Any], figures: list[dict[str, Any]]) -> str:
 
     out.append(_h(1, "Methods appendix"))
     out.append("Notation: $Y_(i t)$ outcome of firm $i$ in year $t$; $G_i$ the year firm $i$ joined (cohort); $D_(i t) = bb(1)[t >= G_i]$; $alpha_i, lambda_t$ firm and year fixed effects.\n\n")
+    out.append(_par(c.get("fixed_effects_text", "")))
     for m in c["methods"]:
         out.append(_h(2, m["title"]))
         out.append(f"#block(fill: rgb(\"#f4f6f8\"), inset: 6pt, width: 100%)[{m['typst']}]\n")  # trusted constant (build.METHODS)
