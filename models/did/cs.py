@@ -200,6 +200,26 @@ def fit_from_moments(moments, spec: EstimatorSpec) -> EstimationResult:
     return _result(res, spec, o)
 
 
+def _treated_clusters(meta: dict, res, spec: EstimatorSpec, n_treated_units: int) -> None:
+    """``n_treated_clusters`` (and the few-clusters warnings) of the *estimation sample*: the
+    units left after the balanced-panel drop, not the whole panel. Clustering by firm: one
+    cluster per treated firm; by another column: the distinct clusters holding a treated
+    unit (``res.cluster`` per unit). Not known on the sufficient-statistics path without
+    per-unit cohorts (then :func:`models.inference.few_clusters.annotate_from_data` counts
+    on the data it is given)."""
+    if spec.vcov.kind != "cluster" or not spec.vcov.by:
+        return
+    from ..inference import few_clusters
+
+    if res.cluster is None and spec.vcov.by[0] == spec.idname:
+        g1 = int(n_treated_units)
+    elif res.cluster is not None and res.unit_cohort is not None:
+        g1 = int(np.unique(np.asarray(res.cluster)[np.asarray(res.unit_cohort) != 0]).size)
+    else:
+        return
+    few_clusters.annotate(meta, n_clusters=meta.get("n_clusters"), n_treated_clusters=g1, by=spec.vcov.by[0], kind=spec.vcov.kind)
+
+
 def _result(res, spec: EstimatorSpec, o: dict) -> EstimationResult:
     cohort_sizes = res.cohort_sizes
     post_cells = res.groups <= res.times
@@ -283,6 +303,9 @@ def _result(res, spec: EstimatorSpec, o: dict) -> EstimationResult:
         "notes": list(res.notes),
         "na_cells_dropped_in_aggregation": int(np.isnan(res.att).sum()),
     }
+    if res.dropped_units:  # whole firms dropped (balanced panel: firms with gaps, entry or exit)
+        meta["dropped_units"] = {k: dict(v) for k, v in sorted(res.dropped_units.items())}
+    _treated_clusters(meta, res, spec, n_treated_units)
     out = EstimationResult(estimator="cs", outcome=spec.yname, tidy=pd.DataFrame(rows), meta=meta, tables={"vcov_dynamic": vcov_dynamic})
     psi = aggs["simple"].inf_func_overall
     if psi is not None and res.unit_ids is not None:  # kept in memory for joint inference (Romano-Wolf)
