@@ -684,7 +684,10 @@ def _content(title, rel, heads, metas, aux, gsum, inputs: ReportInputs, truth_et
             s += f" Across {len(same)} estimators on this scale the headline estimate ranges from {fmt(lo)} to {fmt(hi)}."
         for e in [e for e in PREFERRED if e in set(h["estimator"].astype(str))] + sorted(set(h["estimator"].astype(str)) - set(PREFERRED)):
             drop = secs.unbalanced_drop(metas.get(f"{o}-{e}") or {})
-            if drop:  # the default CS keeps only firms observed in every year (models.did.att_gt)
+            if drop and "rows" in drop:
+                s += (f" The {lab_e(e)} estimate uses only firms observed in every year: it dropped {drop['rows']} firm-years of firms with gaps, "
+                      f"entry or exit and rests on {drop['members_kept']} members; estimate.cs.allow_unbalanced_panel: true keeps them.")
+            elif drop:  # the default CS keeps only firms observed in every year (models.did.att_gt)
                 s += (f" The {lab_e(e)} estimate uses only firms observed in every year: it dropped {drop['firms']} firms with gaps, entry or exit, "
                       f"so it rests on {drop['members_before'] - drop['members']} of {drop['members_before']} members "
                       f"({drop['firms_before'] - drop['firms']} of {drop['firms_before']} firms); estimate.cs.allow_unbalanced_panel: true keeps them.")

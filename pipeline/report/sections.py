@@ -490,10 +490,13 @@ def price_sentence(outcomes: list[str], deflated: bool | None, names: dict[str, 
 def unbalanced_drop(meta: dict) -> dict | None:
     """The firms an estimator dropped for not being observed in every year (the balanced
     panel Callaway–Sant'Anna needs by default; ``meta["dropped_units"]``, models.did.att_gt):
-    ``{"firms", "members", "members_before", "firms_before"}`` or None without such a drop."""
+    ``{"firms", "members", "members_before", "firms_before"}``; ``{"rows", "members_kept"}``
+    when only the dropped rows are known (engine duckdb); None without such a drop."""
     d = ((meta or {}).get("dropped_units") or {}).get("unbalanced_panel") or {}
     if not d.get("units"):
-        return None
+        rows = ((meta or {}).get("dropped") or {}).get("unbalanced_panel")
+        # the sufficient-statistics path (engine duckdb) counts the rows only
+        return {"rows": int(rows), "members_kept": int(meta.get("n_treated_units") or 0)} if rows else None
     kept_m, kept_f = int(meta.get("n_treated_units") or 0), int(meta.get("n_units") or 0)
     return {"firms": int(d["units"]), "members": int(d.get("treated_units", 0)),
             "members_before": kept_m + int(d.get("treated_units", 0)), "firms_before": kept_f + int(d["units"])}
