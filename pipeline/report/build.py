@@ -361,9 +361,16 @@ def build_report(inputs: ReportInputs, options: dict[str, Any], seed: int) -> Re
     files: dict[str, bytes] = {}
     figures: list[dict[str, Any]] = []
 
+    unit_ids = _unit_ids(inputs)
+
+    def disclosure_files(summary: sdc.DisclosureSummary) -> tuple[dict[str, Any], dict[str, bytes]]:
+        """disclosure.json/.md, their items (table rows, labels) rewritten to counts like
+        every other released text (pipeline.disclosure.redact_units)."""
+        sd = sdc.redact_tree(summary.to_dict(), unit_ids)
+        return sd, {"disclosure.json": dumps_json(sd).encode(), "disclosure.md": sdc.redact_units(summary.to_markdown(), unit_ids).encode()}
+
     def blocked_output(summary: sdc.DisclosureSummary) -> ReportOutput:
-        sd = summary.to_dict()
-        disc = {"disclosure.json": dumps_json(sd).encode(), "disclosure.md": summary.to_markdown().encode()}
+        sd, disc = disclosure_files(summary)
         return ReportOutput(files=disc, blocked=sd["withheld"] + sd["release_scan"], verdict="block", summary=sd)
 
     # ---- auxiliary tables
@@ -541,7 +548,7 @@ def build_report(inputs: ReportInputs, options: dict[str, Any], seed: int) -> Re
 
     # ---- identifiers: every text the documents show is rewritten to counts (one function,
     # pipeline.disclosure.redact_units), then the scan checks every released byte
-    ids = _unit_ids(inputs)
+    ids = unit_ids
     content = sdc.redact_tree(secs_price(content, deflated), ids)
     for f in figures:
         f["caption"] = sdc.redact_units(secs.price_wording(f["caption"], deflated), ids)
@@ -560,8 +567,8 @@ def build_report(inputs: ReportInputs, options: dict[str, Any], seed: int) -> Re
     # verdict rendered in the report (from ``summary_placeholder``) is the final one
     if summary.verdict == "block":
         return blocked_output(summary)
-    sd = summary.to_dict()
-    files.update({"disclosure.json": dumps_json(sd).encode(), "disclosure.md": summary.to_markdown().encode()})
+    sd, disc = disclosure_files(summary)
+    files.update(disc)
     return ReportOutput(files=dict(sorted(files.items())), blocked=sd["withheld"], verdict="pass", summary=sd)
 
 
