@@ -597,7 +597,8 @@ def secs_price(content: Any, deflated: bool | None) -> Any:
 
 
 SKIP_SECTIONS = {"bacon": "bacon", "checks": "credibility", "heterogeneity": "heterogeneity", "matching": "balance", "weighting": "balance"}
-SECTION_KEYS = ("estimates", "credibility", "bacon", "heterogeneity", "balance")
+SECTION_KEYS = ("estimates", "credibility", "bacon", "heterogeneity", "balance", "pretrend")
+DYNAMIC = ("event_study", "cs", "sunab", "imputation", "did2s")  # estimators with a pre-trend test
 
 
 def skipped_content(skipped: list[dict[str, Any]], labels: dict[str, str]) -> dict[str, Any]:
@@ -615,7 +616,10 @@ def skipped_content(skipped: list[dict[str, Any]], labels: dict[str, str]) -> di
         failed.add(est)
         sec = SKIP_SECTIONS.get(est, "estimates")
         absent.setdefault(sec, []).append(f"Not estimated: {text}")
+        if est in DYNAMIC:  # shown only when no other estimator gave a pre-trend test
+            absent.setdefault("pretrend", []).append(f"No pre-trend test from {label(est, labels, ESTIMATOR_LABELS)} for {label(out, labels)}: it failed (see Limitations).")
         notes[sec] = " (failed)" if sec != "estimates" else " (some failed)"
+    notes["pretrend"] = ""
     return {"rows": rows, "absent": {k: " ".join(absent.get(k, [])) for k in SECTION_KEYS}, "notes": notes, "failed": failed}
 
 

@@ -110,7 +110,7 @@ def typst_source(c: dict[str, Any], figures: list[dict[str, Any]]) -> str:
         out.append(f"#strong({ts('Pre-trend tests')})\n")
         out.append(_bullets([f"{p['outcome']}, {p['estimator']}: {p['verdict']}." for p in c["pretrends"]]))
     else:
-        out.append(_absent("No pre-trend test is available (no event-study estimator was run)."))
+        out.append(_absent((c.get("absent") or {}).get("pretrend") or "No pre-trend test is available (no event-study estimator was run)."))
     if c["check_summary"]:
         out.append(f"#strong({ts('Credibility battery')})\n")
         out.append(_bullets(c["check_summary"]))
@@ -193,7 +193,7 @@ def typst_source(c: dict[str, Any], figures: list[dict[str, Any]]) -> str:
 
     out.append(_h(1, "Pre-trends"))
     if c["missing"]["pretrend"]:
-        out.append(_absent("No joint pre-trend test is available for the estimators run."))
+        out.append(_absent((c.get("absent") or {}).get("pretrend") or "No joint pre-trend test is available for the estimators run."))
     else:
         out.append(_par("Joint Wald test that all pre-joining (lead) coefficients are zero."))
         out.append(_table(["Outcome", "Estimator", "Wald", "df", "p", "Verdict"], [[p["outcome"], p["estimator"], p["statistic"], p["df"], p["p"], p["verdict"]] for p in c["pretrends"]],
