@@ -627,6 +627,8 @@ _FIRST_LIST = re.compile(r"\s*\((?:the )?first(?: \d+)?:\s*((?:[^()]|\([^()]*\))
 _TOKEN = re.compile(r"[A-Za-z0-9_\-]+")
 _SEP = re.compile(r"^(?:\s*[,;]\s*|\s+and\s+|\s+)$")
 _MORE = re.compile(r"^\s*\(\+(\d+) more\)")
+_MORE_ANY = re.compile(r"\(\+\d+ more\)")
+_PAREN_LIST = re.compile(r"\s*\(((?:[^()]|\(\+\d+ more\))*)\)")
 
 
 def redact_units(text: str, ids, noun: str = "firm") -> str:
@@ -635,7 +637,8 @@ def redact_units(text: str, ids, noun: str = "firm") -> str:
 
     * a parenthesised list of offending keys, ``" (first: F1, F5, F9 (+354 more))"`` as
       :func:`models.errors.first_keys` writes it, is removed when it names an identifier
-      (all-digit ids too): the message states the count before it;
+      (all-digit ids too): the message states the count before it; so is a parenthesis
+      holding nothing but ids, ``" (1001, 1005)"``;
     * any other run of identifiers (separated by commas, semicolons or "and", optionally
       followed by ``"(+N more)"``) becomes ``"<n> firms"``; all-digit ids are left here
       (they cannot be told from numbers), which is why the first rule exists.
@@ -648,7 +651,12 @@ def redact_units(text: str, ids, noun: str = "firm") -> str:
     def first_list(m: re.Match) -> str:
         return "" if any(t in idset for t in _TOKEN.findall(m.group(1))) else m.group(0)
 
+    def id_list(m: re.Match) -> str:  # "(1001, 1005 (+3 more))": nothing but ids
+        toks = _TOKEN.findall(_MORE_ANY.sub("", m.group(1)))
+        return "" if toks and all(t in idset for t in toks) else m.group(0)
+
     text = _FIRST_LIST.sub(first_list, text)
+    text = _PAREN_LIST.sub(id_list, text)
     hits = [m for m in _TOKEN.finditer(text) if m.group(0) in idset and not m.group(0).isdigit()]
     if not hits:
         return text

@@ -237,6 +237,9 @@ IDS = {"F000001", "F000003", "F000005", "F000006", "F000007", "G0042", "1001", "
     # a bare run of ids becomes a count, with its (+N more)
     ("firms F000001, F000003 and F000005 (+2 more) have gaps", "firms 5 firms have gaps"),
     ("only F000007 is affected; G0042 too", "only 1 firm is affected; 1 firm too"),
+    # a parenthesis of nothing but ids (att_gt's "varies within N unit(s) (...)"), digits too
+    ("varies within 3 unit(s) (1001, 1005 (+1 more)); fix", "varies within 3 unit(s); fix"),
+    ("years (2012, 1001) and (F000001)", "years (2012, 1001) and"),
     # numbers that happen to equal an all-digit id are not touched outside a first: list
     ("1001 rows dropped", "1001 rows dropped"),
     # no id: unchanged, and an id-like token that is not an id stays

@@ -7,7 +7,12 @@ no timestamps; a date appears only when ``provenance["date"]`` is given).
 
 Order of work: disclosure checks on every tidy row and auxiliary table first, then every
 table, figure, CSV and the HTML/PDF are built from the *released* values only (suppressed
-cells blanked), then the release scan runs over all files, then the disclosure summary.
+cells blanked), then every text the documents show is rewritten so that no firm or group
+id remains (:func:`pipeline.disclosure.redact_units`: id lists become counts), then the
+release scan runs over all files (the PDF through its Typst source) for the run's ids
+(``ReportInputs.unit_ids``), then the disclosure summary. Statements about the run (nominal
+or real value added, estimators that failed under ``on_error: skip`` and why, firms the
+Callaway–Sant'Anna balanced panel dropped, the withheld count) come from its own meta.
 
 Files (relative to ``reports/``): ``report.html``, ``report.pdf``, ``estimates.csv``,
 ``metrics.json``, ``plots/event_study.csv``, ``tables/<outcome>.{tex,md,csv}``,
@@ -549,7 +554,7 @@ def build_report(inputs: ReportInputs, options: dict[str, Any], seed: int) -> Re
     # ---- identifiers: every text the documents show is rewritten to counts (one function,
     # pipeline.disclosure.redact_units), then the scan checks every released byte
     ids = unit_ids
-    content = sdc.redact_tree(secs_price(content, deflated), ids)
+    content = sdc.redact_tree(_price_tree(content, deflated), ids)
     for f in figures:
         f["caption"] = sdc.redact_units(secs.price_wording(f["caption"], deflated), ids)
     sources: dict[str, bytes] = {}
@@ -583,16 +588,16 @@ def _unit_ids(inputs: ReportInputs) -> set[str]:
     return set()
 
 
-def secs_price(content: Any, deflated: bool | None) -> Any:
+def _price_tree(content: Any, deflated: bool | None) -> Any:
     """:func:`sections.price_wording` on every string of the content (nominal without deflators)."""
     if deflated is not False:
         return content
     if isinstance(content, str):
         return secs.price_wording(content, deflated)
     if isinstance(content, dict):
-        return {k: secs_price(v, deflated) for k, v in content.items()}
+        return {k: _price_tree(v, deflated) for k, v in content.items()}
     if isinstance(content, list):
-        return [secs_price(v, deflated) for v in content]
+        return [_price_tree(v, deflated) for v in content]
     return content
 
 
