@@ -25,6 +25,7 @@ REGISTRY: dict[str, str] = {
     "sunab": "models.did.sunab",
     "imputation": "models.did.imputation",
     "did2s": "models.did.did2s",
+    "lpdid": "models.did.lpdid",
     "bacon": "models.did.bacon",
     "matching": "models.matching.estimator",
     "weighting": "models.matching.weighting",
@@ -51,6 +52,11 @@ def scale(key: str, term: str | None = None) -> str:
     if not s:
         return "level"
     return s.get(term, s["*"]) if term is not None else s["*"]
+
+
+#: estimators that absorb ``estimate.fixed_effects`` beyond firm and year (the others have no
+#: regression fixed effects to add them to; their results say so in ``meta["fixed_effects_note"]``)
+EXTRA_FIXED_EFFECTS = ("twfe", "event_study", "sunab", "imputation", "did2s", "ppml", "lpdid")
 
 
 def get(key: str) -> ModuleType:

@@ -24,9 +24,12 @@ class EstimatorSpec:
     alpha: float = 0.05
     seed: int = 0
     options: dict[str, Any] = field(default_factory=dict)  # estimate.<key> merged with defaults
+    # absorbed effects beyond idname and tname (estimate.fixed_effects, e.g. ("sector^year",));
+    # set only for estimators that take them (models.registry.EXTRA_FIXED_EFFECTS)
+    fixed_effects: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             "yname": self.yname,
             "tname": self.tname,
             "idname": self.idname,
@@ -38,3 +41,6 @@ class EstimatorSpec:
             "seed": self.seed,
             "options": dict(self.options),
         }
+        if self.fixed_effects:
+            out["fixed_effects"] = [self.idname, self.tname, *self.fixed_effects]
+        return out

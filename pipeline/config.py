@@ -91,6 +91,9 @@ DEFAULTS: dict[str, Any] = {
         "outcomes": ["log_labour_productivity"],
         "estimators": ["cs", "sunab", "imputation", "event_study", "twfe"],  # heterogeneity-robust first
         "covariates": [],
+        # absorbed effects of the regression DiD estimators (models.fixed_effects): columns or
+        # a^b interactions; firm_id and year required (models.registry.EXTRA_FIXED_EFFECTS take more)
+        "fixed_effects": ["firm_id", "year"],
         "control_group": "nevertreated",
         "vcov": {"kind": "cluster", "by": ["firm_id"], "weights": None, "draws": None},  # weights/draws: kind wild
         "alpha": 0.05,
@@ -324,6 +327,9 @@ def validate(raw: dict[str, Any], problems: list[str]) -> dict[str, Any]:
         check_name(o, f"estimate.outcomes[{i}]", problems)
     for i, c in enumerate(est["covariates"] or []):
         check_name(c, f"estimate.covariates[{i}]", problems)
+    from models import fixed_effects as _fe
+
+    problems += _fe.problems(est["fixed_effects"])
     if est["control_group"] not in ("nevertreated", "notyettreated"):
         problems.append(f"estimate.control_group: {est['control_group']!r}; allowed: nevertreated, notyettreated")
     from models.vcov import VcovSpec

@@ -567,24 +567,45 @@ FORBIDDEN_SUFFIX = (".pkl", ".pickle", ".joblib", ".npy", ".npz", ".parquet", ".
 PICKLE_MAGIC = (b"\x80\x02", b"\x80\x03", b"\x80\x04", b"\x80\x05")
 
 
-def release_scan(files: dict[str, bytes], forbidden_ids: set[str] | None = None, id_columns: set[str] | None = None) -> list[Finding]:
+def scannable_ids(ids) -> set[str]:
+    """The identifiers the release scan looks for as tokens: every id of at least 3
+    characters that is not all digits (an all-digit id cannot be told from a count or a
+    year in a table; such ids are kept out of report text by :func:`redact_units`, which
+    drops every ``(first: ...)`` list naming one, but the scan cannot find them)."""
+    return {str(i) for i in ids if i is not None and len(str(i)) >= 3 and not str(i).isdigit()}
+
+
+def release_scan(files: dict[str, bytes], forbidden_ids: set[str] | None = None, id_columns: set[str] | None = None,
+                 sources: dict[str, bytes] | None = None) -> list[Finding]:
     """Scan the files about to be released. Finds: pickles and binary data frames; CSV,
     Markdown and LaTeX tables with an identifier column (``firm_id``, ``group_id``, ...) or a
-    residual / fitted-value / fixed-effect column; and, when ``forbidden_ids`` is given, any
-    occurrence of one of those identifiers (firm or group ids) as a token in a text file."""
+    residual / fitted-value / fixed-effect column; and, when ``forbidden_ids`` is given (the
+    run's firm and group ids; :func:`scannable_ids` says which can be searched), any
+    occurrence of one of those identifiers as a token in any released text: every text file
+    (HTML, CSV, JSON, Markdown, LaTeX) byte for byte, and for a file whose bytes are
+    compressed (``report.pdf``) the text it was rendered from, given in ``sources`` (path ->
+    the Typst source). A PNG is checked through its source data, the ``figures/*.csv``
+    beside it; a PDF without a source in ``sources`` fails when ids are given."""
     findings: list[Finding] = []
     idcols = {c.lower() for c in (id_columns or set()) | UNIT_COLUMNS}
     token = re.compile(rb"[A-Za-z0-9_\-]+")
-    ids = {i.encode() for i in (forbidden_ids or set()) if i and len(i) >= 3}
+    ids = {i.encode() for i in scannable_ids(forbidden_ids or set())}
+    sources = sources or {}
     for path in sorted(files):
         data = files[path]
         low = path.lower()
         if low.endswith(FORBIDDEN_SUFFIX) or data[:2] in PICKLE_MAGIC:
             findings.append(Finding(f"file {path}", "file", ["pickles and binary data frames are never released"], {"file": path}))
             continue
-        if low.endswith(".png") or low.endswith(".pdf"):
+        if low.endswith(".png"):
             continue
         text = data
+        if low.endswith(".pdf"):
+            if path not in sources:
+                if ids:
+                    findings.append(Finding(f"file {path}", "file", ["the text this PDF was rendered from was not given to the scan"], {"file": path}))
+                continue
+            text = sources[path]
         header = None
         if low.endswith(".csv"):
             header = text.split(b"\n", 1)[0].decode("utf-8", "replace")
@@ -602,6 +623,79 @@ def release_scan(files: dict[str, bytes], forbidden_ids: set[str] | None = None,
     return findings
 
 
+_FIRST_LIST = re.compile(r"\s*\((?:the )?first(?: \d+)?:\s*((?:[^()]|\([^()]*\))*)\)", re.IGNORECASE)
+_TOKEN = re.compile(r"[A-Za-z0-9_\-]+")
+_SEP = re.compile(r"^(?:\s*[,;]\s*|\s+and\s+|\s+)$")
+_MORE = re.compile(r"^\s*\(\+(\d+) more\)")
+_MORE_ANY = re.compile(r"\(\+\d+ more\)")
+_PAREN_LIST = re.compile(r"\s*\(((?:[^()]|\(\+\d+ more\))*)\)")
+
+
+def redact_units(text: str, ids, noun: str = "firm") -> str:
+    """``text`` with every unit identifier in ``ids`` rewritten to a count, for any text the
+    report shows (error messages of skipped estimators, limitations, notes, captions):
+
+    * a parenthesised list of offending keys, ``" (first: F1, F5, F9 (+354 more))"`` as
+      :func:`models.errors.first_keys` writes it, is removed when it names an identifier
+      (all-digit ids too): the message states the count before it; so is a parenthesis
+      holding nothing but ids, ``" (1001, 1005)"``;
+    * any other run of identifiers (separated by commas, semicolons or "and", optionally
+      followed by ``"(+N more)"``) becomes ``"<n> firms"``; all-digit ids are left here
+      (they cannot be told from numbers), which is why the first rule exists.
+
+    Pure and idempotent; ``ids`` is the run's firm (and group) ids as strings."""
+    if not text or not ids:
+        return text
+    idset = ids if isinstance(ids, (set, frozenset)) else set(ids)
+
+    def first_list(m: re.Match) -> str:
+        return "" if any(t in idset for t in _TOKEN.findall(m.group(1))) else m.group(0)
+
+    def id_list(m: re.Match) -> str:  # "(1001, 1005 (+3 more))": nothing but ids
+        toks = _TOKEN.findall(_MORE_ANY.sub("", m.group(1)))
+        return "" if toks and all(t in idset for t in toks) else m.group(0)
+
+    text = _FIRST_LIST.sub(first_list, text)
+    text = _PAREN_LIST.sub(id_list, text)
+    hits = [m for m in _TOKEN.finditer(text) if m.group(0) in idset and not m.group(0).isdigit()]
+    if not hits:
+        return text
+    runs: list[list[re.Match]] = [[hits[0]]]
+    for m in hits[1:]:
+        if _SEP.match(text[runs[-1][-1].end():m.start()]):
+            runs[-1].append(m)
+        else:
+            runs.append([m])
+    out, pos = [], 0
+    for run in runs:
+        n, end = len(run), run[-1].end()
+        more = _MORE.match(text[end:])
+        if more:
+            n += int(more.group(1))
+            end += more.end()
+        out.append(text[pos:run[0].start()])
+        out.append(f"{n} {noun}{'' if n == 1 else 's'}")
+        pos = end
+    out.append(text[pos:])
+    return "".join(out)
+
+
+def redact_tree(obj: Any, ids) -> Any:
+    """:func:`redact_units` applied to every string of a nested dict/list (the report
+    content); other values unchanged."""
+    if not ids:
+        return obj
+    if isinstance(obj, str):
+        return redact_units(obj, ids)
+    if isinstance(obj, dict):
+        return {k: redact_tree(v, ids) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [redact_tree(v, ids) for v in obj]
+    if isinstance(obj, tuple):
+        return tuple(redact_tree(v, ids) for v in obj)
+    return obj
+
+
 # --------------------------------------------------------------------------- summary
 
 
@@ -611,6 +705,12 @@ class DisclosureSummary:
     findings: list[Finding] = field(default_factory=list)
     scan_findings: list[Finding] = field(default_factory=list)
     n_checked: int = 0
+
+    @property
+    def n_withheld(self) -> int:
+        """Withheld items: the one count the badge, the box, the limitations and
+        disclosure.json/.md all show."""
+        return len(self.findings)
 
     @property
     def verdict(self) -> str:
@@ -624,10 +724,10 @@ class DisclosureSummary:
         if not self.profile.active:
             return "Disclosure control is OFF (profile 'off'): nothing was checked. Do not release outputs from real data with this profile."
         if self.verdict == "block":
-            why = "the release scan found unit-level content" if self.scan_findings else f"{len(self.findings)} item(s) failed and the profile blocks on failure"
+            why = "the release scan found unit-level content" if self.scan_findings else f"{self.n_withheld} item(s) failed and the profile blocks on failure"
             return f"BLOCKED: {why}. Nothing may be released."
         if self.findings:
-            return f"Released with suppression: {len(self.findings)} item(s) withheld under profile '{self.profile.name}'; everything else passed."
+            return f"Released with suppression: {self.n_withheld} item(s) withheld under profile '{self.profile.name}'; everything else passed."
         return f"Passed: all {self.n_checked} released estimates passed profile '{self.profile.name}'."
 
     def to_dict(self) -> dict[str, Any]:
@@ -642,7 +742,7 @@ class DisclosureSummary:
             "verdict": self.verdict,
             "status": self.status_line(),
             "n_estimates_checked": self.n_checked,
-            "n_withheld": len(self.findings),
+            "n_withheld": self.n_withheld,
             "withheld": [f.to_dict() for f in self.findings],
             "release_scan": [f.to_dict() for f in self.scan_findings],
         }
@@ -653,7 +753,7 @@ class DisclosureSummary:
                  f"Verdict: **{d['verdict']}** — {d['status']}", "", "## Checks", "", "| check | rule |", "|---|---|"]
         for c in d["checks"]:
             lines.append(f"| {md_escape(c['check'])} | {md_escape(c['rule'])} |")
-        lines += ["", f"## Withheld items ({len(self.findings)})", ""]
+        lines += ["", f"## Withheld items ({self.n_withheld})", ""]
         if self.findings:
             lines += ["| item | reasons |", "|---|---|"]
             lines += [f"| {md_escape(f.item)} | {md_escape('; '.join(f.reasons))} |" for f in self.findings]

@@ -401,7 +401,11 @@ def fit_from_parquet(panel_path: Path | str, spec, module, engine: str = "duckdb
     the same tidy rows and meta as ``module.fit`` on the loaded panel (to rounding), with
     ``meta["dropped"]`` using estimate_all's key for the outcome's missing rows and
     ``meta["rows_in"]`` = rows of the file. Covariates need unit-level data (ConfigError:
-    the caller loads the panel instead)."""
+    the caller loads the panel instead). Fixed effects beyond firm and year
+    (``spec.fixed_effects``) are not cohort x period functions: EngineFallback (the caller
+    loads the panel, with a note)."""
+    if getattr(spec, "fixed_effects", ()):
+        raise EngineFallback(f"fixed effects {list(spec.fixed_effects)} need unit-level data")
     import pyarrow.parquet as pq
 
     if spec.covariates:

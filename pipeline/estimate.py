@@ -24,6 +24,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from models import registry
+from models.fixed_effects import columns as fe_columns
 from models.errors import ClusterImpactError, DesignError
 from models.inference.few_clusters import annotate_from_data, annotate_meta
 from models.result import EstimationResult
@@ -75,10 +76,32 @@ def numeric_columns(panel_path: Path) -> set[str]:
             if pt.is_integer(f.type) or pt.is_floating(f.type) or pt.is_boolean(f.type) or pt.is_decimal(f.type)}
 
 
+def extra_fixed_effects(params: Params, key: str) -> tuple[str, ...]:
+    """``estimate.fixed_effects`` beyond firm and year, for estimator ``key`` if it takes them."""
+    from models.fixed_effects import extra
+
+    if estimator_base(params, key) not in registry.EXTRA_FIXED_EFFECTS:
+        return ()
+    return extra(params["estimate"].get("fixed_effects"))
+
+
+def fixed_effects_note(params: Params, key: str) -> str | None:
+    """Why ``estimate.fixed_effects`` beyond firm and year do not enter estimator ``key``
+    (None when they do, or when none are given)."""
+    from models.fixed_effects import extra
+
+    terms = extra(params["estimate"].get("fixed_effects"))
+    if not terms or estimator_base(params, key) in registry.EXTRA_FIXED_EFFECTS:
+        return None
+    return (f"estimate.fixed_effects {list(terms)} not used by {key}: it has no regression fixed effects to add them "
+            f"to (they enter {', '.join(registry.EXTRA_FIXED_EFFECTS)})")
+
+
 def build_spec(params: Params, outcome: str, key: str) -> EstimatorSpec:
     est = params["estimate"]
     over = variant_overrides(params, key)
     return EstimatorSpec(
+        fixed_effects=extra_fixed_effects(params, key),
         yname=outcome,
         covariates=tuple(over.get("covariates", est["covariates"]) or ()),
         control_group=over.get("control_group", est["control_group"]),
@@ -142,8 +165,12 @@ def estimate_all(panel_path: Path, params: Params) -> EstimateRun:
                 run.skipped.append({"outcome": outcome, "estimator": key, "reason": why})
                 continue
             module = registry.get(base)
+            fe_note = fixed_effects_note(params, key)
             if engine != "pandas" and hasattr(module, "fit_from_moments"):
-                if not spec.covariates:  # sufficient statistics; the panel is never loaded
+                if spec.fixed_effects:
+                    note(f"{outcome} x {key}: fixed effects {list(spec.fixed_effects)} need unit-level data; engine "
+                         f"{engine} falls back to loading the panel")
+                elif not spec.covariates:  # sufficient statistics; the panel is never loaded
                     try:
                         result = _fit_engine(panel_path, spec, module, engine, key, on_error, run)
                     except EngineFallback as why:
@@ -155,6 +182,8 @@ def estimate_all(panel_path: Path, params: Params) -> EstimateRun:
                             result.meta["seed"] = params.seed
                             result.meta["package_versions"] = versions
                             annotate_meta(result.meta, spec)
+                            if fe_note:
+                                result.meta["fixed_effects_note"] = fe_note
                             _attach_sensitivity(result, params)
                             run.results.append(result)
                         continue
@@ -163,6 +192,7 @@ def estimate_all(panel_path: Path, params: Params) -> EstimateRun:
             needed = set(BASE_COLUMNS) | set(CONTEXT_COLUMNS) | {outcome} | set(spec.covariates)
             needed |= set(spec.vcov.by) | _option_columns(spec.options, schema)
             needed |= set(getattr(module, "COLUMNS", ()))  # extra columns a module declares
+            needed |= set(fe_columns(spec.fixed_effects))
             data = load_columns(panel_path, needed)
             required = [outcome, *spec.covariates]
             missing = data[required].isna().any(axis=1)
@@ -191,6 +221,11 @@ def estimate_all(panel_path: Path, params: Params) -> EstimateRun:
             result.meta["package_versions"] = versions
             result.meta["rows_in"] = int(len(data) + n_missing)
             annotate_from_data(result.meta, data, spec)
+            if fe_note:
+                result.meta["fixed_effects_note"] = fe_note
+            if engine != "pandas" and spec.fixed_effects and hasattr(module, "fit_from_moments"):
+                result.meta["engine_fallback"] = (f"engine {engine} declined: fixed effects {list(spec.fixed_effects)} "
+                                                  "need unit-level data; the panel was loaded")
             _attach_sensitivity(result, params)
             run.results.append(result)
     _attach_romano_wolf(run, params)

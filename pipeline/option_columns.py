@@ -7,6 +7,7 @@ anything. Both call :func:`check_columns`, which raises one ConfigError (exit 5)
 unknown name with its close matches. The options that name columns (``COLUMN_OPTIONS``):
 
 * ``estimate.outcomes``, ``covariates``, ``variants.<name>.covariates``, ``vcov.by``;
+* ``estimate.fixed_effects``: each part of a column or an ``a^b`` interaction;
 * ``matching``: ``covariates``, ``trends`` (as given; the default trend is skipped where the
   panel lacks it, as documented), ``exact``, the keys of ``cutpoints``;
 * ``weighting``: ``covariates``, ``trends``;
@@ -134,6 +135,12 @@ def _check(params: Params, columns: Iterable[str], numeric: set[str] | None, sou
     chk.names("estimate.covariates", est["covariates"], "numeric")
     for name, v in (est.get("variants") or {}).items():
         chk.names(f"estimate.variants.{name}.covariates", (v or {}).get("covariates"), "numeric")
+    from models.fixed_effects import parts
+
+    for i, term in enumerate(est.get("fixed_effects") or []):
+        if isinstance(term, str):
+            for p in parts(term):
+                chk.name(f"estimate.fixed_effects[{i}]", p)
     by = (est.get("vcov") or {}).get("by")
     if (est.get("vcov") or {}).get("kind", "cluster") not in ("iid", "hetero"):
         chk.names("estimate.vcov.by", by)

@@ -257,3 +257,30 @@ def test_panel_influence_function_is_the_weight_derivative(name):
             h = 1e-4
             num = (peer(y1, y0, D, X, i_weights=1 + h * v).att - peer(y1, y0, D, X, i_weights=1 - h * v).att) / (2 * h)
             assert np.mean((v - v.mean()) * r.inf_func) == pytest.approx(num, abs=1e-6)
+
+
+def test_balanced_default_counts_the_firms_it_drops_and_their_treated_clusters():
+    """The default (balanced) CS on the unbalanced mpdta drops every county not observed
+    in all 5 years: ``meta["dropped_units"]`` counts them (and the treated among them) and
+    ``n_treated_clusters`` is counted on the kept counties, not the whole panel (issue 20).
+    Truth by hand from the rows: per county the number of years observed."""
+    from models.did import cs
+    from models.spec import EstimatorSpec
+    from models.vcov import VcovSpec
+
+    years = DU.groupby("countyreal")["year"].nunique()
+    g = DU.groupby("countyreal")["first.treat"].first()
+    gap = years < DU["year"].nunique()
+    kept_treated = int(((~gap) & (g > 0)).sum())
+    spec = EstimatorSpec(yname="lemp", tname="year", idname="countyreal", gname="first.treat", vcov=VcovSpec("cluster", ("countyreal",)))
+    m = cs.fit(DU, spec).meta
+    assert m["dropped_units"] == {"unbalanced_panel": {"units": int(gap.sum()), "treated_units": int((gap & (g > 0)).sum())}}
+    assert m["n_units"] == int((~gap).sum()) and m["n_treated_units"] == kept_treated
+    assert m["n_treated_clusters"] == kept_treated < int((g > 0).sum())
+    # clustered by a coarser column: the distinct clusters holding a kept treated county
+    df = DU.assign(state=DU.countyreal // 1000)
+    ms = cs.fit(df, EstimatorSpec(yname="lemp", tname="year", idname="countyreal", gname="first.treat", vcov=VcovSpec("cluster", ("state",)))).meta
+    kept = df[df.countyreal.isin(years.index[~gap]) & (df["first.treat"] > 0)]
+    assert ms["n_treated_clusters"] == kept["state"].nunique()
+    # a balanced panel drops nothing and records no unit drop
+    assert "dropped_units" not in cs.fit(MPDTA, spec).meta

@@ -5,7 +5,9 @@ enterprise groups, the small-cohort coefficient, dof, min/max, profiles and the 
 
 from __future__ import annotations
 
+import json
 import pickle
+import re
 
 import numpy as np
 import pandas as pd
@@ -217,3 +219,60 @@ def test_release_scan():
     assert found == set(bad)
     ids = sdc.release_scan({"report.html": b"<p>firm F000123 joined</p>"}, forbidden_ids={"F000123"})
     assert len(ids) == 1 and "F000123" not in ids[0].item
+
+
+# --------------------------------------------------------------------------- identifiers (issue 20)
+
+IDS = {"F000001", "F000003", "F000005", "F000006", "F000007", "G0042", "1001", "1005"}
+
+
+@pytest.mark.parametrize("text, expected", [
+    # first_keys' list after a count: removed (the count stays)
+    ("bacon: 359 units are not observed in all 15 periods (first: F000001, F000003, F000005, F000006, F000007 (+354 more)). Restrict the sample.",
+     "bacon: 359 units are not observed in all 15 periods. Restrict the sample."),
+    # all-digit ids inside a first: list are removed too
+    ("column 'g' varies within 2 units (first: 1001, 1005); fix it", "column 'g' varies within 2 units; fix it"),
+    # a first: list naming no id (cells, years) is kept
+    ("3 cell(s) are NA (first: (g,t)=(2012, 2014)).", "3 cell(s) are NA (first: (g,t)=(2012, 2014))."),
+    # a bare run of ids becomes a count, with its (+N more)
+    ("firms F000001, F000003 and F000005 (+2 more) have gaps", "firms 5 firms have gaps"),
+    ("only F000007 is affected; G0042 too", "only 1 firm is affected; 1 firm too"),
+    # a parenthesis of nothing but ids (att_gt's "varies within N unit(s) (...)"), digits too
+    ("varies within 3 unit(s) (1001, 1005 (+1 more)); fix", "varies within 3 unit(s); fix"),
+    ("years (2012, 1001) and (F000001)", "years (2012, 1001) and"),
+    # numbers that happen to equal an all-digit id are not touched outside a first: list
+    ("1001 rows dropped", "1001 rows dropped"),
+    # no id: unchanged, and an id-like token that is not an id stays
+    ("F000002 is not a firm of this run", "F000002 is not a firm of this run"),
+])
+def test_redact_units_rewrites_identifiers_to_counts(text, expected):
+    out = sdc.redact_units(text, IDS)
+    assert out == expected
+    assert sdc.redact_units(out, IDS) == out  # idempotent
+    assert not (set(re.findall(r"[A-Za-z0-9_\-]+", out)) & sdc.scannable_ids(IDS))
+
+
+def test_redact_tree_reaches_every_string():
+    tree = {"a": ["x F000001 y", {"b": ("F000003",)}], "n": 3, "c": "(first: F000005, F000006)"}
+    assert sdc.redact_tree(tree, IDS) == {"a": ["x 1 firm y", {"b": ("1 firm",)}], "n": 3, "c": ""}
+
+
+def test_release_scan_reads_the_pdf_source_and_fails_without_it():
+    pdf = b"%PDF-1.7 compressed"
+    clean = sdc.release_scan({"report.pdf": pdf}, forbidden_ids=IDS, sources={"report.pdf": b'#par("359 firms")'})
+    assert clean == []
+    hit = sdc.release_scan({"report.pdf": pdf}, forbidden_ids=IDS, sources={"report.pdf": b'#par("first: F000003")'})
+    assert [f.item for f in hit] == ["file report.pdf: 1 unit identifier(s)"]
+    assert "F000003" not in json.dumps([f.to_dict() for f in hit])  # the finding does not repeat the id
+    missing = sdc.release_scan({"report.pdf": pdf}, forbidden_ids=IDS)
+    assert [f.item for f in missing] == ["file report.pdf"]
+    # ids in JSON and CSV bytes are found as tokens; all-digit ids are not searchable
+    found = sdc.release_scan({"metrics.json": b'{"note": "G0042"}', "t.csv": b"a,b\n1001,2\n"}, forbidden_ids=IDS)
+    assert [f.item for f in found] == ["file metrics.json: 1 unit identifier(s)"]
+
+
+def test_one_withheld_count_for_badge_box_and_json():
+    prof = sdc.resolve_profile("strict")
+    s = sdc.DisclosureSummary(prof, [sdc.Finding(f"x{i}", "estimate", ["fewer than 10 distinct firms"], {}) for i in range(3)], [], 10)
+    assert s.n_withheld == 3 == s.to_dict()["n_withheld"]
+    assert "3 item(s) withheld" in s.status_line() and "## Withheld items (3)" in s.to_markdown()

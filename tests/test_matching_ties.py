@@ -57,17 +57,59 @@ def _data(big, order):
     return d if order == "original" else d.iloc[perm].reset_index(drop=True)
 
 
+def _rounding_ties_only(d, m, mm_ref, args):
+    """Treated units whose controls differ from MatchIt's, checked to be rounding ties only.
+
+    MatchIt's rule (first minimum in data order / libstdc++ partial_sort) is applied by R to
+    distances as R's BLAS rounds them; distinct covariate rows at equal distances in exact
+    arithmetic (the controls aged 19 and 23 around a treated unit aged 21, all else equal) are
+    then ordered by the last bits, which differ between machines. We apply the rule to the exact
+    tie (``nearest.snap_ties``), the same on every machine. So a difference from R is allowed only
+    where every control either side chose is at the same distance (within the tie tolerance) from
+    that treated unit, and the first such unit must be a tie between distinct covariate rows (the
+    only kind of tie R can break differently; identical rows tie bit-exactly on both sides).
+    Returns the number of differing treated units."""
+    import importlib
+    from models.matching import nearest as N
+
+    mi = importlib.import_module("models.matching.matchit")
+    ours = [sorted(r) for r in m.match_matrix.tolist()]
+    theirs = [sorted(r) for r in mm_ref.tolist()]
+    diff = [i for i, (a, b) in enumerate(zip(ours, theirs)) if a != b]
+    if not diff:
+        return 0
+    assert args.get("distance") == "mahalanobis", "propensity-score matches must equal MatchIt's exactly"
+    t = d["treat"].to_numpy().astype(bool)
+    X = mi._full_dummies(d, COV)
+    Y = N.mahalanobis_transform(X, t, np.ones(len(t), dtype=bool))
+    tol = T.tie_tolerance(Y)
+    t_rows = np.flatnonzero(t)
+    for i in diff:
+        chosen = sorted(set(ours[i]) | set(theirs[i]))
+        dist = np.sqrt(((Y[chosen] - Y[t_rows[i]]) ** 2).sum(axis=1))
+        assert dist.max() - dist.min() <= tol, (i, chosen, dist)  # a tie, never a farther control
+    first = diff[0]
+    patterns = {tuple(X[j]) for j in set(ours[first]) ^ set(theirs[first])}
+    assert len(patterns) > 1, "the first difference must be a tie between distinct covariate rows"
+    return len(diff)
+
+
 @pytest.mark.parametrize("key", list(REF["ties"]))
 def test_ties_first_reproduces_matchit_on_large_tied_sample(big, key):
-    """``ties: first`` gives MatchIt's matched set exactly (every treated unit's controls, by
-    row) with ~16k comparison units, most of them exactly tied, in both row orders."""
+    """``ties: first`` gives MatchIt's matched set (every treated unit's controls, by row) with
+    ~16k comparison units, most of them exactly tied, in both row orders -- exactly, except at
+    rounding ties between distinct covariate rows, which R breaks by its own last bits (see
+    :func:`_rounding_ties_only`; on the original order 2 of 185 treated units differ, on every
+    machine we ran)."""
     ref = REF["ties"][key]
     d = _data(big, ref["order"])
     m = matchit(d, "treat", COV, ties="first", **ARGS[ref["name"]])
     mm_ref = np.array(ref["match_matrix"]).reshape(m.match_matrix.shape)
-    assert [sorted(r) for r in m.match_matrix.tolist()] == [sorted(r) for r in mm_ref.tolist()]
-    # ATT of lm(re78 ~ treat, weights): the same matched set, so equal up to summation order
-    assert abs(att(m, d["re78"]).estimate - ref["att"]) < 1e-8
+    n_diff = _rounding_ties_only(d, m, mm_ref, ARGS[ref["name"]])
+    assert n_diff <= 2
+    if n_diff == 0:
+        # ATT of lm(re78 ~ treat, weights): the same matched set, so equal up to summation order
+        assert abs(att(m, d["re78"]).estimate - ref["att"]) < 1e-8
     assert m.ties["treated_with_tied_controls"] > 0 and m.ties["relabel_can_change"] is True
 
 
@@ -290,3 +332,35 @@ def test_abadie_imbens_coverage(distance):
         a = att_ai(m, df["y"], var_matches=2, bias_adjust=(distance == "mahalanobis"))
         hits += abs(a.estimate - truth) <= 1.959964 * a.std_error
     assert 0.93 <= hits / R <= 0.97
+
+
+@pytest.mark.parametrize("ulps", [-3, -1, 1, 3])
+@pytest.mark.parametrize("replace", [False, True])
+def test_ties_first_breaks_rounding_ties_by_data_order(ulps, replace):
+    """Two controls at exactly equal distance in exact arithmetic (x - 2 and x + 2 around a treated
+    x): whichever way a last-bit perturbation tips the computed distances, ``ties: first`` takes
+    the first in data order -- MatchIt's rule on the exact tie, the same on every machine. Without
+    the snapping of rounding ties the choice followed the perturbation's sign (found on an AVX-512
+    machine, where the MatchIt reference sample broke two such ties the other way)."""
+    from models.matching import nearest as N
+
+    x = 21.0
+    far = np.nextafter(x + 2.0, np.inf if ulps > 0 else -np.inf)
+    for _ in range(abs(ulps) - 1):
+        far = np.nextafter(far, np.inf if ulps > 0 else -np.inf)
+    Y = np.array([[x], [x - 2.0], [far], [x + 7.0]])
+    treat = np.array([True, False, False, False])
+    el = np.ones(4, dtype=bool)
+    mm = N.nn_mahalanobis(Y, treat, el, 1, replace, np.arange(1), T.tie_tolerance(Y))
+    assert mm[0, 0] == 1
+    # and with the rows' data order swapped, the other one (again the first in data order)
+    Y2 = Y[[0, 2, 1, 3]]
+    mm2 = N.nn_mahalanobis(Y2, treat, el, 1, replace, np.arange(1), T.tie_tolerance(Y2))
+    assert mm2[0, 0] == 1
+
+
+def test_snap_ties_merges_only_rounding_differences():
+    from models.matching import nearest as N
+
+    md = np.array([1.0, 1.0 + 1e-15, 2.0, 1.0 + 1e-6, 2.0 - 1e-14])
+    np.testing.assert_array_equal(N.snap_ties(md, 1e-12), [1.0, 1.0, 2.0 - 1e-14, 1.0 + 1e-6, 2.0 - 1e-14])

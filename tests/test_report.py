@@ -307,3 +307,27 @@ def test_report_from_real_stage_outputs(tmp_path):
     assert (released["n_treated"].dropna() >= 10).all()
     again = build_report(load_inputs(p), {**p["report"], "formats": ["html", "pdf"], "disclosure": "strict"}, seed=p.seed)
     assert [k for k in out.files if out.files[k] != again.files[k]] == []
+
+
+def test_failed_event_study_estimator_is_why_there_is_no_pretrend_test():
+    """Issue 20: with the only event-study estimator failed (on_error: skip), the report says
+    the pre-trend test is missing because it failed, not that none was run; its reason
+    reaches the report with the firm ids rewritten to counts, in HTML and PDF source."""
+    import re as _re
+
+    inputs, options = make_inputs(with_truth=False)
+    keep = inputs.estimates["estimator"] == "twfe"
+    inputs.estimates = inputs.estimates[keep].reset_index(drop=True)
+    inputs.metas = {k: v for k, v in inputs.metas.items() if k.endswith("-twfe")}
+    inputs.tables = {}
+    inputs.skipped = [{"estimator": "event_study", "outcome": "exports",
+                       "reason": "event_study: column 'first_treat' varies within 2 units (first: F000001, F000002); it must be constant."}]
+    inputs.unit_ids = {"F000001", "F000002", "F000003"}
+    out = build_report(inputs, options, seed=7)
+    assert out.verdict == "pass"
+    page = _re.sub(r"\s+", " ", out.files["report.html"].decode())
+    assert "No pre-trend test from Event study (TWFE) for Exports (EUR thousand): it failed (see Limitations)." in page
+    assert "no event-study estimator was run" not in page and "No joint pre-trend test is available" not in page
+    assert "varies within 2 units; it must be constant." in page
+    for rel, data in out.files.items():
+        assert b"F00000" not in data or rel.endswith((".png", ".pdf")), rel

@@ -27,6 +27,8 @@ class CountPanel(RowLedger):
     df: pd.DataFrame
     cluster_cols: list[str]
     dropped: dict[str, int] = field(default_factory=dict)
+    fe_cols: list[str] = field(default_factory=list)  # _fe0.. codes of spec.fixed_effects
+    fe_terms: list[str] = field(default_factory=list)
 
     def counts(self) -> dict:
         df = self.df
@@ -55,7 +57,10 @@ def prepare(data: pd.DataFrame, spec: EstimatorSpec, estimator: str, allow_covar
             "or use a DiD estimator that takes covariates."
         )
     y, t, i, g = spec.yname, spec.tname, spec.idname, spec.gname
-    need = [y, t, i, g, *spec.vcov.by, *spec.covariates]
+    from models import fixed_effects as _fx
+
+    fe_terms = list(getattr(spec, "fixed_effects", ()) or ())
+    need = [y, t, i, g, *spec.vcov.by, *spec.covariates, *_fx.columns(fe_terms)]
     problems: list[str] = []
     missing = [c for c in dict.fromkeys(need) if c not in data.columns]
     if missing:
@@ -115,7 +120,13 @@ def prepare(data: pd.DataFrame, spec: EstimatorSpec, estimator: str, allow_covar
     df["_g"] = df["_g"].astype(np.int64)
     df["_D"] = ((df["_g"] > 0) & (df["_t"] >= df["_g"])).astype(float)
     df["_rel"] = np.where(df["_g"] > 0, df["_t"] - df["_g"], np.nan)
-    p = CountPanel(df=df, cluster_cols=cl)
+    fes = []
+    for k, term in enumerate(fe_terms):
+        df[f"_fe{k}"] = _fx.codes(data, term)
+        fes.append(f"_fe{k}")
+    p = CountPanel(df=df, cluster_cols=cl, fe_cols=fes, fe_terms=fe_terms)
+    if fes:  # no sector (say): no sector x year effect; dropped and counted
+        p.drop((p.df[fes].to_numpy() >= 0).all(axis=1), "missing_fixed_effect")
     p.recode()
     return p
 

@@ -33,6 +33,10 @@ Backend: pyfixest ``fepois`` (IRLS with tightened tolerances ``iwls_tol=1e-12``,
 ``fixef_tol=1e-12``; separation and singleton handling switched off there because it is
 done, and counted, here). vcov: iid, hetero, cluster (fixest CRV1: G/(G-1) x (n-1)/(n-k)
 with FE nested in the cluster not counted in k), twoway.
+
+Fixed effects beyond firm and year (``estimate.fixed_effects``, e.g. ``sector^year``) are
+absorbed by fepois as well, and their all-zero groups are dropped and counted
+(``all_zero_fixed_effect:<term>``) before the separation check, which takes them too.
 """
 
 from __future__ import annotations
@@ -94,11 +98,19 @@ def _ev_name(e: int) -> str:
     return f"_ev_m{-e}" if e < 0 else f"_ev_p{e}"
 
 
+def _groups(p: CountPanel) -> dict[str, np.ndarray]:
+    """Fixed-effect groups whose all-zero outcome separates them (reason: codes)."""
+    out = {"all_zero_outcome": p.df["_unit"].to_numpy(), "all_zero_period": p.df["_time"].to_numpy()}
+    for c, term in zip(p.fe_cols, p.fe_terms):
+        out[f"all_zero_fixed_effect:{term}"] = p.df[c].to_numpy()
+    return out
+
+
 def _separate(p: CountPanel, xcols: list[str], method: str) -> dict:
     """Drop FE-separated groups then regressor-separated rows; return counts."""
     df = p.df
     n_units0 = df["_id"].nunique()
-    masks = drop_all_zero_groups(df["_y"].to_numpy(), {"all_zero_outcome": df["_unit"].to_numpy(), "all_zero_period": df["_time"].to_numpy()})
+    masks = drop_all_zero_groups(df["_y"].to_numpy(), _groups(p))
     info = {"all_zero_outcome_units": int(df.loc[masks["all_zero_outcome"], "_id"].nunique())}
     for reason, m in masks.items():
         p.drop(~m, reason)
@@ -106,13 +118,13 @@ def _separate(p: CountPanel, xcols: list[str], method: str) -> dict:
     sep_rows = 0
     if method == "relu" and len(p.df):
         X = p.df[xcols].to_numpy(dtype=float) if xcols else None
-        sep = relu_separated(p.df["_y"].to_numpy(), X, [p.df["_unit"].to_numpy(), p.df["_time"].to_numpy()])
+        sep = relu_separated(p.df["_y"].to_numpy(), X, [p.df[c].to_numpy() for c in ("_unit", "_time", *p.fe_cols)])
         sep_rows = int(sep.sum())
         info["separated_units"] = int(p.df.loc[sep, "_id"].nunique())
         p.drop(~sep, "separated")
         if sep_rows:
             # dropping separated rows can leave new all-zero groups
-            masks = drop_all_zero_groups(p.df["_y"].to_numpy(), {"all_zero_outcome": p.df["_unit"].to_numpy(), "all_zero_period": p.df["_time"].to_numpy()})
+            masks = drop_all_zero_groups(p.df["_y"].to_numpy(), _groups(p))
             for reason, m in masks.items():
                 p.drop(~m, reason)
         p.recode()
@@ -121,15 +133,17 @@ def _separate(p: CountPanel, xcols: list[str], method: str) -> dict:
     return info
 
 
-def fepois_fit(df: pd.DataFrame, xcols: list[str], spec: EstimatorSpec, cluster_cols: list[str]):
-    """Fit y ~ xcols | unit + time by pyfixest fepois; return (beta, vcov, n_obs) as numpy."""
+def fepois_fit(df: pd.DataFrame, xcols: list[str], spec: EstimatorSpec, cluster_cols: list[str],
+               fe: tuple[str, ...] = ("_unit", "_time")):
+    """Fit y ~ xcols | fe by pyfixest fepois (``fe``: internal code columns, never user
+    strings); return (beta, vcov, n_obs) as numpy."""
     import pyfixest as pf
 
     from models.vcov import VcovSpec
 
     vc = VcovSpec(kind=spec.vcov.kind, by=tuple(cluster_cols)).to_pyfixest("ppml")
-    cols = list(dict.fromkeys(["_y", *xcols, "_unit", "_time", *cluster_cols]))
-    fml = f"_y ~ {' + '.join(xcols)} | _unit + _time"
+    cols = list(dict.fromkeys(["_y", *xcols, *fe, *cluster_cols]))
+    fml = f"_y ~ {' + '.join(xcols)} | {' + '.join(fe)}"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         fit = pf.fepois(
@@ -195,7 +209,8 @@ def fit(data: pd.DataFrame, spec: EstimatorSpec) -> EstimationResult:
             f"ppml: after dropping separated observations ({p.dropped}) no variation in treatment remains; "
             "the outcome is zero for all treated (or all control) firms."
         )
-    beta, V, n_obs = fepois_fit(df, ["_D"], spec, p.cluster_cols)
+    fe = ("_unit", "_time", *p.fe_cols)
+    beta, V, n_obs = fepois_fit(df, ["_D"], spec, p.cluster_cols, fe)
     se = np.sqrt(np.diag(V))
     n_tr = int(df.loc[df["_D"] > 0, "_id"].nunique())
     rows = _rows("static", beta, se, spec.alpha, n_obs=n_obs, n_treated=n_tr)
@@ -209,6 +224,7 @@ def fit(data: pd.DataFrame, spec: EstimatorSpec) -> EstimationResult:
         "spec": spec.to_dict(),
         "pct_ci_transformed": [float(np.expm1(beta[0] - z * se[0])), float(np.expm1(beta[0] + z * se[0]))],
         "backend": "pyfixest.fepois",
+        **({"fixed_effects": [spec.idname, spec.tname, *p.fe_terms]} if p.fe_terms else {}),
         "scale": {"post": "log (coefficient)", "pct": "exp(b)-1, proportion"},
     }
     if opts["dynamic"]:
@@ -217,11 +233,11 @@ def fit(data: pd.DataFrame, spec: EstimatorSpec) -> EstimationResult:
         ev, evs = _event_dummies(dyn, ref, opts["window"])
         dyn = pd.concat([dyn, ev], axis=1)
         xcols = list(ev.columns)
-        pd_ = CountPanel(df=dyn, cluster_cols=p.cluster_cols)
+        pd_ = CountPanel(df=dyn, cluster_cols=p.cluster_cols, fe_cols=p.fe_cols, fe_terms=p.fe_terms)
         dyn_info = _separate(pd_, xcols, opts["separation"])
         keep = [c for c, e in zip(xcols, evs) if pd_.df[c].sum() > 0]
         evs = [e for c, e in zip(xcols, evs) if c in keep]
-        b2, V2, n2 = fepois_fit(pd_.df, keep, spec, pd_.cluster_cols)
+        b2, V2, n2 = fepois_fit(pd_.df, keep, spec, pd_.cluster_cols, fe)
         se2 = np.sqrt(np.diag(V2))
         ntr = [int(pd_.df.loc[pd_.df[c] > 0, "_id"].nunique()) for c in keep]
         rows += _rows("dynamic", b2, se2, spec.alpha, event_times=evs, n_obs=n2, n_treated=ntr)

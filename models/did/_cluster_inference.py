@@ -103,6 +103,12 @@ def few_cluster_inference(panel, spec, xcols: list[str], m: int, estimator: str,
     ``std_error, statistic`` and ``vcov`` (m x m); ``meta``: what was done. ``labels``:
     display names of the first entries of ``xcols`` (for error messages)."""
     vc = spec.vcov
+    if getattr(panel, "fe_cols", None):
+        raise ConfigError(
+            f"{estimator}: vcov '{vc.label()}' with fixed effects beyond firm and year ({panel.fe_terms}) is not "
+            "implemented (the bootstrap design here absorbs unit and period effects only); use "
+            f"estimate.vcov: {{kind: cluster, by: [{vc.by[0]}]}} or estimate.fixed_effects: [firm_id, year]"
+        )
     cl = panel.df[panel.cluster_cols[0]].to_numpy()
     G = int(pd.unique(cl).size)
     if G > MAX_CLUSTERS:

@@ -16,7 +16,8 @@ imputation, did2s, bacon).
 Internal column names: ``_y`` outcome, ``_id`` original unit id, ``_unit``/``_time``
 integer codes, ``_g`` first treated period (0 never), ``_t`` period, ``_rel`` event time
 (float, NaN for never members), ``_D`` treatment dummy, ``_x0..`` covariates,
-``_cl0``/``_cl1`` cluster variables.
+``_cl0``/``_cl1`` cluster variables, ``_fe0``/``_fe1``.. dense integer codes of the fixed
+effects beyond unit and period (``spec.fixed_effects``, :mod:`models.fixed_effects`).
 """
 
 from __future__ import annotations
@@ -49,9 +50,20 @@ class RowLedger:
             self.df = self.df.loc[keep].reset_index(drop=True)
 
     def recode(self) -> None:
-        """(Re)build dense integer codes for units and periods after row drops."""
+        """(Re)build dense integer codes for units, periods and extra fixed effects after row drops."""
         self.df["_unit"] = pd.factorize(self.df["_id"], sort=True)[0].astype(np.int64)
         self.df["_time"] = pd.factorize(self.df["_t"], sort=True)[0].astype(np.int64)
+        for c in getattr(self, "fe_cols", ()):
+            self.df[c] = pd.factorize(self.df[c], sort=True)[0].astype(np.int64)
+
+    @property
+    def fe(self) -> tuple[str, ...]:
+        """Internal names of all absorbed effects: unit, period, then the extra ones."""
+        return ("_unit", "_time", *getattr(self, "fe_cols", ()))
+
+    def fe_codes(self) -> list[tuple[np.ndarray, int]]:
+        """(codes, number of levels) of each extra fixed effect (for :class:`._fe.TwoWayFE`)."""
+        return [(self.df[c].to_numpy(np.int64), int(self.df[c].max()) + 1) for c in getattr(self, "fe_cols", ())]
 
 
 @dataclass
@@ -63,6 +75,8 @@ class Panel(RowLedger):
     cluster_cols: list[str]  # internal names _cl0.. in the order of spec.vcov.by
     dropped: dict[str, int] = field(default_factory=dict)
     estimator: str = ""  # registry key, for error messages
+    fe_cols: list[str] = field(default_factory=list)  # _fe0.. for spec.fixed_effects, in order
+    fe_terms: list[str] = field(default_factory=list)  # the user's terms (e.g. "sector^year")
 
 
     @property
@@ -120,12 +134,15 @@ def prepare(
             f"{estimator}: covariates {list(spec.covariates)} are not supported by this estimator; "
             "set estimate.covariates: [] or drop the estimator from estimate.estimators."
         )
-    need = [spec.yname, spec.tname, spec.idname, spec.gname, *spec.covariates, *spec.vcov.by]
+    from models import fixed_effects as _fx
+
+    fe_terms = list(getattr(spec, "fixed_effects", ()) or ())
+    need = [spec.yname, spec.tname, spec.idname, spec.gname, *spec.covariates, *spec.vcov.by, *_fx.columns(fe_terms)]
     missing = [c for c in dict.fromkeys(need) if c not in data.columns]
     if missing:
         raise BadInputError(
             f"{estimator}: the panel lacks column(s) {missing} (have: {', '.join(map(str, data.columns))}); "
-            "check estimate.outcomes / covariates / vcov.by in params.yaml."
+            "check estimate.outcomes / covariates / vcov.by / fixed_effects in params.yaml."
         )
     for c in [spec.yname, *spec.covariates]:
         if not (pd.api.types.is_numeric_dtype(data[c]) or pd.api.types.is_bool_dtype(data[c])):
@@ -158,6 +175,10 @@ def prepare(
     for k, c in enumerate(spec.vcov.by):
         df[f"_cl{k}"] = pd.factorize(data[c])[0]
         cls.append(f"_cl{k}")
+    fes = []
+    for k, term in enumerate(fe_terms):
+        df[f"_fe{k}"] = _fx.codes(data, term)
+        fes.append(f"_fe{k}")
 
     if (df["_g"] < 0).any():
         bad = df.loc[df["_g"] < 0, "_id"].unique()
@@ -184,9 +205,11 @@ def prepare(
     if problems:
         raise BadInputError(f"{estimator}: {len(problems)} problem(s) with the panel:", problems=problems)
 
-    panel = Panel(df=df, covariates=covs, cluster_cols=cls, estimator=estimator)
+    panel = Panel(df=df, covariates=covs, cluster_cols=cls, estimator=estimator, fe_cols=fes, fe_terms=fe_terms)
     vals = df[["_y", *covs]].to_numpy(dtype=float)
     panel.drop(np.isfinite(vals).all(axis=1), "missing_outcome_or_covariate")
+    if fes:  # a row whose sector (say) is missing has no sector^year effect: dropped and counted
+        panel.drop((panel.df[fes].to_numpy() >= 0).all(axis=1), "missing_fixed_effect")
     if panel.df.empty:
         raise DesignError(f"{estimator}: no observations with a finite {spec.yname!r} and covariates")
     d = panel.df
@@ -209,9 +232,11 @@ def require_controls(panel: Panel, spec: EstimatorSpec, estimator: str) -> None:
         )
 
 
-def drop_singletons(panel: Panel, fe: tuple[str, ...] = ("_unit", "_time")) -> int:
+def drop_singletons(panel: Panel, fe: tuple[str, ...] | None = None) -> int:
     """Iteratively drop observations that are alone in a fixed-effect level (fixest's
-    ``fixef_rm = "singleton"``); counted as ``singleton``. Returns the number dropped."""
+    ``fixef_rm = "singleton"``), over every absorbed effect (default ``panel.fe``: unit,
+    period and the extra ones); counted as ``singleton``. Returns the number dropped."""
+    fe = panel.fe if fe is None else fe
     total = 0
     while True:
         df = panel.df
@@ -289,6 +314,8 @@ def pretrend_test(beta, vcov, event_times, ref: int = -1) -> dict:
 
 
 def base_meta(panel: Panel, spec: EstimatorSpec, **extra) -> dict:
+    """Meta shared by the regression DiD estimators; ``fixed_effects`` lists the absorbed
+    effects when any beyond unit and period were given."""
     c = panel.counts()
     meta = {
         "n_obs": c["n_obs"],
@@ -301,6 +328,8 @@ def base_meta(panel: Panel, spec: EstimatorSpec, **extra) -> dict:
     }
     if "n_clusters_by" in c:
         meta["n_clusters_by"] = c["n_clusters_by"]
+    if panel.fe_terms:
+        meta["fixed_effects"] = [spec.idname, spec.tname, *panel.fe_terms]
     meta.update(extra)
     return meta
 
@@ -317,7 +346,7 @@ def check_not_collinear(panel: Panel, cols: list[str], estimator: str, why: str)
     from ._fe import TwoWayFE
 
     df = panel.df
-    fe = TwoWayFE(df["_unit"], df["_time"], df["_unit"].max() + 1, df["_time"].max() + 1)
+    fe = TwoWayFE(df["_unit"], df["_time"], df["_unit"].max() + 1, df["_time"].max() + 1, extra=panel.fe_codes())
     M = df[cols].to_numpy(dtype=float)
     R = fe.residualize(M)
     ss = (R**2).sum(axis=0)

@@ -41,8 +41,10 @@ def feols_fe(
     fe: tuple[str, ...] = ("_unit", "_time"),
     why_collinear: str = "",
 ) -> OLSFit:
-    """OLS of ``y`` on ``xcols`` absorbing ``fe``; DesignError naming the collinear
-    regressors if pyfixest drops any (never a silent drop)."""
+    """OLS of ``y`` on ``xcols`` absorbing ``fe`` (internal integer-code columns only: the
+    formula is built from these validated names, never from user strings; pass
+    ``panel.fe`` for unit, period and the extra effects of ``estimate.fixed_effects``);
+    DesignError naming the collinear regressors if pyfixest drops any (never a silent drop)."""
     import pyfixest as pf
 
     cols = list(dict.fromkeys([y, *xcols, *fe, *vcov.by]))
@@ -64,14 +66,14 @@ def feols_fe(
             if "collinear" not in str(exc).lower():
                 raise
             raise DesignError(
-                f"{estimator}: all regressors {xcols} are collinear with the unit and period fixed effects. "
+                f"{estimator}: all regressors {xcols} are collinear with the fixed effects ({' + '.join(fe)}). "
                 f"{why_collinear}".rstrip()
             ) from exc
     names = [str(n) for n in fit._coefnames]
     dropped = [c for c in xcols if c not in names]
     if dropped:
         raise DesignError(
-            f"{estimator}: regressor(s) {dropped} are collinear with the unit and period fixed effects "
+            f"{estimator}: regressor(s) {dropped} are collinear with the fixed effects ({' + '.join(fe)}) "
             f"(or with each other) and cannot be estimated. {why_collinear}".rstrip()
         )
     order = [names.index(c) for c in xcols]

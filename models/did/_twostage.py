@@ -55,11 +55,13 @@ def stage_one(panel: _panel.Panel, anticipation: int, estimator: str) -> tuple[T
     untreated = ~(np.isfinite(rel) & (rel >= -a))
     if not untreated.any():
         raise DesignError(f"{estimator}: no untreated observations to fit the untreated-outcome model")
-    u_ok = np.zeros(df["_unit"].max() + 1, dtype=bool)
-    u_ok[df.loc[untreated, "_unit"].to_numpy()] = True
-    t_ok = np.zeros(df["_time"].max() + 1, dtype=bool)
-    t_ok[df.loc[untreated, "_time"].to_numpy()] = True
-    ok = untreated | (u_ok[df["_unit"].to_numpy()] & t_ok[df["_time"].to_numpy()])
+    ok = untreated.copy()
+    seen = np.ones(len(df), dtype=bool)
+    for c in panel.fe:  # unit, period and every extra effect must have an untreated observation
+        lev_ok = np.zeros(df[c].max() + 1, dtype=bool)
+        lev_ok[df.loc[untreated, c].to_numpy()] = True
+        seen &= lev_ok[df[c].to_numpy()]
+    ok |= seen
     if not ok.all():
         # only treated rows are dropped, so the untreated set (and its units/periods) is unchanged
         panel.drop(ok, "not_imputable")
@@ -69,12 +71,32 @@ def stage_one(panel: _panel.Panel, anticipation: int, estimator: str) -> tuple[T
     df = panel.df
     if not (~untreated).any():
         raise DesignError(f"{estimator}: no treated observations left to impute")
-    X = df[panel.covariates].to_numpy(dtype=float) if panel.covariates else None
-    fe = TwoWayFE(df["_unit"], df["_time"], df["_unit"].max() + 1, df["_time"].max() + 1, X=X, mask=untreated)
+    fe = _first_stage(panel, untreated)
+    if panel.fe_cols:
+        # with extra effects, levels seen among untreated rows are necessary but not sufficient:
+        # drop (and count) treated rows whose counterfactual is not an estimable function
+        est = np.ones(len(panel.df), dtype=bool)
+        est[~untreated] = fe.estimable(~untreated)
+        if not est.all():
+            panel.drop(est, "not_imputable")
+            panel.recode()
+            rel = panel.df["_rel"].to_numpy()
+            untreated = ~(np.isfinite(rel) & (rel >= -a))
+            if not (~untreated).any():
+                raise DesignError(f"{estimator}: no treated observations left to impute")
+            fe = _first_stage(panel, untreated)
+    df = panel.df
     y = df["_y"].to_numpy(dtype=float)
     a_hat, z_hat = fe.fit(y)
     u1 = y - fe.predict(a_hat, z_hat)[:, 0]
     return fe, u1, untreated
+
+
+def _first_stage(panel: _panel.Panel, untreated: np.ndarray) -> TwoWayFE:
+    df = panel.df
+    X = df[panel.covariates].to_numpy(dtype=float) if panel.covariates else None
+    return TwoWayFE(df["_unit"], df["_time"], df["_unit"].max() + 1, df["_time"].max() + 1, X=X, mask=untreated,
+                    extra=panel.fe_codes())
 
 
 def cluster_codes(panel: _panel.Panel, vcov, estimator: str) -> np.ndarray:

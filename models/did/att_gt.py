@@ -101,6 +101,7 @@ class AttGtResult:
     cohort_n: np.ndarray | None = None  # units per cohort
     meat: np.ndarray | None = None  # (k+H) x (k+H), see models.did._ifbasis
     n_clusters_: int | None = None
+    dropped_units: dict = field(default_factory=dict)  # _Panel.dropped_units (None of it from moments)
     obs_cell: np.ndarray | None = None  # rows of each 2x2 sample (unbalanced panel; balanced: 2 x n_cell)
     _basis: Any = field(default=None, repr=False)
 
@@ -218,6 +219,8 @@ class _Panel:
     notes: list[str]
     exclude_g: float | None = None
     rows: "_Rows | None" = None  # unbalanced panel kept (allow_unbalanced_panel): long format
+    # units (not rows) dropped, by reason: {"unbalanced_panel": {"units": n, "treated_units": k}}
+    dropped_units: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -328,8 +331,13 @@ def _prepare(data, yname, tname, idname, gname, covariates, clustervar, anticipa
     if not full.all() and allow_unbalanced_panel:
         return _long_panel(df, g, t, ucode, uid, tlist, yname, covariates, clustervar, anticipation, control_group,
                            exclude_g, dropped, notes, n_unbalanced=int(np.count_nonzero(counts != T)))
+    dropped_units: dict = {}
     if not full.all():
         dropped["unbalanced_panel"] = int((~full).sum())
+        gap = counts != T  # per unit: not observed in every period
+        unit_treated = np.zeros(uid.size, bool)
+        unit_treated[ucode] = np.isfinite(g) & (g > 0)
+        dropped_units["unbalanced_panel"] = {"units": int(gap.sum()), "treated_units": int((gap & unit_treated).sum())}
         df, g, t = df.loc[full], g[full], t[full]
         ucode, uid = pd.factorize(df[idname], sort=True)
         uid = np.asarray(uid)
@@ -353,7 +361,8 @@ def _prepare(data, yname, tname, idname, gname, covariates, clustervar, anticipa
         tv = bool(np.any(Xw != Xw[:1]))
         X = Xw if tv else Xw[0]
     cluster, glist = _cluster_and_cohorts(df, clustervar, ucode, n, unit_g, tlist, anticipation, exclude_g, control_group)
-    return _Panel(Y, X, tv, unit_g, uid, tlist, glist, cluster, int(n * T), dropped, notes, exclude_g=exclude_g)
+    return _Panel(Y, X, tv, unit_g, uid, tlist, glist, cluster, int(n * T), dropped, notes, exclude_g=exclude_g,
+                  dropped_units=dropped_units)
 
 
 def _cluster_and_cohorts(df, clustervar, ucode, n, unit_g, tlist, anticipation, exclude_g, control_group):
@@ -702,6 +711,7 @@ def att_gt(
         wald_pretest=wald,
         n_obs=P.n_obs,
         dropped=P.dropped,
+        dropped_units=dict(P.dropped_units),
         settings={
             "yname": yname,
             "tname": tname,

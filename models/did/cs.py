@@ -197,10 +197,38 @@ def fit_from_moments(moments, spec: EstimatorSpec) -> EstimationResult:
         alp=spec.alpha,
         settings={"yname": spec.yname, "tname": spec.tname, "idname": spec.idname, "gname": spec.gname, "clustervar": clustervar},
     )
-    return _result(res, spec, o)
+    g1 = None
+    if moments.cluster_code is not None and moments.cluster_cohort is not None:  # per (cluster, cohort) rows
+        treated = np.asarray(moments.cohorts)[np.asarray(moments.cluster_cohort)] != 0
+        if moments.cluster_n is not None:
+            treated &= np.asarray(moments.cluster_n) > 0
+        g1 = int(np.unique(np.asarray(moments.cluster_code)[treated]).size)
+    return _result(res, spec, o, treated_clusters=g1)
 
 
-def _result(res, spec: EstimatorSpec, o: dict) -> EstimationResult:
+def _treated_clusters(meta: dict, res, spec: EstimatorSpec, n_treated_units: int, g1: int | None = None) -> None:
+    """``n_treated_clusters`` (and the few-clusters warnings) of the *estimation sample*: the
+    units left after the balanced-panel drop, not the whole panel. Clustering by firm: one
+    cluster per treated firm; by another column: the distinct clusters holding a treated
+    unit (``res.cluster`` per unit; on the sufficient-statistics path ``g1`` from the
+    moments' per (cluster, cohort) rows). Unknown otherwise (then
+    :func:`models.inference.few_clusters.annotate_from_data` counts on the data it is given)."""
+    if spec.vcov.kind != "cluster" or not spec.vcov.by:
+        return
+    from ..inference import few_clusters
+
+    if g1 is not None:
+        pass
+    elif res.cluster is None and spec.vcov.by[0] == spec.idname:
+        g1 = int(n_treated_units)
+    elif res.cluster is not None and res.unit_cohort is not None:
+        g1 = int(np.unique(np.asarray(res.cluster)[np.asarray(res.unit_cohort) != 0]).size)
+    else:
+        return
+    few_clusters.annotate(meta, n_clusters=meta.get("n_clusters"), n_treated_clusters=g1, by=spec.vcov.by[0], kind=spec.vcov.kind)
+
+
+def _result(res, spec: EstimatorSpec, o: dict, treated_clusters: int | None = None) -> EstimationResult:
     cohort_sizes = res.cohort_sizes
     post_cells = res.groups <= res.times
 
@@ -283,6 +311,9 @@ def _result(res, spec: EstimatorSpec, o: dict) -> EstimationResult:
         "notes": list(res.notes),
         "na_cells_dropped_in_aggregation": int(np.isnan(res.att).sum()),
     }
+    if res.dropped_units:  # whole firms dropped (balanced panel: firms with gaps, entry or exit)
+        meta["dropped_units"] = {k: dict(v) for k, v in sorted(res.dropped_units.items())}
+    _treated_clusters(meta, res, spec, n_treated_units, treated_clusters)
     out = EstimationResult(estimator="cs", outcome=spec.yname, tidy=pd.DataFrame(rows), meta=meta, tables={"vcov_dynamic": vcov_dynamic})
     psi = aggs["simple"].inf_func_overall
     if psi is not None and res.unit_ids is not None:  # kept in memory for joint inference (Romano-Wolf)

@@ -77,8 +77,21 @@ FORMULA_TWFE = "y ~ post | {id} + {t}"
 LATE_NOTE = "after the last period"
 
 
+#: meta["solver_note"] when the compressed path declines because of extra fixed effects
+DECLINED_FE = ("compressed per-cohort solver declined: fixed effects beyond firm and year ({terms}) are not "
+               "functions of cohort and period, so the per-cohort moments are not sufficient; fitted by pyfixest")
+
+
+def declined_note(spec) -> str | None:
+    """The solver note for ``spec`` (None when the compressed path was allowed to try)."""
+    terms = getattr(spec, "fixed_effects", ())
+    return DECLINED_FE.format(terms=", ".join(terms)) if terms else None
+
+
 def _exact(m, spec) -> bool:
     """True when the moments' sample is exactly the in-memory estimators' sample."""
+    if getattr(spec, "fixed_effects", ()):
+        return False
     if spec.covariates or spec.vcov.kind not in ("iid", "hetero", "cluster"):
         return False
     if any(int(v) for v in (m.dropped or {}).values()):
@@ -294,7 +307,7 @@ def fit_in_memory(data: pd.DataFrame, spec, fit_from_moments) -> EstimationResul
     from ..errors import BadInputError, DesignError
     from .cs_moments import moments_from_frame
 
-    if spec.covariates or spec.vcov.kind not in ("iid", "hetero", "cluster"):
+    if spec.covariates or spec.vcov.kind not in ("iid", "hetero", "cluster") or getattr(spec, "fixed_effects", ()):
         return None
     cl = spec.vcov.by[0] if spec.vcov.kind == "cluster" and spec.vcov.by else None
     need = [spec.idname, spec.tname, spec.yname, spec.gname] + ([cl] if cl else [])

@@ -41,6 +41,11 @@ Outputs: tidy rows ``aggregation="dynamic"``, ``term="rel_time::k"``, ``event_ti
 ``n_treated`` = treated firms observed at event time k; ``tables["vcov_dynamic"]`` the
 covariance of the event-time coefficients (index/columns = event time; reference omitted),
 for HonestDiD.
+
+Fixed effects beyond firm and year (``estimate.fixed_effects``, e.g. ``sector^year``;
+:mod:`models.fixed_effects`) are absorbed as further pyfixest effects (internal code columns
+``_fe0..``); the compressed path then declines (``meta["solver_note"]``), since such effects are
+not functions of cohort and period, and the few-clusters kinds are refused (ConfigError).
 """
 
 from __future__ import annotations
@@ -55,6 +60,7 @@ from models import options as _opt
 
 from . import _cluster_inference, _panel
 from ._pyfixest import feols_fe
+from models.fixed_effects import label as fe_label
 
 OPTIONS: dict = {"event_window": [-5, 5], "endpoints": "bin"}
 RULES: dict = {"event_window": _opt.EVENT_WINDOW, "endpoints": _panel.ENDPOINTS}
@@ -96,8 +102,15 @@ def fit(data: pd.DataFrame, spec) -> EstimationResult:
     from .es_moments import fit_in_memory
 
     _check_options(spec)
+    from .es_moments import declined_note
+
     res = fit_in_memory(data, spec, fit_from_moments)
-    return res if res is not None else fit_dense(data, spec)
+    if res is not None:
+        return res
+    res = fit_dense(data, spec)
+    if declined_note(spec):
+        res.meta["solver_note"] = declined_note(spec)
+    return res
 
 
 def fit_dense(data: pd.DataFrame, spec) -> EstimationResult:
@@ -127,7 +140,7 @@ def fit_dense(data: pd.DataFrame, spec) -> EstimationResult:
     few = spec.vcov.kind in FEW_CLUSTER_KINDS
     # few-cluster kinds: point estimates and CRV1 from pyfixest, then the bootstrap / jackknife
     fit_vcov = VcovSpec("cluster", spec.vcov.by) if few else spec.vcov
-    res = feols_fe(df, "_y", cols + panel.covariates, panel.vcov_spec(fit_vcov), NAME, why_collinear=why)
+    res = feols_fe(df, "_y", cols + panel.covariates, panel.vcov_spec(fit_vcov), NAME, fe=panel.fe, why_collinear=why)
     m = len(times)
     beta, V = res.beta[:m], res.vcov[:m, :m]
     se = np.sqrt(np.diag(V))
@@ -168,7 +181,7 @@ def fit_dense(data: pd.DataFrame, spec) -> EstimationResult:
         endpoints=opts["endpoints"],
         reference_period=REF,
         pretrend=_pretrend(beta, V, times, spec),
-        formula=f"y ~ i(rel_time, ref={REF}) | {spec.idname} + {spec.tname}",
+        formula=f"y ~ i(rel_time, ref={REF}) | {fe_label(panel.fe_terms, spec.idname, spec.tname)}",
         inference=_cluster_inference.inference_label(spec, extra),
         **extra,
     )

@@ -34,6 +34,12 @@ Pre-trends (BJS Test 1, Section 4.4): on :math:`\\Omega_0` only, regress
 :math:`1\\{t - g_i = k\\}`, :math:`k = -1-a, ..., -a-K` (``pretrend_leads`` = K), and test
 them jointly (chi2 Wald with the ``vcov`` clustering). The lead coefficients are reported
 as ``dynamic`` rows with negative ``event_time`` (as Stata ``did_imputation``'s ``pre#``).
+
+Fixed effects beyond firm and year (``estimate.fixed_effects``, e.g. ``sector^year``) enter the
+untreated-outcome model of step 1 (and the GMM variance's first stage) as dummy blocks of the
+exact solver (:class:`._fe.TwoWayFE`); a treated observation is imputed when its counterfactual
+is an estimable function of the untreated observations (every level of its effects seen untreated,
+and :meth:`._fe.TwoWayFE.estimable`); the others are dropped and counted as ``not_imputable``.
 """
 
 from __future__ import annotations
@@ -89,7 +95,7 @@ def pretrend(panel, untreated, spec, a: int, K: int, name: str):
     D = _panel.event_dummies(rel, leads)
     df = pd.concat([df, pd.DataFrame(D, columns=cols, index=df.index)], axis=1)
     try:
-        res = feols_fe(df, "_y", cols + panel.covariates, panel.vcov_spec(spec.vcov), name)
+        res = feols_fe(df, "_y", cols + panel.covariates, panel.vcov_spec(spec.vcov), name, fe=panel.fe)
     except DesignError as exc:
         return {"statistic": None, "df": len(leads), "p_value": None, "note": str(exc)}, []
     m = len(leads)

@@ -33,6 +33,10 @@ fully saturated, as fixest) or [lo, hi] to trim treated observations outside the
 (counted as ``outside_event_window``). ``meta["pretrend"]``: joint Wald test that the IW
 leads (:math:`l < -1`) are zero; ``tables["vcov_dynamic"]``: covariance of the IW event-time
 estimates.
+
+Fixed effects beyond firm and year (``estimate.fixed_effects``, e.g. ``sector^year``) are
+absorbed next to the cell dummies; the exact solver's reparametrisation covers unit and period
+effects only, so it declines (``meta["solver_note"]``) and pyfixest fits.
 """
 
 from __future__ import annotations
@@ -168,7 +172,13 @@ def fit(data: pd.DataFrame, spec) -> EstimationResult:
     cell_idx = pd.MultiIndex.from_frame(cells[["g", "l"]]).get_indexer(key)
     cell_idx[~is_cell] = -1
     k = len(cells)
-    fast = _fit_cells_exact(df, cell_idx, cells, panel, spec) if opts["solver"] == "exact" else None
+    # the exact solver reparametrises period + cell dummies as one level; extra fixed effects
+    # (sector x year, ...) are not part of that reparametrisation: it declines, pyfixest fits
+    fast = _fit_cells_exact(df, cell_idx, cells, panel, spec) if opts["solver"] == "exact" and not panel.fe_cols else None
+    solver_note = None
+    if opts["solver"] == "exact" and panel.fe_cols:
+        solver_note = (f"exact cell solver declined: fixed effects beyond firm and year ({', '.join(panel.fe_terms)}) "
+                       "are outside its reparametrisation; fitted by pyfixest with explicit cell dummies")
     if fast is not None:
         delta, V = fast
     else:  # pyfixest with explicit cell dummies (dense n x cells)
@@ -178,7 +188,7 @@ def fit(data: pd.DataFrame, spec) -> EstimationResult:
         M[rows_, cell_idx[rows_]] = 1.0
         df = pd.concat([df, pd.DataFrame(M, columns=cols, index=df.index)], axis=1)
         why = "Some cohort x event-time cells are not identified (too few periods or no control units)."
-        res = feols_fe(df, "_y", cols + panel.covariates, panel.vcov_spec(spec.vcov), NAME, why_collinear=why)
+        res = feols_fe(df, "_y", cols + panel.covariates, panel.vcov_spec(spec.vcov), NAME, fe=panel.fe, why_collinear=why)
         delta, V = res.beta[:k], res.vcov[:k, :k]
 
     # IW aggregation by event time
@@ -239,6 +249,8 @@ def fit(data: pd.DataFrame, spec) -> EstimationResult:
         weights="observation shares of cohorts at each event time (fixest convention), treated as fixed",
         inference="normal",
     )
+    if solver_note:
+        meta["solver_note"] = solver_note
     return EstimationResult(
         estimator=NAME,
         outcome=spec.yname,

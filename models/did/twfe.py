@@ -21,6 +21,11 @@ iteratively before fitting and counted in ``meta["dropped"]["singleton"]``. A tr
 with no variation left after the fixed effects (all units treated at the same time and
 no controls, ...) raises :class:`DesignError`; so does ``control_group: nevertreated``
 without never members (no silent switch).
+
+Fixed effects beyond firm and year (``estimate.fixed_effects``, e.g. ``sector^year``;
+:mod:`models.fixed_effects`) are absorbed as further pyfixest effects (internal code columns
+``_fe0..``); the compressed path then declines (``meta["solver_note"]``), since such effects are
+not functions of cohort and period, and the few-clusters kinds are refused (ConfigError).
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ from models.vcov import FEW_CLUSTER_KINDS, VcovSpec
 
 from . import _cluster_inference, _panel
 from ._pyfixest import feols_fe
+from models.fixed_effects import label as fe_label
 
 OPTIONS: dict = {}
 RULES: dict = {}
@@ -62,8 +68,15 @@ def fit(data: pd.DataFrame, spec) -> EstimationResult:
 
     _opt.require(validate_options(spec.options), f"estimate.{NAME}")
     spec.vcov.require(NAME, SUPPORTED_VCOV)
+    from .es_moments import declined_note
+
     res = fit_in_memory(data, spec, fit_from_moments)
-    return res if res is not None else fit_dense(data, spec)
+    if res is not None:
+        return res
+    res = fit_dense(data, spec)
+    if declined_note(spec):
+        res.meta["solver_note"] = declined_note(spec)
+    return res
 
 
 def fit_dense(data: pd.DataFrame, spec) -> EstimationResult:
@@ -96,7 +109,7 @@ def fit_dense(data: pd.DataFrame, spec) -> EstimationResult:
     meta = _panel.base_meta(
         panel,
         spec,
-        formula="y ~ post" + "".join(f" + {c}" for c in spec.covariates) + f" | {spec.idname} + {spec.tname}",
+        formula="y ~ post" + "".join(f" + {c}" for c in spec.covariates) + f" | {fe_label(panel.fe_terms, spec.idname, spec.tname)}",
         covariate_coefficients={c: float(b) for c, b in zip(spec.covariates, res.beta[1:])},
         inference=_cluster_inference.inference_label(spec, extra),
         **extra,
@@ -111,7 +124,7 @@ def static_row(panel, spec, name: str, why: str, covariates: tuple[str, ...] = (
     row, plus the backend-free fit; shared by :mod:`twfe` and :mod:`bacon` (whose
     decomposition sums to exactly this coefficient)."""
     _panel.check_not_collinear(panel, ["_D"], name, why)
-    res = feols_fe(panel.df, "_y", ["_D", *covariates], panel.vcov_spec(spec.vcov), name, why_collinear=why)
+    res = feols_fe(panel.df, "_y", ["_D", *covariates], panel.vcov_spec(spec.vcov), name, fe=panel.fe, why_collinear=why)
     est, se = float(res.beta[0]), float(np.sqrt(res.vcov[0, 0]))
     stat, p, lo, hi = normal_inference(est, se, alpha=spec.alpha)
     counts = panel.counts()

@@ -208,15 +208,18 @@ def mahalanobis_transform(X: np.ndarray, treat: np.ndarray, eligible: np.ndarray
         C[te == g] -= C[te == g].mean(axis=0)
     ne = len(Ze)
     S = (C.T @ C) / (ne - 2)
-    try:
-        inv = np.linalg.inv(S)
-        if not np.all(np.isfinite(inv)) or np.linalg.cond(S) > 1e12:
-            raise np.linalg.LinAlgError
-    except np.linalg.LinAlgError:
-        inv = np.linalg.pinv(S)
-    vals, vecs = np.linalg.eigh((inv + inv.T) / 2)
-    vals = np.clip(vals, 0, None)
-    root = vecs * np.sqrt(vals)                     # inv = root @ root.T
+    # S^-1 = root @ root.T from the eigen-decomposition of S itself, keeping eigenvalues above
+    # 1e-8 of the largest: MatchIt's generalized_inverse() tolerance (R/aux_functions.R, a port of
+    # MASS::ginv). A covariance that is singular in exact arithmetic (full dummy sets: a factor's
+    # indicators sum to one) has a null eigenvalue of rounding size, ~1e-15 relative, whose sign
+    # and size depend on the BLAS kernel; inverting first and decomposing the inverse (as before)
+    # let that 1/1e-15 eigenvalue perturb every other eigenvector by ~eps * 1e15, so the matched
+    # set changed with the machine (found on an AVX-512 machine). MatchIt 4.5.1 first tries
+    # solve(), which succeeds up to a condition number of ~4.5e15: the two rules differ only for
+    # covariances with a condition number between 1e8 and that, where R's own answer is rounding.
+    vals, vecs = np.linalg.eigh((S + S.T) / 2)
+    keep_ev = vals > 1e-8 * max(float(vals.max()), 0.0)
+    root = vecs[:, keep_ev] / np.sqrt(vals[keep_ev])   # S^+ = root @ root.T
     # transform the distinct rows once: identical covariate rows then get bit-identical
     # coordinates (a BLAS product can round rows differently by position), so exact ties stay
     # exact ties whatever the row order or BLAS threading
@@ -253,6 +256,29 @@ def mahalanobis_visit_key(X: np.ndarray, treat: np.ndarray, eligible: np.ndarray
         sign = np.where(np.abs(diff) > 1e-9, np.sign(diff), np.where(np.abs(skew) > 1e-9, np.sign(skew), 1.0))
         Z = Z * sign
     return Z
+
+
+def snap_ties(md: np.ndarray, tol: float) -> np.ndarray:
+    """Distances with rounding ties made exact: sorted values closer than ``tol`` to their
+    predecessor join its group, and every member of a group takes the group's smallest value.
+
+    Why: distinct covariate rows are often at exactly equal Mahalanobis distances from a treated
+    unit in exact arithmetic (integer and 0/1 covariates: the controls at ``x + d`` and ``x - d``),
+    but the computed distances differ in the last bits, and which one is smaller depends on the
+    BLAS kernel and SIMD width of the machine. MatchIt's rule (``which_min``: the first minimum in
+    data order; ``std::partial_sort`` with replacement) is meant for equal distances; applied to
+    snapped distances it gives the same matched set on every machine. ``tol`` (``ties.TIE_RTOL``
+    relative to the coordinates) is four orders of magnitude above rounding and far below any
+    real difference between distances of distinct rows."""
+    md = np.asarray(md, dtype=float)
+    if md.size < 2 or tol <= 0:
+        return md
+    o = np.argsort(md, kind="stable")
+    v = md[o]
+    start = np.concatenate([[True], np.diff(v) > tol])
+    out = np.empty_like(md)
+    out[o] = v[np.flatnonzero(start)[np.cumsum(start) - 1]]
+    return out
 
 
 def _partial_sort_first(md: np.ndarray, k: int) -> np.ndarray:
@@ -340,7 +366,7 @@ def nn_mahalanobis(Y: np.ndarray, treat: np.ndarray, eligible: np.ndarray, ratio
             if m <= ratio:
                 mm[ti, :m] = c_units
                 continue
-            md = dist_to(Y[t_units[ti]])
+            md = snap_ties(dist_to(Y[t_units[ti]]), tol)
             pos = _partial_sort_first(md, k)
             mm[ti, :k] = c_units[pos]
             if tied_out is not None:
@@ -370,8 +396,8 @@ def nn_mahalanobis(Y: np.ndarray, treat: np.ndarray, eligible: np.ndarray, ratio
                         continue
                     cand = idx[avail & (dist <= best + 4 * tol + 1e-12 * max(best, 1.0))]
                     cand.sort()                        # data order, as MatchIt's c_eligible
-                    dd = dist_to(y, cand)
-                    j = int(cand[int(np.argmin(dd))])  # first minimum
+                    dd = snap_ties(dist_to(y, cand), tol)
+                    j = int(cand[int(np.argmin(dd))])  # first minimum (data order among ties)
                     if tied_out is not None:
                         tied_out[ti] = tied_out[ti] or int((dd <= dd.min() + tol).sum()) > 1
                     break

@@ -7,7 +7,12 @@ no timestamps; a date appears only when ``provenance["date"]`` is given).
 
 Order of work: disclosure checks on every tidy row and auxiliary table first, then every
 table, figure, CSV and the HTML/PDF are built from the *released* values only (suppressed
-cells blanked), then the release scan runs over all files, then the disclosure summary.
+cells blanked), then every text the documents show is rewritten so that no firm or group
+id remains (:func:`pipeline.disclosure.redact_units`: id lists become counts), then the
+release scan runs over all files (the PDF through its Typst source) for the run's ids
+(``ReportInputs.unit_ids``), then the disclosure summary. Statements about the run (nominal
+or real value added, estimators that failed under ``on_error: skip`` and why, firms the
+Callaway–Sant'Anna balanced panel dropped, the withheld count) come from its own meta.
 
 Files (relative to ``reports/``): ``report.html``, ``report.pdf``, ``estimates.csv``,
 ``metrics.json``, ``plots/event_study.csv``, ``tables/<outcome>.{tex,md,csv}``,
@@ -44,6 +49,7 @@ from . import units as un
 from .inference_checks import inference_rows, inference_summary
 from .significance import Significance, report_alpha
 from .tables import (
+    DEFAULT_LABELS,
     ESTIMATOR_LABELS,
     fmt,
     fmt_fixed,
@@ -97,7 +103,7 @@ def tie_warning(meta: dict) -> str:
 
 AUX_RELEASED = ("balance", "overlap", "bacon", "leave_one_out", "honest_did")  # auxiliary tables released as CSV (vcov etc. are not)
 SHARE_OUTCOMES = ("export_status", "patent_status")  # 0/1 outcomes: effects in percentage points
-PREFERRED = ("cs", "imputation", "sunab", "did2s", "event_study", "twfe", "matching", "weighting", "etwfe_poisson", "ppml")
+PREFERRED = ("cs", "imputation", "sunab", "did2s", "lpdid", "event_study", "twfe", "matching", "weighting", "etwfe_poisson", "ppml")
 # what the dashed line of an event-study figure is (models.truth)
 TRUTH_CAPTION = ("dashed line: the true ATT(e) of the simulation over the estimand's own population - the members of the cohorts "
                  "estimated at each event time, weighted by cohort size as the heterogeneity-robust estimators weight them - so a gap "
@@ -126,6 +132,9 @@ class ReportInputs:
     skipped: list[dict[str, Any]] = field(default_factory=list)  # runs skipped under estimate.on_error: skip
     cluster_map: pd.DataFrame | None = None  # data/processed/cluster_map.parquet (models.cluster_map)
     scoreboard: pd.DataFrame | None = None  # data/processed/scoreboard.parquet (models.monitoring)
+    # every firm (and enterprise-group) id of the processed panel: the report text never
+    # shows one (pipeline.disclosure.redact_units) and the release scan fails on any
+    unit_ids: set[str] | None = None
 
 
 @dataclass
@@ -197,10 +206,12 @@ def _true_overall(truth: pd.DataFrame | None, metas: dict[str, dict] | None, out
     return true_simple_att(truth, _cohort_sizes(metas, outcome), outcome)
 
 
-def _units_params(params: dict | None) -> tuple[dict, bool]:
-    """(``units`` section, whether ``data.deflators`` is set) of the run's params."""
+def _units_params(params: dict | None, ingest_flow: dict | None = None) -> tuple[dict, bool]:
+    """(``units`` section of the run's params, whether value added was deflated): the ingest
+    flow's ``deflated`` (the deflators were usable) when known, else ``data.deflators`` is set."""
     p = params or {}
-    return (p.get("units") or {}), bool((p.get("data") or {}).get("deflators"))
+    deflated = (ingest_flow or {}).get("deflated")
+    return (p.get("units") or {}), bool((p.get("data") or {}).get("deflators")) if deflated is None else bool(deflated)
 
 
 def _base(estimator: Any, metas: dict, outcome: Any) -> str:
@@ -368,6 +379,14 @@ METHODS = [
         "ref": "Borusyak, Jaravel & Spiess (2024), Review of Economic Studies 91(6); Gardner (2022).",
     },
     {
+        "key": "lpdid",
+        "title": "Local-projections DiD (Dube–Girardi–Jordà–Taylor)",
+        "html": "Y<sub>i,t+h</sub> − Y<sub>i,t−1</sub> = β<sub>h</sub> ΔD<sub>it</sub> + δ<sup>h</sup><sub>t</sub> + e<sub>it</sub>, one regression per horizon h, on firms that join in t and clean controls not yet treated by t + h",
+        "typst": "$Y_(i,t+h) - Y_(i,t-1) = beta_h Delta D_(i t) + delta^h_t + e_(i t)$, one regression per horizon $h$, on firms joining in $t$ and clean controls not yet treated by $t + h$",
+        "text": "For each number of years h after joining, it compares how much the outcome of firms that have just joined changed since the year before joining with the change over the same years among firms that had not joined by then; already-joined firms are never used as comparisons. Horizons before joining (h ≤ −2) are placebo checks.",
+        "ref": "Dube, Girardi, Jordà & Taylor (2023), A Local Projections Approach to Difference-in-Differences Event Studies, NBER WP 31184.",
+    },
+    {
         "key": "bacon",
         "title": "Goodman-Bacon decomposition",
         "html": "β̂<sup>TWFE</sup> = Σ<sub>k</sub> s<sub>k</sub> β̂<sub>k</sub><sup>2×2</sup>, Σ s<sub>k</sub> = 1",
@@ -394,6 +413,31 @@ METHODS = [
 ]
 
 
+def _fixed_effects_text(metas: dict[str, dict], labels: dict[str, str]) -> str:
+    """One sentence naming the fixed effects the regression estimators absorbed
+    (``meta["fixed_effects"]``, written by models/ when estimate.fixed_effects adds any)."""
+    used: dict[tuple[str, ...], list[str]] = {}
+    lp = False
+    for stem, m in metas.items():
+        fe = m.get("fixed_effects")
+        if fe:
+            key = str(m.get("estimator") or stem.partition("-")[2])  # stems are <outcome>-<estimator>
+            lp = lp or key == "lpdid" or m.get("base_estimator") == "lpdid"
+            name = label(key, labels, ESTIMATOR_LABELS)
+            used.setdefault(tuple(str(x) for x in fe), [])
+            if name not in used[tuple(str(x) for x in fe)]:
+                used[tuple(str(x) for x in fe)].append(name)
+    if not used:
+        return "Fixed effects: the regression estimators absorb firm and year effects (α_i, λ_t) only."
+    parts = []
+    for fe, names in sorted(used.items()):
+        shown = ", ".join(x.replace("^", " × ") for x in fe)
+        parts.append(f"{shown} ({', '.join(sorted(names))})")
+    return ("Fixed effects: " + "; ".join(parts) + ". An interaction such as sector × year is one effect per sector and "
+            "year, so members are compared with non-members of the same sector in the same year"
+            + ("; the local-projections estimator differences out the firm effect instead of estimating it." if lp else "."))
+
+
 # --------------------------------------------------------------------------- main
 
 
@@ -409,6 +453,10 @@ def build_report(inputs: ReportInputs, options: dict[str, Any], seed: int) -> Re
 
     est = _normalise_estimates(inputs.estimates if inputs.estimates is not None else pd.DataFrame(columns=TIDY_COLUMNS))
     metas = {str(k): dict(v or {}) for k, v in sorted((inputs.metas or {}).items())}
+    deflated = (inputs.ingest_flow or {}).get("deflated")  # None: not known (no ingest flow)
+    for k, v in DEFAULT_LABELS.items():  # figure and table titles in the run's price basis
+        if k not in labels and secs.price_wording(v, deflated) != v:
+            labels[k] = secs.price_wording(v, deflated)
     for m in metas.values():  # a named variant (estimate.variants) reads "<base label> (<name>)"
         key, base = m.get("estimator"), m.get("base_estimator")
         if base and key and str(key) not in labels:
@@ -428,9 +476,16 @@ def build_report(inputs: ReportInputs, options: dict[str, Any], seed: int) -> Re
     files: dict[str, bytes] = {}
     figures: list[dict[str, Any]] = []
 
+    unit_ids = _unit_ids(inputs)
+
+    def disclosure_files(summary: sdc.DisclosureSummary) -> tuple[dict[str, Any], dict[str, bytes]]:
+        """disclosure.json/.md, their items (table rows, labels) rewritten to counts like
+        every other released text (pipeline.disclosure.redact_units)."""
+        sd = sdc.redact_tree(summary.to_dict(), unit_ids)
+        return sd, {"disclosure.json": dumps_json(sd).encode(), "disclosure.md": sdc.redact_units(summary.to_markdown(), unit_ids).encode()}
+
     def blocked_output(summary: sdc.DisclosureSummary) -> ReportOutput:
-        sd = summary.to_dict()
-        disc = {"disclosure.json": dumps_json(sd).encode(), "disclosure.md": summary.to_markdown().encode()}
+        sd, disc = disclosure_files(summary)
         return ReportOutput(files=disc, blocked=sd["withheld"] + sd["release_scan"], verdict="block", summary=sd)
 
     # ---- auxiliary tables
@@ -469,7 +524,7 @@ def build_report(inputs: ReportInputs, options: dict[str, Any], seed: int) -> Re
     figures += ctx["figures"]
 
     truth_et = _truth_by_event_time(inputs.truth, profile, metas)
-    units_p, has_defl = _units_params(inputs.params)
+    units_p, has_defl = _units_params(inputs.params, inputs.ingest_flow)
     early = sdc.DisclosureSummary(profile, findings, [], len(est))
     if early.verdict == "block":  # on_fail: block and something failed: nothing else is built
         return blocked_output(early)
@@ -617,27 +672,83 @@ def build_report(inputs: ReportInputs, options: dict[str, Any], seed: int) -> Re
     content["missing"].update({"credibility": not cred, "sensitivity": not sens, "bacon": not content["bacon_detail"]})
 
     from .html import render_html
-    from .pdf import render_pdf
+    from .pdf import render_pdf, typst_source
 
+    # ---- identifiers: every text the documents show is rewritten to counts (one function,
+    # pipeline.disclosure.redact_units), then the scan checks every released byte
+    ids = unit_ids
+    content = sdc.redact_tree(_price_tree(content, deflated), ids)
+    for f in figures:
+        f["caption"] = sdc.redact_units(secs.price_wording(f["caption"], deflated), ids)
+    sources: dict[str, bytes] = {}
     if "html" in formats:
         files["report.html"] = render_html(content, figures).encode("utf-8")
     if "pdf" in formats:
-        files["report.pdf"] = render_pdf(content, figures, prov.get("date"))
+        src = typst_source(content, figures)
+        files["report.pdf"] = render_pdf(content, figures, prov.get("date"), source=src)
+        sources["report.pdf"] = src.encode("utf-8")
 
     # ---- release scan and summary
-    ids = None
-    if inputs.contributors is not None and len(inputs.contributors):
-        raw = inputs.contributors["contributor"].astype(str).str.replace(r"^[fg]:", "", regex=True)
-        ids = {i for i in raw.unique() if any(not ch.isdigit() for ch in i)}
-    scan = sdc.release_scan(files, forbidden_ids=ids)
+    scan = sdc.release_scan(files, forbidden_ids=ids, sources=sources)
     summary = sdc.DisclosureSummary(profile, findings, scan, len(est))
     # a scan finding blocks the release (nothing but the summary is returned), so the
     # verdict rendered in the report (from ``summary_placeholder``) is the final one
     if summary.verdict == "block":
         return blocked_output(summary)
-    sd = summary.to_dict()
-    files.update({"disclosure.json": dumps_json(sd).encode(), "disclosure.md": summary.to_markdown().encode()})
+    sd, disc = disclosure_files(summary)
+    files.update(disc)
     return ReportOutput(files=dict(sorted(files.items())), blocked=sd["withheld"], verdict="pass", summary=sd)
+
+
+def _unit_ids(inputs: ReportInputs) -> set[str]:
+    """The run's firm and group ids as strings: ``inputs.unit_ids`` (the processed panel),
+    else the contributors' ids (treated firms only: a report built by hand without the panel)."""
+    if inputs.unit_ids is not None:
+        return {str(i) for i in inputs.unit_ids}
+    if inputs.contributors is not None and len(inputs.contributors):
+        raw = inputs.contributors["contributor"].astype(str).str.replace(r"^[fg]:", "", regex=True)
+        return set(raw.unique())
+    return set()
+
+
+def _price_tree(content: Any, deflated: bool | None) -> Any:
+    """:func:`sections.price_wording` on every string of the content (nominal without deflators)."""
+    if deflated is not False:
+        return content
+    if isinstance(content, str):
+        return secs.price_wording(content, deflated)
+    if isinstance(content, dict):
+        return {k: _price_tree(v, deflated) for k, v in content.items()}
+    if isinstance(content, list):
+        return [_price_tree(v, deflated) for v in content]
+    return content
+
+
+SKIP_SECTIONS = {"bacon": "bacon", "checks": "credibility", "heterogeneity": "heterogeneity", "matching": "balance", "weighting": "balance"}
+SECTION_KEYS = ("estimates", "credibility", "bacon", "heterogeneity", "balance", "pretrend")
+DYNAMIC = ("event_study", "cs", "sunab", "imputation", "did2s")  # estimators with a pre-trend test
+
+
+def skipped_content(skipped: list[dict[str, Any]], labels: dict[str, str]) -> dict[str, Any]:
+    """What the report says of runs that failed under ``estimate.on_error: skip``: one
+    sentence per run (estimator, outcome, the reason), the sections whose estimator failed
+    (their "absent" text says so, and their contents entry is marked "failed"), and the
+    estimators that failed (kept out of the methods appendix's "not run" list)."""
+    rows, absent, notes, failed = [], {}, {k: "" for k in SECTION_KEYS}, set()
+    for sk in skipped or []:
+        est, out = str(sk.get("estimator")), str(sk.get("outcome"))
+        why = secs.reason_text(sk.get("reason", ""))
+        text = (f"{label(est, labels, ESTIMATOR_LABELS)} for {label(out, labels)} failed and was skipped "
+                f"(estimate.on_error: skip): {why}")
+        rows.append({"estimator": est, "outcome": out, "reason": why, "text": text})
+        failed.add(est)
+        sec = SKIP_SECTIONS.get(est, "estimates")
+        absent.setdefault(sec, []).append(f"Not estimated: {text}")
+        if est in DYNAMIC:  # shown only when no other estimator gave a pre-trend test
+            absent.setdefault("pretrend", []).append(f"No pre-trend test from {label(est, labels, ESTIMATOR_LABELS)} for {label(out, labels)}: it failed (see Limitations).")
+        notes[sec] = " (failed)" if sec != "estimates" else " (some failed)"
+    notes["pretrend"] = ""
+    return {"rows": rows, "absent": {k: " ".join(absent.get(k, [])) for k in SECTION_KEYS}, "notes": notes, "failed": failed}
 
 
 # --------------------------------------------------------------------------- content
@@ -670,7 +781,7 @@ def _content(title, rel, heads, metas, aux, gsum, inputs: ReportInputs, truth_et
     headline = []
     # rounding per scale: a level outcome's decimals come from its level-scale rows alone
     # (proportional Poisson / log rows never take them: pipeline.report.units.digits_for)
-    units_p, has_defl = _units_params(inputs.params)
+    units_p, has_defl = _units_params(inputs.params, inputs.ingest_flow)
     lev = [un.effect_scale(str(o), _base(e, metas, o), t) == "level" for o, e, t in zip(rel["outcome"], rel["estimator"], rel["term"])]
     lev_rows = rel[np.array(lev, dtype=bool)] if len(rel) else rel
     digits_by_outcome = {o: scale_digits(lev_rows.loc[lev_rows["outcome"] == o, "estimate"].tolist() + lev_rows.loc[lev_rows["outcome"] == o, "std_error"].tolist()) for o in outcomes}
@@ -719,6 +830,15 @@ def _content(title, rel, heads, metas, aux, gsum, inputs: ReportInputs, truth_et
         if len(same) > 1:
             lo, hi = float(same["estimate"].min()), float(same["estimate"].max())
             s += f" Across {len(same)} estimators on this scale the headline estimate ranges from {fmt(lo)} to {fmt(hi)} {unit}."
+        for e in [e for e in PREFERRED if e in set(h["estimator"].astype(str))] + sorted(set(h["estimator"].astype(str)) - set(PREFERRED)):
+            drop = secs.unbalanced_drop(metas.get(f"{o}-{e}") or {})
+            if drop and "rows" in drop:
+                s += (f" The {lab_e(e)} estimate uses only firms observed in every year: it dropped {drop['rows']} firm-years of firms with gaps, "
+                      f"entry or exit and rests on {drop['members_kept']} members; estimate.cs.allow_unbalanced_panel: true keeps them.")
+            elif drop:  # the default CS keeps only firms observed in every year (models.did.att_gt)
+                s += (f" The {lab_e(e)} estimate uses only firms observed in every year: it dropped {drop['firms']} firms with gaps, entry or exit, "
+                      f"so it rests on {drop['members_before'] - drop['members']} of {drop['members_before']} members "
+                      f"({drop['firms_before'] - drop['firms']} of {drop['firms_before']} firms); estimate.cs.allow_unbalanced_panel: true keeps them.")
         shown_truth = truth_et.get(o)
         tt = _true_overall(inputs.truth, metas, o, profile) if shown_truth is not None and (shown_truth["event_time"] >= 0).any() else None
         if tt is not None:
@@ -780,6 +900,8 @@ def _content(title, rel, heads, metas, aux, gsum, inputs: ReportInputs, truth_et
                         "ties": tie_text(metas.get(key) or {})})
 
     n_supp = int(rel["suppressed"].sum())
+    skip = skipped_content(inputs.skipped or [], labels)
+    deflated = (inputs.ingest_flow or {}).get("deflated")
     limitations = [
         "The estimates are causal only under (conditional) parallel trends: absent membership, members' outcomes would have evolved like those of the comparison firms. The pre-trend tests can reveal violations before joining but cannot prove the assumption afterwards.",
         "Firms choose to join clusters; if they join because of expected future growth that is not visible in earlier outcomes, the estimates overstate the programme's effect.",
@@ -791,11 +913,14 @@ def _content(title, rel, heads, metas, aux, gsum, inputs: ReportInputs, truth_et
         if tw:
             o, _, e = key.partition("-")
             limitations.append(f"{lab_o.get(o, o)} / {lab_e(e)}: {tw}")
-    if n_supp:
-        limitations.append(f"{n_supp} estimate(s) were withheld by disclosure control (too few firms or dominated cells) and are blank in all tables and figures.")
-    for sk in inputs.skipped or []:
-        limitations.append(f"Not estimated: {label(sk.get('estimator'), labels, ESTIMATOR_LABELS)} for {label(sk.get('outcome'), labels)} "
-                           f"({str(sk.get('reason', '')).splitlines()[0][:200]}).")
+    if summary.n_withheld:  # the one count of pipeline.disclosure.DisclosureSummary (badge, box, here)
+        limitations.append(f"{summary.n_withheld} item(s) were withheld by disclosure control (too few firms or dominated cells; "
+                           "see Disclosure control) and are blank in all tables and figures.")
+    for r in skip["rows"]:
+        limitations.append(f"Not estimated: {r['text']}")
+    ps = secs.price_sentence(outcomes, deflated, lab_o, ((inputs.params or {}).get("units") or {}).get("price_base_year"))
+    if ps:
+        limitations.append(ps)
     if inputs.truth is not None and len(inputs.truth):
         limitations.append("These results come from a synthetic (simulated) economy, not from real firms.")
 
@@ -809,7 +934,9 @@ def _content(title, rel, heads, metas, aux, gsum, inputs: ReportInputs, truth_et
     }
     used = sorted(set(rel["estimator"].dropna().astype(str)))
     methods = [m for m in METHODS if m["key"] in used or (m["key"] == "matching" and "weighting" in used) or (m["key"] == "ppml" and "etwfe_poisson" in used) or (m["key"] == "imputation" and "did2s" in used)]
-    methods_other = [m for m in METHODS if m not in methods]
+    methods_other = [m if m["key"] not in skip["failed"] else {**m, "title": m["title"] + " (attempted: failed, see Limitations)"}
+                     for m in METHODS if m not in methods]
+    fixed_effects_text = _fixed_effects_text(metas, labels)
 
     params = inputs.params or {}
     est_p = params.get("estimate") or {}
@@ -846,6 +973,7 @@ def _content(title, rel, heads, metas, aux, gsum, inputs: ReportInputs, truth_et
         "missing": missing,
         "methods": methods,
         "methods_other": methods_other,
+        "fixed_effects_text": fixed_effects_text,
         "prov_rows": prov_rows,
         "data_rows": data_rows,
         "pkg_rows": pkg_rows,
@@ -855,7 +983,8 @@ def _content(title, rel, heads, metas, aux, gsum, inputs: ReportInputs, truth_et
             "profile": profile.name,
             "on_fail": profile.on_fail,
             "verdict": sd["verdict"],
-            "verdict_label": "not checked" if profile.name == "off" else sd["verdict"],
+            "verdict_label": "not checked" if profile.name == "off" else (
+                f"{sd['verdict']}, {summary.n_withheld} withheld" if summary.n_withheld and sd["verdict"] == "pass" else sd["verdict"]),
             "status": sd["status"],
             "checks": sd["checks"],
             "withheld": sd["withheld"][:40],
@@ -864,5 +993,8 @@ def _content(title, rel, heads, metas, aux, gsum, inputs: ReportInputs, truth_et
             "scan": sd["release_scan"],
         },
         "n_suppressed": n_supp,
+        "skipped": skip["rows"],
+        "absent": skip["absent"],
+        "section_note": skip["notes"],
         "has_truth": bool(truth_et),
     }

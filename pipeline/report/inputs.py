@@ -4,7 +4,7 @@ A convenience for the report stage (and for users building a report by hand): re
 estimates directory (:func:`pipeline.estimate.read_results`), the ingest and group flows,
 the groups summary, the optional truth file, computes the disclosure contributions from the
 processed panel (:func:`pipeline.disclosure.cell_contributions`, reading only the columns it
-needs) and collects provenance (:func:`pipeline.provenance.collect`).
+needs), the panel's firm and group ids (never shown, scanned for) and collects provenance (:func:`pipeline.provenance.collect`).
 """
 
 from __future__ import annotations
@@ -30,6 +30,9 @@ def load_inputs(params: Params) -> ReportInputs:
     cols = [c for c in ("firm_id", "year", "first_treat", "group_id", *outcomes) if c in schema]
     panel = pd.read_parquet(paths.processed_panel, columns=cols)
     contributors = cell_contributions(panel, outcomes, group="group_id" if "group_id" in schema else None)
+    # every firm and enterprise-group id of the processed panel (members and non-members):
+    # the report shows none of them and the release scan fails on any (pipeline.disclosure)
+    unit_ids = {str(v) for c in ("firm_id", "group_id") if c in panel.columns for v in panel[c].dropna().unique()}
     truth = None
     spec = params["data"].get("truth")
     if spec:
@@ -53,6 +56,7 @@ def load_inputs(params: Params) -> ReportInputs:
         params=params.raw,
         provenance=collect(params, deps, read=ingest_flow.get("inputs")),
         contributors=contributors,
+        unit_ids=unit_ids,
         skipped=list(skipped or []),
         cluster_map=pd.read_parquet(paths.cluster_map) if paths.cluster_map.is_file() else None,
         scoreboard=pd.read_parquet(paths.scoreboard) if paths.scoreboard.is_file() else None,

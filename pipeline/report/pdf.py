@@ -110,7 +110,7 @@ def typst_source(c: dict[str, Any], figures: list[dict[str, Any]]) -> str:
         out.append(f"#strong({ts('Pre-trend tests')})\n")
         out.append(_bullets([f"{p['outcome']}, {p['estimator']}: {p['verdict']}." for p in c["pretrends"]]))
     else:
-        out.append(_absent("No pre-trend test is available (no event-study estimator was run)."))
+        out.append(_absent((c.get("absent") or {}).get("pretrend") or "No pre-trend test is available (no event-study estimator was run)."))
     if c["check_summary"]:
         out.append(f"#strong({ts('Credibility battery')})\n")
         out.append(_bullets(c["check_summary"]))
@@ -151,7 +151,11 @@ def typst_source(c: dict[str, Any], figures: list[dict[str, Any]]) -> str:
 
     out.append(_cluster_context(c, figs))
 
-    out.append(_h(1, "Estimates across estimators"))
+    note = c.get("section_note") or {}
+    absent = c.get("absent") or {}
+    out.append(_h(1, "Estimates across estimators" + note.get("estimates", "")))
+    if absent.get("estimates"):
+        out.append(_absent(absent["estimates"]))
     if c["missing"]["estimates"]:
         out.append(_absent("No headline estimates are available."))
     else:
@@ -189,7 +193,7 @@ def typst_source(c: dict[str, Any], figures: list[dict[str, Any]]) -> str:
 
     out.append(_h(1, "Pre-trends"))
     if c["missing"]["pretrend"]:
-        out.append(_absent("No joint pre-trend test is available for the estimators run."))
+        out.append(_absent((c.get("absent") or {}).get("pretrend") or "No joint pre-trend test is available for the estimators run."))
     else:
         out.append(_par("Joint Wald test that all pre-joining (lead) coefficients are zero."))
         out.append(_table(["Outcome", "Estimator", "Wald", "df", "p", "Verdict"], [[p["outcome"], p["estimator"], p["statistic"], p["df"], p["p"], p["verdict"]] for p in c["pretrends"]],
@@ -218,8 +222,10 @@ def typst_source(c: dict[str, Any], figures: list[dict[str, Any]]) -> str:
             if sb["figure"] in figs:
                 out.append(_figure(sb["figure"], figs[sb["figure"]]["caption"]))
 
-    out.append(_h(1, "Credibility checks"))
-    if c["missing"]["credibility"]:
+    out.append(_h(1, "Credibility checks" + note.get("credibility", "")))
+    if absent.get("credibility"):
+        out.append(_absent(absent["credibility"]))
+    elif c["missing"]["credibility"]:
         out.append(_absent("The credibility battery (estimator 'checks': placebos, randomization inference, leave-one-out, spillovers) was not run for this report."))
     else:
         out.append(_par("Each check re-estimates the effect on a design where it should be zero (placebos), re-computes its significance without asymptotics (randomization inference), "
@@ -245,8 +251,10 @@ def typst_source(c: dict[str, Any], figures: list[dict[str, Any]]) -> str:
             out.append(_table(["Margin", "Source", f"Estimate [{ci}]"], [[m["margin"], m["source"], m["value"]] for m in fam["margins"]],
                               ["left", "left", "right"], size="8pt", widths="(auto, 1fr, auto)"))
 
-    out.append(_h(1, "Goodman-Bacon decomposition"))
-    if c["missing"]["bacon"]:
+    out.append(_h(1, "Goodman-Bacon decomposition" + note.get("bacon", "")))
+    if absent.get("bacon"):
+        out.append(_absent(absent["bacon"]))
+    elif c["missing"]["bacon"]:
         out.append(_absent("The Goodman-Bacon decomposition (estimator 'bacon') was not run for this report."))
     for b in c["bacon_detail"]:
         out.append(_h(2, b["outcome"]))
@@ -257,8 +265,10 @@ def typst_source(c: dict[str, Any], figures: list[dict[str, Any]]) -> str:
         if b["released"]:
             out.append(_absent(f"All components in {b['released']}."))
 
-    out.append(_h(1, "Effect heterogeneity"))
-    if not c.get("heterogeneity"):
+    out.append(_h(1, "Effect heterogeneity" + note.get("heterogeneity", "")))
+    if absent.get("heterogeneity"):
+        out.append(_absent(absent["heterogeneity"]))
+    elif not c.get("heterogeneity"):
         out.append(_absent("Subgroup effects (estimator 'heterogeneity') were not estimated for this report."))
     for h in c.get("heterogeneity") or []:
         out.append(_h(2, h["outcome"]))
@@ -269,8 +279,10 @@ def typst_source(c: dict[str, Any], figures: list[dict[str, Any]]) -> str:
         if h["skipped"]:
             out.append(_absent(h["skipped"]))
 
-    out.append(_h(1, "Covariate balance"))
-    if c["missing"]["balance"]:
+    out.append(_h(1, "Covariate balance" + note.get("balance", "")))
+    if absent.get("balance"):
+        out.append(_absent(absent["balance"]))
+    if c["missing"]["balance"] and not absent.get("balance"):
         out.append(_absent("No matching or weighting estimator was run, so there is no balance table."))
     for b in c["balance"]:
         out.append(_h(2, b["title"]))
@@ -297,6 +309,7 @@ def typst_source(c: dict[str, Any], figures: list[dict[str, Any]]) -> str:
 
     out.append(_h(1, "Methods appendix"))
     out.append("Notation: $Y_(i t)$ outcome of firm $i$ in year $t$; $G_i$ the year firm $i$ joined (cohort); $D_(i t) = bb(1)[t >= G_i]$; $alpha_i, lambda_t$ firm and year fixed effects.\n\n")
+    out.append(_par(c.get("fixed_effects_text", "")))
     for m in c["methods"]:
         out.append(_h(2, m["title"]))
         out.append(f"#block(fill: rgb(\"#f4f6f8\"), inset: 6pt, width: 100%)[{m['typst']}]\n")  # trusted constant (build.METHODS)
@@ -330,12 +343,13 @@ def _timestamp(date: Any) -> dt.datetime:
     return FIXED_EPOCH
 
 
-def render_pdf(content: dict[str, Any], figures: list[dict[str, Any]], date: Any = None) -> bytes:
+def render_pdf(content: dict[str, Any], figures: list[dict[str, Any]], date: Any = None, source: str | None = None) -> bytes:
     """Compile the report to PDF bytes; raise :class:`ReportRenderError` with Typst's
-    diagnostics if compilation fails."""
+    diagnostics if compilation fails. ``source``: the :func:`typst_source` of ``content``
+    when the caller has it already (the release scan reads the same text)."""
     import typst
 
-    src = typst_source(content, figures)
+    src = source if source is not None else typst_source(content, figures)
     with tempfile.TemporaryDirectory(prefix="ci-report-") as tmp:
         root = Path(tmp)
         for f in figures:

@@ -18,6 +18,7 @@ with Zeros? Some Problems and Solutions", QJE 139(2); Goodman-Bacon (2021), J. E
 from __future__ import annotations
 
 import math
+import re
 from typing import Any
 
 import numpy as np
@@ -463,3 +464,68 @@ def heterogeneity(rel: pd.DataFrame, metas: dict[str, dict], lab_o: dict[str, st
         unit = row_unit(o, "cs", None, units, has_deflators)  # subgroup ATTs are Callaway-Sant'Anna simple ATTs
         out.append({"outcome": f"{lab_o.get(o, o)} (ATT in {unit})", "dims": dims, "skipped": " ".join([note] + whole).strip()})
     return out
+
+
+# --------------------------------------------------------------------------- statements from the run
+
+
+_REAL = (("real value added", "nominal value added"), ("thousand euro of the base year", "thousand euro at current prices"))
+
+
+def price_wording(text: str, deflated: bool | None) -> str:
+    """``text`` in the price basis of the run: without deflators (``data.deflators`` absent,
+    ingest_flow ``deflated: false``) value added is nominal, so "real value added" becomes
+    "nominal value added" and "thousand euro of the base year" "thousand euro at current
+    prices". ``deflated`` True or unknown (None) leaves the text as it is."""
+    if deflated is not False or not isinstance(text, str):
+        return text
+    for a, b in _REAL:
+        text = text.replace(a, b)
+    return text
+
+
+def price_sentence(outcomes: list[str], deflated: bool | None, names: dict[str, str] | None = None, base_year: int | None = None) -> str:
+    """One limitation sentence on the price basis of value-added outcomes (none when no
+    estimated outcome is deflated in :mod:`pipeline.outcomes`, or the basis is unknown);
+    ``base_year``: ``units.price_base_year`` (the year the deflators equal 1), if stated."""
+    from ..outcomes import REGISTRY
+
+    hit = [o for o in outcomes if getattr(REGISTRY.get(o), "deflated", False)]
+    if deflated is None or not hit:
+        return ""
+    if deflated:
+        return ("Value added is deflated by the sector-year price indices of data.deflators (real values"
+                + (f", {int(base_year)} prices)." if base_year is not None else "; the base year is not stated: set units.price_base_year)."))
+    return ("Value added is nominal (current prices): no deflators were given (data.deflators), so effects on "
+            + ", ".join((names or {}).get(o, o) for o in hit) + " include any price changes. Add data.deflators for real values.")
+
+
+def unbalanced_drop(meta: dict) -> dict | None:
+    """The firms an estimator dropped for not being observed in every year (the balanced
+    panel Callaway–Sant'Anna needs by default; ``meta["dropped_units"]``, models.did.att_gt):
+    ``{"firms", "members", "members_before", "firms_before"}``; ``{"rows", "members_kept"}``
+    when only the dropped rows are known (engine duckdb); None without such a drop."""
+    d = ((meta or {}).get("dropped_units") or {}).get("unbalanced_panel") or {}
+    if not d.get("units"):
+        rows = ((meta or {}).get("dropped") or {}).get("unbalanced_panel")
+        # the sufficient-statistics path (engine duckdb) counts the rows only
+        return {"rows": int(rows), "members_kept": int(meta.get("n_treated_units") or 0)} if rows else None
+    kept_m, kept_f = int(meta.get("n_treated_units") or 0), int(meta.get("n_units") or 0)
+    return {"firms": int(d["units"]), "members": int(d.get("treated_units", 0)),
+            "members_before": kept_m + int(d.get("treated_units", 0)), "firms_before": kept_f + int(d["units"])}
+
+
+def reason_text(reason: Any, limit: int = 400) -> str:
+    """An error message for the report: its first line, cut only at a sentence end (never
+    mid-word) when longer than ``limit`` characters. Identifiers are removed before (by
+    :func:`pipeline.disclosure.redact_units` on the whole content)."""
+    s = " ".join(str(reason or "").split("\n")[0].split())
+    if len(s) <= limit:
+        return s
+    parts = re.split(r"(?<=[.;])\s+", s)
+    out = parts[0]
+    for p in parts[1:]:
+        if len(out) + 1 + len(p) > limit:
+            break
+        out += " " + p
+    return out  # whole sentences only: the first one even when it alone is longer

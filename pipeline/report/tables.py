@@ -25,6 +25,7 @@ ESTIMATOR_LABELS = {
     "sunab": "Sun–Abraham",
     "imputation": "Imputation (BJS)",
     "did2s": "Two-stage DiD",
+    "lpdid": "Local-projections DiD",
     "bacon": "Bacon decomposition",
     "matching": "Matching",
     "weighting": "Weighting",
