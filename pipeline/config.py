@@ -401,16 +401,15 @@ def validate(raw: dict[str, Any], problems: list[str]) -> dict[str, Any]:
 
 
 def _check_units(merged: dict[str, Any], problems: list[str]) -> None:
-    """``units``: currency, scale, price base year (only with data.deflators), per-column
+    """``units``: currency, scale, price base year (used only with data.deflators), per-column
     overrides ``columns.<name>: {unit: text}`` (a non-money unit) or ``{currency, scale}``
     (a money column in its own currency or scale); a name must be a panel column or an outcome."""
     u = merged.get("units")
     if not isinstance(u, dict):
         return  # _merge reported it
+    # a price base year without data.deflators is not an error (a params file copied from the shipped
+    # one and run without deflators stays valid): nothing is deflated and the report says "nominal"
     problems += _opt.check(u, _opt.UNITS_DEFAULTS, _opt.UNITS_RULES, "units")
-    if u.get("price_base_year") is not None and not merged["data"].get("deflators"):
-        problems.append(f"units.price_base_year: {u['price_base_year']} is given but data.deflators is not set, so no value is "
-                        "deflated; set data.deflators (the base year is the year in which the deflators equal 1) or remove units.price_base_year")
     cols = u.get("columns")
     if not isinstance(cols, dict):
         return

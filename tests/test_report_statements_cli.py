@@ -31,7 +31,6 @@ def _params(deflators: bool) -> dict:
     p = project_params(outcomes=["log_labour_productivity"], estimators=["cs", "twfe", "bacon"], on_error="skip")
     if not deflators:
         p["data"].pop("deflators")
-        p["units"].pop("price_base_year")  # a price base year needs deflators (units: validated at load)
     return p
 
 

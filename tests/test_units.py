@@ -86,12 +86,14 @@ def test_units_params_validated_with_key_value_and_fix():
     assert "units.bogus: unknown key" in text
     assert "units.currency: 978" in text and "e.g. EUR" in text
     assert "units.scale: 100" in text and "1000 (thousands)" in text
-    assert "units.price_base_year: 2015 is given but data.deflators is not set" in text
     assert "units.columns.nosuch: not a panel column or outcome" in text
     assert "units.columns.employment: give either unit" in text
     assert "units.columns.exports.curr: unknown option" in text
     assert "units.columns.patents: 'n'" in text
-    assert len(p) == 8
+    assert len(p) == 7
+    # a price base year without deflators is allowed (nothing is deflated: the labels say nominal)
+    assert _problems({**EUR}) == []
+    assert un.unit_label("labour_productivity", "level", EUR, False) == "thousand EUR per employee (nominal: no deflators given)"
     assert _problems("EUR")[0].startswith("units: 'EUR'")
 
 
