@@ -40,6 +40,7 @@ EUR = {"currency": "EUR", "scale": 1000, "price_base_year": 2015, "columns": {}}
     ("employment", {**EUR, "columns": {"employment": {"unit": "FTE"}}}, True, "FTE"),
     ("exports", {**EUR, "columns": {"exports": {"currency": "USD", "scale": 1}}}, True, "USD (nominal)"),
     ("my_outcome", EUR, True, "units of the data"),
+    ("my_sales", {**EUR, "columns": {"my_sales": {"currency": "CHF"}}}, True, "thousand CHF (nominal)"),
 ])
 def test_unit_label(outcome, units, defl, want):
     assert un.unit_label(outcome, "level", units, defl) == want

@@ -110,7 +110,7 @@ def unit_label(outcome: str, scale: str = "level", units: dict | None = None, ha
             return f"units of the data per {per}"
         word_cur, _, basis = m.partition(" (")
         return f"{word_cur} per {per} ({basis}"
-    if o in MONEY_COLUMNS:
+    if o in MONEY_COLUMNS or own.get("currency"):  # a column of your own given a currency is money too
         return money_label(o, u, _deflated(o), has_deflators) or "units of the data (set units.currency)"
     if o in FIXED_UNITS:
         return FIXED_UNITS[o]
