@@ -311,9 +311,9 @@ def validate(raw: dict[str, Any], problems: list[str]) -> dict[str, Any]:
         problems += _opt.check(ing["tfp"], _opt.TFP_DEFAULTS, _opt.TFP_RULES, "ingest.tfp")
 
     bg = merged["build_groups"]
-    for key, allowed in (("leavers", ("absorbing", "drop", "error")), ("always_treated", ("drop", "error")), ("after_window", ("never", "error"))):
-        if bg[key] not in allowed:
-            problems.append(f"build_groups.{key}: {bg[key]!r}; allowed: {', '.join(allowed)}")
+    from pipeline import groups as _groups  # the stage's own option rules, applied at load
+
+    problems += _groups.option_problems({k: v for k, v in bg.items() if k != "cluster_map"})[1]
 
     seen = {m.split(":", 1)[0] for m in problems}
     problems += [m for m in _cluster_map.check_options(bg.get("cluster_map")) if m.split(":", 1)[0] not in seen]
