@@ -87,6 +87,17 @@ def test_prop99_placebo_se_own_draws_within_monte_carlo_error(prop99):
     assert again.tidy.equals(r.tidy)  # draws from the seed
 
 
+def test_inference_verdict_is_the_estimators_own(prop99):
+    from pipeline.report.inference_checks import verdict
+
+    _, df = prop99
+    r = sdid.fit(_firm_panel(df, ["California"]), spec("packs", level="firm", replications=20))
+    v = verdict(r.meta)
+    assert v["verdict"] == "note" and v["sentence"].startswith("Standard errors from 20 placebo re-assignments")
+    assert "38 control firms" in v["sentence"] and "Only 1 treated firm:" in v["sentence"]
+    assert r.meta["n_treated_clusters"] is None  # the estimate stage's firm-cluster annotation is skipped
+
+
 def test_prop99_two_treated_jackknife_equals_r(prop99):
     ref, df = prop99
     two = ref["two_treated"]

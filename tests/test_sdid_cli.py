@@ -48,7 +48,9 @@ def test_run_writes_the_sdid_result(sample, tmp_path):
     assert att["aggregation"] == "simple" and att["std_error"] > 0
     assert set(tidy["aggregation"]) == {"simple", "group"}
     html = (root / "data" / "report" / "report.html").read_text()
-    assert "Synthetic DiD" in html and "placebo re-assignments" in html
+    assert "Synthetic DiD" in html and "placebo re-assignments of the programme" in html  # methods sentence
+    # the inference verdict is the estimator's own (placebo over regions), not "not clustered"
+    assert "Synthetic DiD: Standard errors from 50 placebo re-assignments of the treatment to the 8 control region" in html
 
 
 @pytest.mark.parametrize("opts,needles", [

@@ -110,6 +110,23 @@ def _wide(cells: pd.DataFrame, years: np.ndarray, level: str) -> pd.DataFrame:
     return W
 
 
+def _inference_verdict(method: str, level: str, n_tr: int, n_co: int, n_draws: int) -> dict:
+    """What the report says of this result's inference (pipeline.report.inference_checks)."""
+    units = "firms" if level == "firm" else f"{level} units"
+    how = {
+        "placebo": f"{n_draws} placebo re-assignments of the treatment to the {n_co} control {units} (Arkhangelsky et "
+                   "al. 2021, Algorithm 4); valid if the treated units' errors are like the controls' (homoskedastic "
+                   "across units)",
+        "jackknife": f"the leave-one-unit-out jackknife over {n_tr + n_co} {units} with fixed weights (Algorithm 3); "
+                     "conservative",
+        "bootstrap": f"{n_draws} bootstrap re-samples of the {n_tr + n_co} {units} (Algorithm 2); needs many treated units",
+    }[method]
+    one = "firm" if level == "firm" else f"{level} unit"
+    few = f" Only {n_tr} treated {one if n_tr == 1 else units}: read p-values as indicative." if n_tr < 10 else ""
+    return {"verdict": "note", "sentence": f"Standard errors from {how}.{few}",
+            "numbers": f"vcov = sdid {method}; treated {units} = {n_tr}; control {units} = {n_co}"}
+
+
 def fit(data: pd.DataFrame, spec) -> EstimationResult:
     _opt.require(validate_options(spec.options), f"estimate.{NAME}")
     o = {**OPTIONS, **spec.options}
@@ -218,5 +235,9 @@ def fit(data: pd.DataFrame, spec) -> EstimationResult:
         inference="normal",
     )
     meta["dropped"] = {**meta["dropped"], **dropped}
+    # inference is over the aggregate units, not firm clusters: no firm-cluster counts (the
+    # estimate stage's few-clusters annotation is skipped when n_treated_clusters is present)
     meta["n_clusters"] = None
+    meta["n_treated_clusters"] = None
+    meta["inference_verdict"] = _inference_verdict(method, level, n_tr, len(controls), n_draws)
     return EstimationResult(estimator=NAME, outcome=spec.yname, tidy=pd.DataFrame(rows), meta=meta, tables=tables)
