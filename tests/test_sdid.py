@@ -165,6 +165,24 @@ def test_recovers_truth_where_did_is_biased():
     assert err[:, 2].mean() > 1.0 and abs(err[:, 0].mean()) < 0.1 * err[:, 2].mean(), err.mean(axis=0)
 
 
+def test_cohort_rows_are_single_cohort_sdids_on_the_never_treated():
+    """The staggered rule by hand: each cohort row is the one-cohort SDID of that cohort's
+    regions against the never-treated regions alone (the other cohort removed)."""
+    df = simulate_regions(11)
+    r = sdid.fit(df, spec("y", vcov="jackknife")).tidy.set_index("term")
+    for g in (2000, 2003):
+        alone = sdid.fit(df.loc[df["first_treat"].isin([0, g])], spec("y", vcov="jackknife")).tidy.set_index("term")
+        assert abs(r.loc[f"cohort::{g}", "estimate"] - alone.loc["ATT", "estimate"]) < 1e-12
+        assert abs(r.loc[f"cohort::{g}", "std_error"] - alone.loc["ATT", "std_error"]) < 1e-12
+
+
+def test_wild_vcov_refused():
+    from models.errors import UnsupportedVcovError
+
+    with pytest.raises(UnsupportedVcovError, match="'sdid' does not support vcov 'crv3"):
+        sdid.fit(simulate_regions(5), spec("y", kind="crv3"))
+
+
 def test_treated_share_rule_and_partly_treated_regions():
     df = simulate_regions(5)
     # region R39 (a control): 2 of its 8 firms join in 2001 -> share 0.25, never above 0.5

@@ -33,7 +33,9 @@ single treated unit; needs more controls than treated), ``jackknife`` (Algorithm
 deterministic; needs at least two treated units in every cohort and more than one control of
 non-zero weight), ``bootstrap`` (Algorithm 2). ``replications`` draws (default 200, synthdid's
 default) from ``spec.seed``. Confidence intervals are normal (synthdid's). ``spec.vcov`` is not
-used (``meta["vcov"]`` names the method).
+used (``meta["vcov"]`` names the method); its kinds ``wild``/``crv3`` (few-cluster corrections of
+regressions) raise UnsupportedVcovError rather than being ignored. ``meta["inference_verdict"]``
+is the report's sentence on this inference (over aggregate units, not firm clusters).
 
 Outputs: a ``simple`` row ``ATT`` (the aggregated effect; ``n_obs`` the firm-year rows behind
 the aggregates, ``n_treated`` the distinct treated firms in treated units), one ``group`` row per
@@ -54,6 +56,7 @@ import pandas as pd
 from models import options as _opt
 from models.errors import BadInputError, DesignError, first_keys
 from models.result import EstimationResult, normal_inference
+from models.vcov import PYFIXEST_KINDS
 
 from . import _panel, _sdid
 
@@ -129,6 +132,7 @@ def _inference_verdict(method: str, level: str, n_tr: int, n_co: int, n_draws: i
 
 def fit(data: pd.DataFrame, spec) -> EstimationResult:
     _opt.require(validate_options(spec.options), f"estimate.{NAME}")
+    spec.vcov.require(NAME, PYFIXEST_KINDS)  # wild / crv3: few-cluster corrections of regressions, refused
     o = {**OPTIONS, **spec.options}
     level = o["level"]
     if level != "firm" and level not in data.columns:
