@@ -176,6 +176,15 @@ def test_cohort_rows_are_single_cohort_sdids_on_the_never_treated():
         assert abs(r.loc[f"cohort::{g}", "std_error"] - alone.loc["ATT", "std_error"]) < 1e-12
 
 
+def test_level_must_be_a_unit_column():
+    from models.errors import BadInputError, ConfigError
+
+    with pytest.raises(ConfigError, match="level: 'year' is a period"):
+        sdid.fit(simulate_regions(5), spec("y", level="year"))
+    with pytest.raises(BadInputError, match="level: 'nuts2' is not a column"):
+        sdid.fit(simulate_regions(5), spec("y", level="nuts2"))
+
+
 def test_wild_vcov_refused():
     from models.errors import UnsupportedVcovError
 

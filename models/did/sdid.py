@@ -54,7 +54,7 @@ import numpy as np
 import pandas as pd
 
 from models import options as _opt
-from models.errors import BadInputError, DesignError, first_keys
+from models.errors import BadInputError, ConfigError, DesignError, first_keys
 from models.result import EstimationResult, normal_inference
 from models.vcov import PYFIXEST_KINDS
 
@@ -135,6 +135,9 @@ def fit(data: pd.DataFrame, spec) -> EstimationResult:
     spec.vcov.require(NAME, PYFIXEST_KINDS)  # wild / crv3: few-cluster corrections of regressions, refused
     o = {**OPTIONS, **spec.options}
     level = o["level"]
+    if level in (spec.tname, spec.gname, "post", "rel_time"):
+        raise ConfigError(f"estimate.{NAME}.level: {level!r} is a period or treatment column; give firm or a unit "
+                          "column to aggregate to (e.g. region, cluster_id)")
     if level != "firm" and level not in data.columns:
         raise BadInputError(f"estimate.{NAME}.level: {level!r} is not a column of the panel; give firm or a column "
                             f"(have: {', '.join(map(str, data.columns))})")
