@@ -183,6 +183,9 @@ def test_level_must_be_a_unit_column():
         sdid.fit(simulate_regions(5), spec("y", level="year"))
     with pytest.raises(BadInputError, match="level: 'nuts2' is not a column"):
         sdid.fit(simulate_regions(5), spec("y", level="nuts2"))
+    # the unit id column is the firm level: no firm-level unit-weight rows
+    r = sdid.fit(simulate_regions(5, firms=1), spec("y", level="firm_id", vcov="jackknife"))
+    assert r.meta["level"] == "firm" and list(r.tables) == ["sdid_time_weights"]
 
 
 def test_wild_vcov_refused():

@@ -8,7 +8,7 @@ the weighted pre-periods predict the post-periods of the controls), then takes t
 (regions, initiatives); the numerics (weights, solver, variance) are in :mod:`._sdid`, with R
 synthdid 0.0.9's conventions.
 
-**Level** (option ``level``): ``firm`` fits the firm panel itself; any other value names a panel
+**Level** (option ``level``): ``firm`` (or the unit id column) fits the firm panel itself; any other value names a panel
 column (``region`` by default, e.g. ``cluster_id`` for initiatives) and the outcome is first
 averaged over the firms of each value of that column in each year (the rows with a finite
 outcome). Treatment of an aggregate unit: the share of its rows in that year that belong to
@@ -134,7 +134,7 @@ def fit(data: pd.DataFrame, spec) -> EstimationResult:
     _opt.require(validate_options(spec.options), f"estimate.{NAME}")
     spec.vcov.require(NAME, PYFIXEST_KINDS)  # wild / crv3: few-cluster corrections of regressions, refused
     o = {**OPTIONS, **spec.options}
-    level = o["level"]
+    level = "firm" if o["level"] == spec.idname else o["level"]  # the unit id itself: no aggregation
     if level in (spec.tname, spec.gname, "post", "rel_time"):
         raise ConfigError(f"estimate.{NAME}.level: {level!r} is a period or treatment column; give firm or a unit "
                           "column to aggregate to (e.g. region, cluster_id)")
