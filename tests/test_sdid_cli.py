@@ -1,7 +1,8 @@
 """Synthetic DiD through the real command (no mocks): ``estimators: [sdid]`` with
 ``level: region`` on a generated project whose member firms are moved into regions of their
 own (one per initiative: treated regions; the eight original regions keep only non-members:
-controls); ``run`` exits 0 and writes the result, its weights and the report sentence; bad
+controls); ``run`` exits 0 and writes the result (byte-identical on a second run), its weights and
+the report sentence; bad
 options exit 5 at ``check`` naming the key and the fix."""
 
 from __future__ import annotations
@@ -51,6 +52,12 @@ def test_run_writes_the_sdid_result(sample, tmp_path):
     assert "Synthetic DiD" in html and "placebo re-assignments of the programme" in html  # methods sentence
     # the inference verdict is the estimator's own (placebo over regions), not "not clustered"
     assert "Synthetic DiD: Standard errors from 50 placebo re-assignments of the treatment to the 8 control region" in html
+    # byte-reproducible: a second project from the same inputs writes the same sdid files
+    again = copy_project(sample, tmp_path / "q")
+    _write(again, level="region", replications=50)
+    cli("run", "--params", "params.yaml", cwd=again, check=True)
+    for f in sorted(est.glob("*-sdid*.parquet")):
+        assert f.read_bytes() == (again / "data" / "estimates" / f.name).read_bytes(), f.name
 
 
 @pytest.mark.parametrize("opts,needles", [
