@@ -2,8 +2,7 @@
 ``level: region`` on a generated project whose member firms are moved into regions of their
 own (one per initiative: treated regions; the eight original regions keep only non-members:
 controls); ``run`` exits 0 and writes the result (byte-identical on a second run), its weights and
-the report sentence; bad
-options exit 5 at ``check`` naming the key and the fix."""
+the report sentence; bad options exit 5 at ``check`` naming the key and the fix."""
 
 from __future__ import annotations
 
