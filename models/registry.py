@@ -27,6 +27,7 @@ REGISTRY: dict[str, str] = {
     "did2s": "models.did.did2s",
     "lpdid": "models.did.lpdid",
     "bacon": "models.did.bacon",
+    "sdid": "models.did.sdid",
     "matching": "models.matching.estimator",
     "weighting": "models.matching.weighting",
     "ppml": "models.counts.ppml",

@@ -387,6 +387,14 @@ METHODS = [
         "ref": "Dube, Girardi, Jordà & Taylor (2023), A Local Projections Approach to Difference-in-Differences Event Studies, NBER WP 31184.",
     },
     {
+        "key": "sdid",
+        "title": "Synthetic difference-in-differences (Arkhangelsky–Athey–Hirshberg–Imbens–Wager)",
+        "html": "τ̂ = (Ȳ<sub>tr,post</sub> − Σ<sub>t</sub> λ<sub>t</sub> Ȳ<sub>tr,t</sub>) − (Σ<sub>j</sub> ω<sub>j</sub> Ȳ<sub>j,post</sub> − Σ<sub>j,t</sub> ω<sub>j</sub> λ<sub>t</sub> Y<sub>jt</sub>), unit weights ω and pre-period weights λ fitted on the pre-periods, per cohort, on regional (or other aggregate) means",
+        "typst": "$hat(tau) = (overline(Y)_(\"tr,post\") - sum_t lambda_t overline(Y)_(\"tr\",t)) - (sum_j omega_j overline(Y)_(j,\"post\") - sum_(j,t) omega_j lambda_t Y_(j t))$, unit weights $omega$ and pre-period weights $lambda$ fitted on the pre-periods, per cohort, on regional (or other aggregate) means",
+        "text": "For a few treated regions (or initiatives), it builds a comparison from the untreated regions weighted so that, before the programme, their average outcome moved in parallel with the treated regions', and weights the pre-programme years that best resemble the later ones; the effect is the difference in differences between these weighted averages. Cohorts joining in different years are estimated separately and averaged by their treated region-years; standard errors come (by default) from placebo re-assignments of the programme to untreated regions.",
+        "ref": "Arkhangelsky, Athey, Hirshberg, Imbens & Wager (2021), Synthetic Difference-in-Differences, American Economic Review 111(12); R synthdid.",
+    },
+    {
         "key": "bacon",
         "title": "Goodman-Bacon decomposition",
         "html": "β̂<sup>TWFE</sup> = Σ<sub>k</sub> s<sub>k</sub> β̂<sub>k</sub><sup>2×2</sup>, Σ s<sub>k</sub> = 1",

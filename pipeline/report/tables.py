@@ -26,6 +26,7 @@ ESTIMATOR_LABELS = {
     "imputation": "Imputation (BJS)",
     "did2s": "Two-stage DiD",
     "lpdid": "Local-projections DiD",
+    "sdid": "Synthetic DiD",
     "bacon": "Bacon decomposition",
     "matching": "Matching",
     "weighting": "Weighting",
