@@ -3,6 +3,11 @@
 # not on CRAN/Debian) on its own california_prop99 data (tests/data/california_prop99.csv).
 # Output: tests/reference/synthdid_prop99.json
 #   Rscript tests/reference/scripts/synthdid_prop99.R  (with R_LIBS pointing at that library)
+# Install (its one dependency, mvtnorm, from Debian):
+#   apt-get install -y r-base-core r-cran-mvtnorm r-cran-jsonlite
+#   git clone https://github.com/synth-inference/synthdid && git -C synthdid checkout 70c1ce3
+#   mkdir -p /tmp/Rlib-synthdid && R CMD INSTALL --no-docs -l /tmp/Rlib-synthdid synthdid
+#   R_LIBS=/tmp/Rlib-synthdid Rscript tests/reference/scripts/synthdid_prop99.R
 # Records: the SDID estimate (published -15.6, Arkhangelsky et al. 2021 AER Table 1), the unit
 # and time weights, the noise level and zetas, the DiD and SC estimates, the jackknife SE of a
 # two-treated-unit design (placebo-free, deterministic), and the placebo SE with the exact
