@@ -28,6 +28,7 @@ REGISTRY: dict[str, str] = {
     "lpdid": "models.did.lpdid",
     "bacon": "models.did.bacon",
     "sdid": "models.did.sdid",
+    "ddd": "models.did.ddd",
     "matching": "models.matching.estimator",
     "weighting": "models.matching.weighting",
     "ppml": "models.counts.ppml",

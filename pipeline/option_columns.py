@@ -14,7 +14,8 @@ unknown name with its close matches. The options that name columns (``COLUMN_OPT
 * ``heterogeneity.by``: a column, or a dimension word whose column must exist (``size_class``
   reads ``employment``; ``cluster_strength`` is skipped without a cluster map);
 * ``checks``: ``placebo_outcome``, ``loo_by`` and the re-run estimator's own options;
-* ``sdid.level``: a column to aggregate to (the word ``firm`` excepted).
+* ``sdid.level``: a column to aggregate to (the word ``firm`` excepted);
+* ``ddd.partition``: the 0/1 eligibility column.
 
 Only the estimators that run (``estimate.estimators`` / ``outcome_estimators``) are checked.
 """
@@ -35,6 +36,7 @@ COLUMN_OPTIONS: dict[str, dict[str, str]] = {
     "heterogeneity": {"by": "dimension"},
     "checks": {"placebo_outcome": "numeric", "loo_by": "any"},
     "sdid": {"level": "any"},
+    "ddd": {"partition": "any"},
 }
 WORDS = {"trends": ("outcome",), "level": ("firm",)}  # values with a meaning of their own
 DIMENSION_COLUMNS = {"size_class": "employment", "sector": "sector", "region": "region", "cluster_id": "cluster_id"}

@@ -395,6 +395,14 @@ METHODS = [
         "ref": "Arkhangelsky, Athey, Hirshberg, Imbens & Wager (2021), Synthetic Difference-in-Differences, American Economic Review 111(12); R synthdid.",
     },
     {
+        "key": "ddd",
+        "title": "Triple differences (Ortiz-Villavicencio–Sant'Anna)",
+        "html": "ATT(g,t) = DiD<sub>4v3</sub> + DiD<sub>4v2</sub> − DiD<sub>4v1</sub>: doubly robust 2×2 DiDs of eligible members of cohort g (4) against the cohort's ineligible firms (3), eligible never-members (2) and ineligible never-members (1)",
+        "typst": "$\"ATT\"(g,t) = \"DiD\"_(4 \"v\" 3) + \"DiD\"_(4 \"v\" 2) - \"DiD\"_(4 \"v\" 1)$: doubly robust 2×2 DiDs of eligible members of cohort g against the cohort's ineligible firms, eligible never-members and ineligible never-members",
+        "text": "For a call that targets an eligible group (for example one sector), it compares how the outcome of eligible member firms changed with the change among ineligible firms joining in the same year and among eligible and ineligible firms that never joined; shocks common to a joining cohort, or to the eligible sector, cancel out, so it needs only that the gap between eligible and ineligible firms would have evolved alike with and without the programme.",
+        "ref": "Ortiz-Villavicencio & Sant'Anna (2025), Better Understanding Triple Differences Estimators, arXiv:2505.09942; moderndid / R triplediff.",
+    },
+    {
         "key": "bacon",
         "title": "Goodman-Bacon decomposition",
         "html": "β̂<sup>TWFE</sup> = Σ<sub>k</sub> s<sub>k</sub> β̂<sub>k</sub><sup>2×2</sup>, Σ s<sub>k</sub> = 1",

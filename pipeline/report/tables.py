@@ -27,6 +27,7 @@ ESTIMATOR_LABELS = {
     "did2s": "Two-stage DiD",
     "lpdid": "Local-projections DiD",
     "sdid": "Synthetic DiD",
+    "ddd": "Triple differences",
     "bacon": "Bacon decomposition",
     "matching": "Matching",
     "weighting": "Weighting",
