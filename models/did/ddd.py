@@ -28,7 +28,9 @@ slightly larger; the tests check both parts against moderndid.
 
 **Partial** (stated in the README): ``control_group: nevertreated`` only (moderndid's
 not-yet-treated GMM combination of several comparison cohorts is not implemented:
-ConfigError); balanced panels only (DesignError naming firms); analytic SEs only, by unit.
+ConfigError); balanced panels only (firms not observed in every year are dropped and counted in
+``meta["dropped"]["unbalanced_panel"]``, as cs and moderndid do); analytic SEs only, by firm;
+firms treated from the first panel year are dropped (no pre-period) and counted.
 
 ``meta["cells_2x2x2"]``: per cohort, the number of units in each of the four subgroups (the
 never-treated two shared); an empty subgroup is a DesignError naming cohort and cell.
@@ -79,17 +81,18 @@ def _wide(data, yname, tname, idname, gname, pname, covariates):
     Y = d.pivot(index=idname, columns=tname, values=yname).sort_index()
     tlist = np.sort(Y.columns.to_numpy())
     gaps = Y.index[Y.isna().any(axis=1)]
-    if len(gaps):
-        raise DesignError(f"{NAME}: a balanced panel is needed; {len(gaps)} firms lack a finite {yname!r} in some of "
-                          f"the years {tlist[0]}-{tlist[-1]} (first: {first_keys(gaps)}). Restrict the sample to "
-                          "firms observed in every year.")
+    if len(gaps) == len(Y):
+        raise DesignError(f"{NAME}: a balanced panel is needed and none of the {len(Y)} firms has a finite {yname!r} "
+                          f"in every year {tlist[0]}-{tlist[-1]} (first: {first_keys(gaps)}).")
+    Y = Y.drop(index=gaps)  # balanced panel: firms with gaps, entry or exit are dropped (as cs, moderndid)
+    d = d.loc[d[idname].isin(Y.index)]
     first = d.sort_values([idname, tname]).groupby(idname).first().reindex(Y.index)
     g = pd.to_numeric(first[gname]).to_numpy(dtype=float)
     g = np.where(~np.isfinite(g) | (g > tlist[-1]), 0.0, g)
     q = first[pname].astype(int).to_numpy()
     X = {t: np.column_stack([np.ones(len(Y))] + [d.loc[d[tname] == t].set_index(idname)[c].reindex(Y.index).to_numpy(float)
                                                   for c in covariates]) for t in tlist}
-    return Y.to_numpy(float), tlist, g, q, X, Y.index.to_numpy()
+    return Y.to_numpy(float), tlist, g, q, X, Y.index.to_numpy(), len(gaps)
 
 
 def _cell_counts(g, q, glist) -> dict:
@@ -105,7 +108,7 @@ def ddd_gt(data: pd.DataFrame, *, yname: str, tname: str, idname: str, gname: st
            alp: float = 0.05) -> tuple[AttGtResult, dict]:
     """DDD ATT(g,t) and their influence functions, as an AttGtResult for aggte; and the
     2x2x2 cell counts per cohort. See the module docstring."""
-    Y, tlist, g, q, X, ids = _wide(data, yname, tname, idname, gname, pname, covariates)
+    Y, tlist, g, q, X, ids, n_gaps = _wide(data, yname, tname, idname, gname, pname, covariates)
     n = Y.shape[0]
     glist = np.sort(np.unique(g[(g > 0) & (g > tlist[0])]))
     early = np.unique(g[(g > 0) & (g <= tlist[0])])
@@ -159,7 +162,8 @@ def ddd_gt(data: pd.DataFrame, *, yname: str, tname: str, idname: str, gname: st
         att=att, se=se, inf_func=Psi, base_periods=np.asarray(bases), n_cell=np.asarray(n_cell),
         n_treated_cell=np.asarray(n_tr), unit_ids=ids, unit_cohort=g, cluster=None, n=n, tlist=tlist, glist=glist,
         crit_val=float(stats.norm.ppf(1 - alp / 2)), wald_pretest=None, n_obs=int(n * tlist.size),
-        dropped={"treated_in_first_year": int((~keep).sum())} if early.size else {},
+        dropped={k: v for k, v in (("unbalanced_panel", int(n_gaps)),
+                                   ("treated_in_first_year", int((~keep).sum()) if early.size else 0)) if v},
         settings={"bstrap": False, "cband": False, "biters": 0, "alp": alp, "seed": 0, "est_method": est_method},
     )
     return res, counts
