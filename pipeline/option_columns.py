@@ -15,7 +15,7 @@ unknown name with its close matches. The options that name columns (``COLUMN_OPT
   reads ``employment``; ``cluster_strength`` is skipped without a cluster map);
 * ``checks``: ``placebo_outcome``, ``loo_by`` and the re-run estimator's own options;
 * ``sdid.level``: a column to aggregate to (the word ``firm`` excepted);
-* ``ddd.partition``: the 0/1 eligibility column.
+* ``ddd.partition``: the 0/1 eligibility column (required: missing is a problem too).
 
 Only the estimators that run (``estimate.estimators`` / ``outcome_estimators``) are checked.
 """
@@ -101,7 +101,18 @@ def _given(params: Params, key: str) -> tuple[dict[str, Any], dict[str, str]]:
     return out, where
 
 
+def _required(base: str) -> dict[str, str]:
+    """Options without a default that the estimator needs (``REQUIRED_OPTIONS`` of its module,
+    e.g. ``ddd.partition``: {option: the fix}); missing ones are problems when it runs."""
+    from models import registry
+
+    return dict(getattr(registry.get(base), "REQUIRED_OPTIONS", {})) if base in registry.REGISTRY else {}
+
+
 def _estimator_columns(chk: _Checker, base: str, given: dict[str, Any], where: dict[str, str]) -> None:
+    for opt, fix in _required(base).items():
+        if given.get(opt) is None:
+            chk.problems.append(f"{where.get(opt, f'estimate.{base}.{opt}')}: missing; {fix}")
     for opt, kind in COLUMN_OPTIONS.get(base, {}).items():
         if opt not in given:
             continue  # defaults: documented as used where present (matching trends, checks.loo_by)

@@ -141,5 +141,5 @@ def test_partition_must_be_binary_and_notyet_refused():
         fit(df, EstimatorSpec(yname="y", options={"partition": "q"}))
     with pytest.raises(ConfigError, match="only nevertreated"):
         fit(df, EstimatorSpec(yname="y", control_group="notyettreated", options={"partition": "q"}))
-    with pytest.raises(ConfigError, match="estimate.ddd.partition: None"):
+    with pytest.raises(ConfigError, match="estimate.ddd.partition: missing"):
         fit(df, EstimatorSpec(yname="y", options={}))

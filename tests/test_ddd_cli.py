@@ -52,7 +52,7 @@ def test_run_writes_the_ddd_result(sample, tmp_path):
 
 @pytest.mark.parametrize("opts,needles", [
     ({"partition": "targetd"}, ["estimate.ddd.partition: 'targetd' is not a column of the panel"]),
-    ({}, ["estimate.ddd.partition: None", "0/1 eligibility column"]),
+    ({}, ["estimate.ddd.partition: missing", "0/1 eligibility column"]),
     ({"partition": "targeted", "est_method": "dr_imp"}, ["estimate.ddd.est_method: 'dr_imp'", "allowed: dr, reg, ipw"]),
 ])
 def test_bad_options_exit_5_at_check(sample, tmp_path, opts, needles):

@@ -56,11 +56,13 @@ OPTIONS: dict = {"partition": None, "est_method": "dr", "base_period": "universa
 RULES: dict = {
     "partition": _opt.custom(lambda v: isinstance(v, str) and bool(_opt.SAFE_NAME.match(v)),
                              "give the 0/1 eligibility column (1 = in the partition the call targets, e.g. the "
-                             "targeted sector)", bad=["sector"]),
+                             "targeted sector)", bad=["sector"], null=True),
     "est_method": _opt.choice("dr", "reg", "ipw"),
     "base_period": _opt.choice("universal", "varying"),
 }
 validate_options = _opt.validator(OPTIONS, RULES, name=NAME)
+# ``partition`` has no default: pipeline.option_columns reports it missing when ddd runs (exit 5)
+REQUIRED_OPTIONS = {"partition": "give the 0/1 eligibility column, e.g. one that is 1 for firms in the sector the call targets"}
 _DID = {"dr": drdid_panel, "reg": reg_did_panel, "ipw": std_ipw_did_panel}
 SUBGROUPS = {4: "treated cohort, eligible", 3: "treated cohort, ineligible", 2: "never treated, eligible",
              1: "never treated, ineligible"}
@@ -172,6 +174,8 @@ def ddd_gt(data: pd.DataFrame, *, yname: str, tname: str, idname: str, gname: st
 def _options(spec) -> dict:
     _opt.require(validate_options(spec.options), "estimate.ddd")
     o = {**OPTIONS, **(spec.options or {})}
+    if o["partition"] is None:  # null is the default (no column is a sensible default); check says so at load
+        raise ConfigError(f"estimate.ddd.partition: missing; {REQUIRED_OPTIONS['partition']}")
     if spec.control_group != "nevertreated":
         raise ConfigError(f"estimate.control_group: {spec.control_group!r} with ddd; only nevertreated is implemented "
                           "(the not-yet-treated GMM combination of Ortiz-Villavicencio & Sant'Anna is not)")
