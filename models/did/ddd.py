@@ -26,11 +26,19 @@ include the term for the estimated cohort weights (R did's ``wif``); moderndid's
 leaves that term out of those three (it keeps it for the group overall), so there our SEs are
 slightly larger; the tests check both parts against moderndid.
 
-**Partial** (stated in the README): ``control_group: nevertreated`` only (moderndid's
-not-yet-treated GMM combination of several comparison cohorts is not implemented:
-ConfigError); balanced panels only (firms not observed in every year are dropped and counted in
-``meta["dropped"]["unbalanced_panel"]``, as cs and moderndid do); analytic SEs only, by firm;
-firms treated from the first panel year are dropped (no pre-period) and counted.
+Control group (``estimate.control_group``): ``nevertreated`` (cohort g against the never-treated)
+or ``notyettreated``: every cohort not yet treated by max(t, b) (and the never-treated) is a
+comparison; a cell with several comparison cohorts combines their DDDs with the optimal GMM
+weights :math:`\\hat\\Omega^{-1}1/(1'\\hat\\Omega^{-1}1)` (their eq. 4.11-4.12; :math:`\\hat\\Omega` the
+covariance of the cell-scaled influence functions, as moderndid) and its influence function is
+the same combination. Its SE is :math:`\\sqrt{\\sum\\psi^2}/n` of that combined influence function
+(the one the aggregations use); moderndid reports :math:`\\sqrt{1/(n 1'\\hat\\Omega^{-1}1)}` for the cell,
+which differs by the factor :math:`\\sqrt{n(n_{cell}-1)}/n_{cell}` (tests/test_ddd.py checks it).
+
+**Partial** (stated in the README): the never-treated must hold eligible and ineligible firms
+(also with ``notyettreated``); balanced panels only (firms not observed in every year are dropped
+and counted in ``meta["dropped"]["unbalanced_panel"]``, as cs and moderndid do); analytic SEs only,
+by firm; firms treated from the first panel year are dropped (no pre-period) and counted.
 
 ``meta["cells_2x2x2"]``: per cohort, the number of units in each of the four subgroups (the
 never-treated two shared); an empty subgroup is a DesignError naming cohort and cell.
@@ -107,7 +115,7 @@ def _cell_counts(g, q, glist) -> dict:
 
 def ddd_gt(data: pd.DataFrame, *, yname: str, tname: str, idname: str, gname: str, pname: str,
            covariates: tuple[str, ...] = (), est_method: str = "dr", base_period: str = "universal",
-           alp: float = 0.05) -> tuple[AttGtResult, dict]:
+           control_group: str = "nevertreated", alp: float = 0.05) -> tuple[AttGtResult, dict]:
     """DDD ATT(g,t) and their influence functions, as an AttGtResult for aggte; and the
     2x2x2 cell counts per cohort. See the module docstring."""
     Y, tlist, g, q, X, ids, n_gaps = _wide(data, yname, tname, idname, gname, pname, covariates)
@@ -129,32 +137,53 @@ def ddd_gt(data: pd.DataFrame, *, yname: str, tname: str, idname: str, gname: st
         raise DesignError(f"{NAME}: no treated cohort with a pre-treatment year")
     tfac = 0 if base_period == "universal" else 1
     fn = _DID[est_method]
-    cells, att, psi_cols, bases, n_cell, n_tr = [], [], [], [], [], []
+
+    def pair(y1, y0, Xb, treat, ctrl):
+        """DDD of cohort units ``treat`` against comparison units ``ctrl``: (att, psi on all n)."""
+        sub = np.where(treat, np.where(q == 1, 4, 3), np.where(q == 1, 2, 1))
+        a, psi = 0.0, np.zeros(n)
+        for j, sign in ((3, 1.0), (2, 1.0), (1, -1.0)):
+            m = (treat | ctrl) & ((sub == 4) | (sub == j))
+            r = fn(y1[m], y0[m], (sub[m] == 4).astype(float), Xb[m])
+            a += sign * r.att
+            psi[m] += sign * (n / m.sum()) * r.inf_func
+        return a, psi
+
+    cells, att, psi_cols, bases, n_cell, n_tr, n_comp = [], [], [], [], [], [], []
     for c in glist:
         pre = tlist[tlist < c]
         for ti in range(tfac, tlist.size):
             t = tlist[ti]
             b = pre[-1] if (base_period == "universal" or t >= c) else tlist[ti - 1]
-            in_cell = (g == c) | (g == 0)
+            treat = g == c
+            ctrls = [0.0] if control_group == "nevertreated" else \
+                [v for v in np.unique(g) if v != c and (v == 0 or v > max(t, b))]
+            in_cell = treat | np.isin(g, ctrls)
             psi = np.zeros(n)
-            if t == b:
-                a = 0.0
-            else:
+            a = 0.0
+            if t != b:
                 y1, y0 = Y[:, ti], Y[:, np.searchsorted(tlist, b)]
-                sub = np.where(g == c, np.where(q == 1, 4, 3), np.where(q == 1, 2, 1))
-                a = 0.0
-                for j, sign in ((3, 1.0), (2, 1.0), (1, -1.0)):
-                    m = in_cell & ((sub == 4) | (sub == j))
-                    D = (sub[m] == 4).astype(float)
-                    r = fn(y1[m], y0[m], D, X[b][m])
-                    a += sign * r.att
-                    psi[m] += sign * (n / m.sum()) * r.inf_func
+                fits = [pair(y1, y0, X[b], treat, g == v) for v in ctrls]
+                if len(fits) == 1:
+                    a, psi = fits[0]
+                else:  # several comparison cohorts: optimal GMM weights (their eq. 4.11-4.12)
+                    A = np.array([f[0] for f in fits])
+                    P = np.column_stack([f[1] for f in fits])
+                    cellwise = P[in_cell] * (in_cell.sum() / n)  # the cell's own scaling, as moderndid's Omega
+                    Om = np.atleast_2d(np.cov(cellwise, rowvar=False))
+                    try:
+                        Oi = np.linalg.inv(Om)
+                    except np.linalg.LinAlgError:
+                        Oi = np.linalg.pinv(Om)
+                    w = Oi.sum(axis=1) / Oi.sum()
+                    a, psi = float(w @ A), P @ w
             cells.append((c, t))
             att.append(a)
             psi_cols.append(psi)
             bases.append(b)
             n_cell.append(int(in_cell.sum()))
             n_tr.append(counts[int(c)][4])
+            n_comp.append(len(ctrls))
     Psi = np.column_stack(psi_cols)
     att = np.asarray(att)
     se = np.sqrt((Psi**2).sum(axis=0)) / n
@@ -166,7 +195,8 @@ def ddd_gt(data: pd.DataFrame, *, yname: str, tname: str, idname: str, gname: st
         crit_val=float(stats.norm.ppf(1 - alp / 2)), wald_pretest=None, n_obs=int(n * tlist.size),
         dropped={k: v for k, v in (("unbalanced_panel", int(n_gaps)),
                                    ("treated_in_first_year", int((~keep).sum()) if early.size else 0)) if v},
-        settings={"bstrap": False, "cband": False, "biters": 0, "alp": alp, "seed": 0, "est_method": est_method},
+        settings={"bstrap": False, "cband": False, "biters": 0, "alp": alp, "seed": 0, "est_method": est_method,
+                  "n_comparison_cohorts": np.asarray(n_comp)},
     )
     return res, counts
 
@@ -176,9 +206,8 @@ def _options(spec) -> dict:
     o = {**OPTIONS, **(spec.options or {})}
     if o["partition"] is None:  # null is the default (no column is a sensible default); check says so at load
         raise ConfigError(f"estimate.ddd.partition: missing; {REQUIRED_OPTIONS['partition']}")
-    if spec.control_group != "nevertreated":
-        raise ConfigError(f"estimate.control_group: {spec.control_group!r} with ddd; only nevertreated is implemented "
-                          "(the not-yet-treated GMM combination of Ortiz-Villavicencio & Sant'Anna is not)")
+    if spec.control_group not in ("nevertreated", "notyettreated"):
+        raise ConfigError(f"estimate.control_group: {spec.control_group!r}; allowed: nevertreated, notyettreated")
     spec.vcov.require(NAME, ("iid", "hetero", "cluster"))
     if spec.vcov.kind == "cluster" and spec.vcov.by and spec.vcov.by[0] != spec.idname:
         raise ConfigError(f"estimate.vcov: ddd clusters by the firm only (got {spec.vcov.by[0]!r})")
@@ -190,7 +219,7 @@ def fit(data: pd.DataFrame, spec) -> EstimationResult:
     o = _options(spec)
     res, counts = ddd_gt(data, yname=spec.yname, tname=spec.tname, idname=spec.idname, gname=spec.gname,
                          pname=o["partition"], covariates=tuple(spec.covariates), est_method=o["est_method"],
-                         base_period=o["base_period"], alp=spec.alpha)
+                         base_period=o["base_period"], control_group=spec.control_group, alp=spec.alpha)
     rows = []
     stat, p, lo, hi = normal_inference(res.att, res.se, spec.alpha)
     for j in range(res.att.size):
@@ -227,6 +256,7 @@ def fit(data: pd.DataFrame, spec) -> EstimationResult:
         "n_obs": int(res.n_obs), "n_units": int(res.n), "n_treated_units": int(sum(n_el.values())),
         "n_clusters": int(res.n), "vcov": "by firm (unit-level influence function)",
         "control_group": spec.control_group, "dropped": dict(res.dropped), "est_method": o["est_method"],
+        "gmm_cells": int((res.settings["n_comparison_cohorts"] > 1).sum()),
         "base_period": o["base_period"], "partition": o["partition"],
         "se_method": "analytic influence function, sqrt(sum psi^2)/n",
         "cells_2x2x2": {str(c): {SUBGROUPS[k]: v for k, v in cc.items()} for c, cc in counts.items()},

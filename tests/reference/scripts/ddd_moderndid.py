@@ -30,9 +30,12 @@ def main() -> None:
             gname = "state"
             df["group"] = 2 * df["state"]
         case = {"data": {c: df[c].tolist() for c in ["id", "group", "partition", "time", "y", "cov1", "cov2", "cov3", "cov4"]}}
-        for m in ("dr", "reg", "ipw"):
+        for m, cg in (("dr", "nevertreated"), ("reg", "nevertreated"), ("ipw", "nevertreated"),
+                      ("dr_notyet", "notyettreated"), ("reg_notyet", "notyettreated")):
+            if name == "two" and cg == "notyettreated":
+                continue
             r = did.ddd(data=df, yname="y", tname="time", idname="id", gname=gname, pname="partition",
-                        xformla="~ cov1 + cov2 + cov3 + cov4", est_method=m, control_group="nevertreated",
+                        xformla="~ cov1 + cov2 + cov3 + cov4", est_method=m.split("_")[0], control_group=cg,
                         base_period="universal")
             if name == "two":
                 case[m] = {"att": float(r.att), "se": float(r.se)}
