@@ -7,6 +7,7 @@ the result with its 2x2x2 cell counts and the report sentence; bad options exit 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -46,7 +47,12 @@ def test_run_writes_the_ddd_result(sample, tmp_path):
     att = tidy.set_index(["aggregation", "term"]).loc[("simple", "ATT")]
     assert att["std_error"] > 0
     assert set(tidy["aggregation"]) == {"gt", "simple", "dynamic", "group", "calendar"}
+    # inference over firms; the treated clusters are the eligible members (not every member)
+    assert meta["n_clusters"] == meta["n_units"] and meta["n_treated_clusters"] == meta["n_treated_units"]
+    assert meta["n_treated_units"] == sum(c["treated cohort, eligible"] for c in cells.values())
     html = (root / "data" / "report" / "report.html").read_text()
+    assert f"Triple differences: Inference clusters by firm id with {meta['n_units']} clusters" in html
+    assert re.search(rf"Triple differences: Inference[^<]*treated clusters = {meta['n_treated_units']}\D", html)
     assert "Triple differences" in html and "gap between eligible and ineligible firms" in html
 
 

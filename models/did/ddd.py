@@ -254,11 +254,17 @@ def fit(data: pd.DataFrame, spec) -> EstimationResult:
                      "conf_high": h[0], "n_obs": res.n_obs, "n_treated": int(sum(n_el.values()))})
     meta = {
         "n_obs": int(res.n_obs), "n_units": int(res.n), "n_treated_units": int(sum(n_el.values())),
-        "n_clusters": int(res.n), "vcov": "by firm (unit-level influence function)",
+        "n_clusters": int(res.n),
+        "vcov": spec.vcov.label() + ("" if spec.vcov.kind == "cluster" else " (unit-level influence function)"),
         "control_group": spec.control_group, "dropped": dict(res.dropped), "est_method": o["est_method"],
         "gmm_cells": int((res.settings["n_comparison_cohorts"] > 1).sum()),
         "base_period": o["base_period"], "partition": o["partition"],
         "se_method": "analytic influence function, sqrt(sum psi^2)/n",
         "cells_2x2x2": {str(c): {SUBGROUPS[k]: v for k, v in cc.items()} for c, cc in counts.items()},
     }
+    if spec.vcov.kind == "cluster":  # clusters = firms; the treated ones are the eligible members
+        from ..inference import few_clusters
+
+        few_clusters.annotate(meta, n_clusters=meta["n_clusters"], n_treated_clusters=meta["n_treated_units"],
+                              by=spec.idname, kind=spec.vcov.kind)
     return EstimationResult(estimator=NAME, outcome=spec.yname, tidy=pd.DataFrame(rows), meta=meta)
