@@ -22,9 +22,11 @@ triplediff: g-1 for every t, the cell (g, g-1) is 0) or ``varying`` (t-1 before 
 
 Aggregation (simple, dynamic, group, calendar) is :func:`models.did.aggte.aggte` over the stored
 influence functions with cohort shares over all units. Its simple, dynamic and calendar SEs
-include the term for the estimated cohort weights (R did's ``wif``); moderndid's ``agg_ddd``
-leaves that term out of those three (it keeps it for the group overall), so there our SEs are
-slightly larger; the tests check both parts against moderndid.
+include the term for the estimated cohort weights (``wif``), as R did's ``aggte`` and the original
+R triplediff 0.2.4 (``R/compute_aggregations.R``: ``simple.wif``, ``wif.e``, ``wif.t``); moderndid
+0.2.0's ``agg_ddd`` leaves that term out of those three (it keeps it for the group overall), so
+there our SEs are larger than moderndid's; the tests check the influence functions against
+moderndid and the weight term by construction (aggte's, tested against R did).
 
 Control group (``estimate.control_group``): ``nevertreated`` (cohort g against the never-treated)
 or ``notyettreated``: every cohort not yet treated by max(t, b) (and the never-treated) is a
