@@ -83,6 +83,12 @@ def test_staggered_att_gt_and_aggregations_match_moderndid(m):
                 se = np.sqrt(((Psi @ w) ** 2).sum()) / n
                 if rr["se_egt"][i] is not None:
                     np.testing.assert_allclose(se, rr["se_egt"][i], rtol=SE_TOL[m])
+        else:  # calendar
+            post = res.groups <= res.times
+            for i, v in enumerate(a.egt):
+                k = post & (res.times == v)
+                w = pg * k / (pg * k).sum()
+                np.testing.assert_allclose(np.sqrt(((Psi @ w) ** 2).sum()) / n, rr["se_egt"][i], rtol=SE_TOL[m])
 
 
 @pytest.mark.parametrize("m", ["dr", "reg"])
@@ -151,6 +157,18 @@ def test_recovers_sector_targeted_effect_where_did_is_biased(control_group):
     did = aggte(att_gt(el, yname="y", tname="year", idname="firm_id", gname="first_treat"), "simple")
     assert abs(did.overall_att - 0.3) > 10 * did.overall_se
     assert out.meta["cells_2x2x2"]["4"]["treated cohort, eligible"] > 0
+
+
+def test_unbalanced_and_missing_covariate_firms_are_dropped_and_counted():
+    df = _sim(n=400)
+    df["x"] = np.random.default_rng(1).normal(size=len(df))
+    df.loc[df["firm_id"] == 3, "x"] = np.nan
+    df = df.loc[~((df["firm_id"] == 5) & (df["year"] == 2))]
+    out = fit(df, EstimatorSpec(yname="y", covariates=("x",), options={"partition": "q"}))
+    assert out.meta["dropped"] == {"unbalanced_panel": 1, "missing_covariates": 1}
+    assert out.meta["n_units"] == 398
+    ref = fit(df.loc[~df["firm_id"].isin([3, 5])], EstimatorSpec(yname="y", covariates=("x",), options={"partition": "q"}))
+    pd.testing.assert_frame_equal(out.tidy, ref.tidy)
 
 
 def test_empty_cell_is_a_design_error_naming_it():

@@ -1,7 +1,7 @@
 """Triple differences through the real command (no mocks): a generated project whose firm file
 gets a 0/1 column ``targeted`` (1 = in one of the sectors a call targets, the odd-numbered
 NACE-2 codes), ``estimators: [ddd]`` with ``partition: targeted``; ``run`` exits 0 and writes
-the result with its 2x2x2 cell counts and the report sentence; bad options exit 5 at
+the result with its 2x2x2 cell counts and the report sentence (byte-identical on a second run); bad options exit 5 at
 ``check`` naming the key and the fix."""
 
 from __future__ import annotations
@@ -54,6 +54,12 @@ def test_run_writes_the_ddd_result(sample, tmp_path):
     assert f"Triple differences: Inference clusters by firm id with {meta['n_units']} clusters" in html
     assert re.search(rf"Triple differences: Inference[^<]*treated clusters = {meta['n_treated_units']}\D", html)
     assert "Triple differences" in html and "gap between eligible and ineligible firms" in html
+    # byte-reproducible: a second project from the same inputs writes the same ddd files
+    again = copy_project(sample, tmp_path / "q")
+    _write(again, partition="targeted")
+    cli("run", "--params", "params.yaml", cwd=again, check=True)
+    for f in sorted(est.glob("*-ddd*")):
+        assert f.read_bytes() == (again / "data" / "estimates" / f.name).read_bytes(), f.name
 
 
 @pytest.mark.parametrize("opts,needles", [

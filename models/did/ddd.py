@@ -40,7 +40,8 @@ which differs by the factor :math:`\\sqrt{n(n_{cell}-1)}/n_{cell}` (tests/test_d
 **Partial** (stated in the README): the never-treated must hold eligible and ineligible firms
 (also with ``notyettreated``); balanced panels only (firms not observed in every year are dropped
 and counted in ``meta["dropped"]["unbalanced_panel"]``, as cs and moderndid do); analytic SEs only,
-by firm; firms treated from the first panel year are dropped (no pre-period) and counted.
+by firm; firms treated from the first panel year are dropped (no pre-period) and counted, as are
+firms with a missing covariate (``missing_covariates``); no ``anticipation`` option.
 
 ``meta["cells_2x2x2"]``: per cohort, the number of units in each of the four subgroups (the
 never-treated two shared); an empty subgroup is a DesignError naming cohort and cell.
@@ -90,6 +91,12 @@ def _wide(data, yname, tname, idname, gname, pname, covariates):
         raise DesignError(f"{NAME}: partition column {pname!r} varies within {int(v.gt(1).sum())} firms "
                           f"(first: {first_keys(v.index[v.gt(1)])}); the partition must be time-invariant.")
     d = d.loc[np.isfinite(pd.to_numeric(d[yname], errors="coerce"))]
+    n_nocov = 0
+    if covariates:  # firms with a missing covariate in some year are dropped and counted
+        bad = ~np.isfinite(d[list(covariates)].apply(pd.to_numeric, errors="coerce").to_numpy(float)).all(axis=1)
+        gone = d.loc[bad, idname].unique()
+        n_nocov = len(gone)
+        d = d.loc[~d[idname].isin(gone)]
     Y = d.pivot(index=idname, columns=tname, values=yname).sort_index()
     tlist = np.sort(Y.columns.to_numpy())
     gaps = Y.index[Y.isna().any(axis=1)]
@@ -104,7 +111,7 @@ def _wide(data, yname, tname, idname, gname, pname, covariates):
     q = first[pname].astype(int).to_numpy()
     X = {t: np.column_stack([np.ones(len(Y))] + [d.loc[d[tname] == t].set_index(idname)[c].reindex(Y.index).to_numpy(float)
                                                   for c in covariates]) for t in tlist}
-    return Y.to_numpy(float), tlist, g, q, X, Y.index.to_numpy(), len(gaps)
+    return Y.to_numpy(float), tlist, g, q, X, Y.index.to_numpy(), {"unbalanced_panel": len(gaps), "missing_covariates": n_nocov}
 
 
 def _cell_counts(g, q, glist) -> dict:
@@ -120,7 +127,7 @@ def ddd_gt(data: pd.DataFrame, *, yname: str, tname: str, idname: str, gname: st
            control_group: str = "nevertreated", alp: float = 0.05) -> tuple[AttGtResult, dict]:
     """DDD ATT(g,t) and their influence functions, as an AttGtResult for aggte; and the
     2x2x2 cell counts per cohort. See the module docstring."""
-    Y, tlist, g, q, X, ids, n_gaps = _wide(data, yname, tname, idname, gname, pname, covariates)
+    Y, tlist, g, q, X, ids, gone = _wide(data, yname, tname, idname, gname, pname, covariates)
     n = Y.shape[0]
     glist = np.sort(np.unique(g[(g > 0) & (g > tlist[0])]))
     early = np.unique(g[(g > 0) & (g <= tlist[0])])
@@ -195,8 +202,8 @@ def ddd_gt(data: pd.DataFrame, *, yname: str, tname: str, idname: str, gname: st
         att=att, se=se, inf_func=Psi, base_periods=np.asarray(bases), n_cell=np.asarray(n_cell),
         n_treated_cell=np.asarray(n_tr), unit_ids=ids, unit_cohort=g, cluster=None, n=n, tlist=tlist, glist=glist,
         crit_val=float(stats.norm.ppf(1 - alp / 2)), wald_pretest=None, n_obs=int(n * tlist.size),
-        dropped={k: v for k, v in (("unbalanced_panel", int(n_gaps)),
-                                   ("treated_in_first_year", int((~keep).sum()) if early.size else 0)) if v},
+        dropped={k: int(v) for k, v in {**gone, "treated_in_first_year": int((~keep).sum()) if early.size else 0}.items()
+                 if v},
         settings={"bstrap": False, "cband": False, "biters": 0, "alp": alp, "seed": 0, "est_method": est_method,
                   "n_comparison_cohorts": np.asarray(n_comp)},
     )
