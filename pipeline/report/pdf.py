@@ -117,8 +117,11 @@ def _page_one(c: dict[str, Any], figures: list[dict[str, Any]], ci: str) -> str:
     else:
         out.append(_absent("No estimates were available for this report."))
     forests = [f for f in figures if f["kind"] == "forest"]
-    for f in forests:  # one per scale when the figures provide several: they share the space
-        out.append(_figure(f["file"], f["caption"], height=f"{max(3.0, 9.0 / len(forests)):.1f}cm"))
+    # one figure per scale when the figures provide several: they share what the table leaves
+    # of the page (9 cm beside a six-outcome table, 0.6 cm less per further outcome)
+    room = max(4.0, 9.0 - 0.6 * max(0, len(rows) - 6))
+    for f in forests:
+        out.append(_figure(f["file"], f["caption"], height=f"{max(2.5, room / len(forests)):.1f}cm"))
     if c.get("caveats"):
         out.append(f"#block(fill: rgb(\"#f4f6f8\"), inset: 7pt, width: 100%)[#set par(justify: false)\n#text(size: 9pt)[#strong(\"Caveats. \")#{ts(' '.join(c['caveats']))}]]\n")
     return "".join(out)
@@ -150,8 +153,8 @@ def typst_source(c: dict[str, Any], figures: list[dict[str, Any]]) -> str:
                f"#text(size: 10pt, weight: \"bold\", fill: rgb({ts(verdict_color)}), {ts(d['verdict_label'])})]\n")
     out.append(_h(1, "Executive summary"))
     out.append(_page_one(c, figures, ci))
-    out.append(f"#block(fill: rgb(\"#f4f6f8\"), stroke: (left: 3pt + rgb({ts(verdict_color)})), inset: 6pt, width: 100%)[#text(size: 8.5pt)[#strong(\"Disclosure control: \")#{ts(d['status'])}]]\n")
     out.append("#pagebreak(weak: true)\n#outline(depth: 1, indent: 1em)\n")
+    out.append(f"#block(fill: rgb(\"#f4f6f8\"), stroke: (left: 3pt + rgb({ts(verdict_color)})), inset: 8pt, width: 100%)[#strong(\"Disclosure control: \")#{ts(d['status'])}]\n")
 
     out.append(_h(1, "Findings in detail"))
     out.append(_h(2, "Main findings"))
