@@ -47,7 +47,7 @@ def test_disclosure_light_and_answer():
     assert hl.disclosure_light(True, 10, 10) == "red"
     assert hl.answer(0.1, 0.049, 0.05) == "higher"
     assert hl.answer(-0.1, 0.049, 0.05) == "lower"
-    assert hl.answer(0.1, 0.05, 0.05) == "no significant effect"
+    assert hl.answer(0.1, 0.05, 0.05) == "not significant"
     assert hl.answer(0.1, 0.07, 0.10) == "higher"
     assert hl.answer(None, 0.01, 0.05) == "withheld"
 
@@ -117,7 +117,7 @@ def test_rows_from_released_headline_rows():
     assert pa["lights"]["pretrend"]["light"] == "amber" and pa["lights"]["disclosure"]["light"] == "amber"
     assert pa["lights"]["sensitivity"]["light"] == "none"
     # not significant; 'not_run' sensitivity counts as not computed; a single estimator has no range
-    assert em["answer"] == "no significant effect" and em["range"] == "" and em["lights"]["sensitivity"]["light"] == "none"
+    assert em["answer"] == "not significant" and em["range"] == "" and em["lights"]["sensitivity"]["light"] == "none"
     assert em["lights"]["pretrend"]["light"] == "none"
     # withheld sensitivity is shown as withheld
     rows2 = hl.rows(effects, heads, metas, PREFERRED, lab, str, 0.05, {"log_labour_productivity-event_study"})

@@ -24,7 +24,7 @@ Rules (one function each, unit-tested in tests/test_report_headline.py):
 * :func:`disclosure_light` — the released status of the outcome's rows: green all
   released, amber some rows withheld, red the preferred estimate withheld.
 * :func:`answer` — "higher"/"lower" when the preferred estimate is significant at alpha,
-  else "no significant effect".
+  else "not significant".
 
 Percentages are the display transform 100 (e^b − 1) of a log-point effect (and of its
 interval ends: the transform is monotone), as everywhere else in the report.
@@ -109,7 +109,7 @@ def answer(estimate: Any, p: Any, alpha: float) -> str:
     if not isnum(estimate):
         return "withheld"
     if not (isnum(p) and float(p) < alpha):
-        return "no significant effect"
+        return "not significant"
     return "higher" if float(estimate) > 0 else "lower"
 
 

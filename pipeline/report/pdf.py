@@ -100,7 +100,7 @@ def _page_one(c: dict[str, Any], figures: list[dict[str, Any]], ci: str) -> str:
     rows = c.get("page_one") or []
     if rows:
         head = ["Outcome (estimator)", "Answer", "Effect", ci, "Range (estimators)", "Pre-trends", "Sensitivity", "Disclosure"]
-        parts = ["#text(size: 8pt)[#set par(justify: false)\n#table(columns: (1fr, auto, auto, auto, auto, auto, auto, auto), "
+        parts = ["#text(size: 8pt)[#set par(justify: false)\n#table(columns: (auto, auto, auto, auto, auto, auto, auto, auto), "
                  "align: (left + horizon, left + horizon, right + horizon, right + horizon, right + horizon, left + horizon, left + horizon, left + horizon), "
                  "stroke: none, inset: (x: 4pt, y: 3pt),",
                  "table.header(table.hline(stroke: 1pt),", ", ".join(_cell(h, bold=True) for h in head) + ",", "table.hline(stroke: 0.5pt)),"]
