@@ -96,7 +96,9 @@ def _light(light: str, text: str) -> str:
 def _page_one(c: dict[str, Any], figures: list[dict[str, Any]], ci: str) -> str:
     """The headline table (one row per outcome, pipeline.report.headline), its legend, the
     forest figure(s) the content provides and the caveats: the first page of the PDF."""
-    out = [_par("The question: did joining a cluster initiative change members' productivity, exports and patenting, and by how much? " + c["estimand"])]
+    out = [_par("The question: did joining a cluster initiative change members' productivity, exports and patenting, and by how much? "
+                "Each effect is the average, over member firms after joining, of the difference to what they would have had without joining "
+                "(the ATT; estimand and comparison firms in Findings in detail).")]
     rows = c.get("page_one") or []
     if rows:
         head = ["Outcome (estimator)", "Answer", "Effect", ci, "Range (estimators)", "Pre-trends", "Sensitivity", "Disclosure"]
@@ -116,14 +118,14 @@ def _page_one(c: dict[str, Any], figures: list[dict[str, Any]], ci: str) -> str:
         out.append("#text(size: 7pt, fill: rgb(\"#5b6673\"))[" + " ".join(f"#strong({ts(g['name'] + ':')}) #{ts(g['text'] + '.')}" for g in c.get("page_one_legend") or []) + "]\n\n")
     else:
         out.append(_absent("No estimates were available for this report."))
-    forests = [f for f in figures if f["kind"] == "forest"]
-    # one figure per scale when the figures provide several: they share what the table leaves
-    # of the page (9 cm beside a six-outcome table, 0.6 cm less per further outcome)
-    room = max(4.0, 9.0 - 0.6 * max(0, len(rows) - 6))
-    for f in forests:
-        out.append(_figure(f["file"], f["caption"], height=f"{max(2.5, room / len(forests)):.1f}cm"))
     if c.get("caveats"):
         out.append(f"#block(fill: rgb(\"#f4f6f8\"), inset: 7pt, width: 100%)[#set par(justify: false)\n#text(size: 9pt)[#strong(\"Caveats. \")#{ts(' '.join(c['caveats']))}]]\n")
+    forests = [f for f in figures if f["kind"] == "forest"]
+    # one figure per scale when the figures provide several: they share what the table leaves
+    # of the page (8.5 cm below a six-outcome table, 0.6 cm less per further outcome)
+    room = max(4.0, 8.5 - 0.6 * max(0, len(rows) - 6))
+    for f in forests:
+        out.append(_figure(f["file"], f["caption"], height=f"{max(2.5, room / len(forests)):.1f}cm"))
     return "".join(out)
 
 
@@ -157,6 +159,7 @@ def typst_source(c: dict[str, Any], figures: list[dict[str, Any]]) -> str:
     out.append(f"#block(fill: rgb(\"#f4f6f8\"), stroke: (left: 3pt + rgb({ts(verdict_color)})), inset: 8pt, width: 100%)[#strong(\"Disclosure control: \")#{ts(d['status'])}]\n")
 
     out.append(_h(1, "Findings in detail"))
+    out.append(_par(c["estimand"]))
     out.append(_h(2, "Main findings"))
     out.append(_bullets(c["findings"]) if c["findings"] else _absent("No estimates were available for this report."))
     out.append(_h(2, "Credibility checks at a glance"))
