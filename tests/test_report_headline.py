@@ -111,7 +111,7 @@ def test_rows_from_released_headline_rows():
     assert lp["lights"]["pretrend"] == {"light": "green", "text": "p = 0.55", "source": ""}
     # HonestDiD ran on the event study only: its breakdown, named as the light's source
     assert lp["lights"]["sensitivity"]["light"] == "amber" and lp["lights"]["sensitivity"]["source"] == "ES"
-    assert lp["lights"]["disclosure"] == {"light": "amber", "text": "1 of 5 withheld", "source": ""}
+    assert lp["lights"]["disclosure"] == {"light": "amber", "text": "1/5 withheld", "source": ""}
     # CS withheld -> imputation (next in PREFERRED) shown, level scale, range without PPML
     assert pa["estimator"] == "BJS" and pa["effect"] == "+0.120" and pa["range"] == "+0.100 to +0.120 (2)"
     assert pa["lights"]["pretrend"]["light"] == "amber" and pa["lights"]["disclosure"]["light"] == "amber"

@@ -50,7 +50,8 @@ LEGEND = [
      "(a pass is weak evidence; the test has limited power)"),
     ("Sensitivity", "HonestDiD breakdown M̄*: how large post-joining violations of parallel trends may be, relative to the largest pre-joining one, "
      "before the effect is no longer significant: green M̄* ≥ 1, amber 0 < M̄* < 1, red M̄* = 0; grey: not computed for this outcome"),
-    ("Disclosure", "green every estimate of the outcome released, amber some withheld by disclosure control, red the headline estimate withheld"),
+    ("Disclosure", "green every estimate of the outcome released, amber some withheld by disclosure control (withheld/all rows of the "
+     "outcome, event times included), red the headline estimate withheld"),
 ]
 
 
@@ -152,7 +153,7 @@ def rows(effects, heads, metas: dict[str, dict], preferred: tuple[str, ...], lab
                             "text": "withheld" if s_withheld else (f"M̄* = {float(bd):.2f}" if isnum(bd) else "not computed"),
                             "source": lab_e(sens_est) if sens_est and sens_est != pref else ""},
             "disclosure": {"light": disclosure_light(sup, len(part), n_wh),
-                           "text": "withheld" if sup else (f"{n_wh} of {len(part)} withheld" if n_wh else "released"), "source": ""},
+                           "text": "withheld" if sup else (f"{n_wh}/{len(part)} withheld" if n_wh else "released"), "source": ""},
         }
         out.append({
             "key": o,
