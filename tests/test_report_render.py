@@ -10,6 +10,7 @@ test is skipped with the reason printed; pdftoppm likewise."""
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -130,3 +131,19 @@ def test_html_no_horizontal_overflow_and_sections_in_order(report_dir, tmp_path)
     for sid in ("summary", "findings", "flow", "groups", "estimates", "tables", "event-study", "pretrends", "sensitivity", "credibility",
                 "outcomes", "bacon", "heterogeneity", "balance", "disclosure", "methods", "provenance"):
         assert sid in lay["sections"], sid
+
+
+def test_every_pdf_table_has_a_repeating_header():
+    """The orphan check above sees a header left at a page foot through its repetition on
+    the next page: so every table the PDF module writes must open with a table.header."""
+    import inspect
+
+    from pipeline.report import pdf
+
+    src = inspect.getsource(pdf)
+    starts = [m.start() for m in re.finditer(r"#table\(", src)]
+    assert len(starts) >= 3  # _table, page one, scoreboard
+    for s in starts:
+        assert "table.header(" in src[s:s + 600], src[s:s + 200]
+    t = pdf._table(["Outcome", "ATT"], [["a", "1"]])
+    assert t.index("table.header(") < t.index('"a"')
