@@ -10,7 +10,8 @@ real CLI run on generated data with entry and exit).
   as the next page's first line(s); a heading is an outline entry ("3 Sample flow") or a
   numbered sub-heading ("3.1 By cohort").
 * :func:`html_layout` — the HTML laid out by headless Chromium at a window width: the
-  document's scroll width and every element reaching beyond the ``<main>`` text column.
+  document's scroll width, every element reaching beyond the ``<main>`` text column, and the
+  widest paragraph and table (text and tables share one column width).
   The page's Content-Security-Policy forbids scripts, so a copy without it gets a small
   probe script whose result is read from the DOM Chromium dumps after the load event.
 """
@@ -94,6 +95,8 @@ PROBE = """<script>window.addEventListener('load', function () {
   });
   document.body.setAttribute('data-probe', JSON.stringify({scroll: document.documentElement.scrollWidth, client: document.documentElement.clientWidth,
     main: [Math.round(m.left), Math.round(m.right)], beyond: bad.slice(0, 20), n_beyond: bad.length,
+    text: Math.round(Math.max.apply(null, Array.prototype.map.call(document.querySelectorAll('main section > p'), function (e) { return e.getBoundingClientRect().width; }))),
+    tables: Math.round(Math.max.apply(null, Array.prototype.map.call(document.querySelectorAll('main table'), function (e) { return e.getBoundingClientRect().width; }))),
     sections: Array.prototype.map.call(document.querySelectorAll('main > section'), function (s) { return s.id; }),
     toc: Array.prototype.map.call(document.querySelectorAll('nav.toc a'), function (a) { return a.getAttribute('href').slice(1); })}));
 });</script>"""

@@ -127,6 +127,8 @@ def test_html_no_horizontal_overflow_and_sections_in_order(report_dir, tmp_path)
     assert lay["n_beyond"] == 0, lay["beyond"]  # nothing wider than the text column
     # one column for text and tables: the column uses most of a 1280 px window
     assert lay["main"][1] - lay["main"][0] >= 900, lay["main"]
+    # ... and text fills it as the widest table does (issue 20: paragraphs used half the window)
+    assert lay["text"] >= 0.95 * lay["tables"] and lay["text"] >= 900, lay
     assert lay["toc"] == lay["sections"], (lay["toc"], lay["sections"])
     for sid in ("summary", "findings", "flow", "groups", "estimates", "tables", "event-study", "pretrends", "sensitivity", "credibility",
                 "outcomes", "bacon", "heterogeneity", "balance", "disclosure", "methods", "provenance"):
