@@ -73,3 +73,18 @@ def test_no_orphans_no_overflow(run, tmp_path):
     lay = _render.html_layout(run / "data/report/report.html", tmp_path)
     assert lay["scroll"] <= lay["client"] and lay["n_beyond"] == 0, lay
     assert lay["toc"] == lay["sections"]
+
+
+def test_findings_state_a_balanced_panel_drop_once(run):
+    """Findings in detail: the Callaway–Sant'Anna drop is stated in full for the first
+    outcome it applies to (productivity, in page-one order) and referred to where the same
+    firms were dropped, so three outcomes do not repeat one long sentence three times."""
+    import html as _html
+
+    page = (run / "data/report/report.html").read_text()
+    det = page.split('<section id="findings">', 1)[1].split("</section>", 1)[0]
+    det = re.sub(r"\s+", " ", _html.unescape(re.sub(r"<[^>]+>", " ", det)))
+    full = re.findall(r"The Callaway–Sant'Anna estimate uses only firms observed in every year: it dropped (\d+) firms", det)
+    same = det.count("The Callaway–Sant'Anna estimate uses the same balanced panel as for Labour productivity (log) (see there).")
+    assert len(full) >= 1 and len(full) + same == 3, (full, same)
+    assert det.index("Labour productivity (log): according to") < det.index("Exports: according to") < det.index("Patent applications: according to")

@@ -729,6 +729,7 @@ def _content(title, rel, heads, metas, aux, gsum, inputs: ReportInputs, truth_et
     # executive summary per outcome (in the page-one order: productivity, exports, patents, rest)
     findings_text = []
     drop_statements: list[str] = []  # CS balanced-panel drops, also a page-one caveat
+    drop_first: dict[str, str] = {}  # drop sentence -> the outcome it was first stated for
     for o in hl.outcome_order(outcomes):
         h = heads[(heads["outcome"] == o) & ~heads["suppressed"].astype(bool) & heads["estimate"].notna()]
         if h.empty:
@@ -762,8 +763,11 @@ def _content(title, rel, heads, metas, aux, gsum, inputs: ReportInputs, truth_et
                 ds = (f"The {lab_e(e)} estimate uses only firms observed in every year: it dropped {drop['firms']} firms with gaps, entry or exit, "
                       f"so it rests on {drop['members_before'] - drop['members']} of {drop['members_before']} members "
                       f"({drop['firms_before'] - drop['firms']} of {drop['firms_before']} firms); estimate.cs.allow_unbalanced_panel: true keeps them.")
-            if ds:
+            if ds and ds in drop_first:  # the same firms dropped: said once, then referred to
+                s += f" The {lab_e(e)} estimate uses the same balanced panel as for {drop_first[ds]} (see there)."
+            elif ds:
                 s += " " + ds
+                drop_first[ds] = lab_o[o]
                 drop_statements.append(f"{lab_o[o]}: {ds}")
         tt = _true_overall(truth_et.get(o))
         if tt is not None:
