@@ -195,3 +195,29 @@ TFP_RULES: dict = {
                  "give a column to estimate by (e.g. sector)", bad=["sector"], null=True),
     "bootstrap": integer(0, MAX_DRAWS, note="0 = no bootstrap; " + DRAWS_NOTE),
 }
+
+# units: what the money columns are measured in (README "Units"; pipeline.report.units)
+UNITS_SCALES = (1, 1000, 1_000_000, 1_000_000_000)
+UNITS_DEFAULTS = {"currency": None, "scale": 1, "price_base_year": None, "columns": {}}
+UNIT_TEXT_MAX = 60
+
+
+def _unit_text(v: Any, n: int) -> bool:
+    return isinstance(v, str) and 0 < len(v.strip()) <= n and v.isprintable()
+
+
+UNITS_RULES: dict = {
+    "currency": custom(lambda v: _unit_text(v, 12), "give the currency as a short text, e.g. EUR (at most 12 characters)",
+                       bad=978, null=True),
+    "scale": custom(lambda v: is_int(v) and v in UNITS_SCALES,
+                    "give how many currency units one unit of the file is: 1, 1000 (thousands), 1000000 or 1000000000",
+                    bad=100),
+    "price_base_year": integer(1800, 2200, null=True, note="the year in which data.deflators equal 1"),
+    "columns": mapping(),
+}
+UNIT_COLUMN_RULES: dict = {
+    "unit": custom(lambda v: _unit_text(v, UNIT_TEXT_MAX), f"give the unit as text, e.g. FTE (at most {UNIT_TEXT_MAX} characters)",
+                   bad="", null=True),
+    "currency": UNITS_RULES["currency"],
+    "scale": custom(lambda v: is_int(v) and v in UNITS_SCALES, UNITS_RULES["scale"].allowed, bad=100, null=True),
+}

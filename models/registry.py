@@ -27,6 +27,7 @@ REGISTRY: dict[str, str] = {
     "did2s": "models.did.did2s",
     "lpdid": "models.did.lpdid",
     "bacon": "models.did.bacon",
+    "sdid": "models.did.sdid",
     "matching": "models.matching.estimator",
     "weighting": "models.matching.weighting",
     "ppml": "models.counts.ppml",
@@ -34,6 +35,24 @@ REGISTRY: dict[str, str] = {
     "checks": "models.credibility.battery",
     "heterogeneity": "models.heterogeneity.subgroups",
 }
+
+# The scale of each estimator's tidy terms (default "level": the outcome's own unit). Poisson
+# models estimate on the log scale: ``log`` terms are log points (b), ``proportion`` terms
+# exp(b) - 1 (0.10 = +10 %); ETWFE Poisson's ``att`` is the average partial effect on the
+# outcome's own scale (Wooldridge 2023, Econometrics Journal 26(3), section 4).
+SCALES: dict[str, dict[str, str]] = {
+    "ppml": {"post": "log", "pct": "proportion", "*": "log"},
+    "etwfe_poisson": {"att": "level", "pct": "proportion", "tau": "log", "*": "level"},
+}
+
+
+def scale(key: str, term: str | None = None) -> str:
+    """``"level"``, ``"log"`` or ``"proportion"``: the scale of estimator ``key``'s ``term``
+    (a named variant: pass its base estimator's key)."""
+    s = SCALES.get(key)
+    if not s:
+        return "level"
+    return s.get(term, s["*"]) if term is not None else s["*"]
 
 
 #: estimators that absorb ``estimate.fixed_effects`` beyond firm and year (the others have no

@@ -68,6 +68,8 @@ DEFAULTS: dict[str, Any] = {
         "year": "year",
     },
     "membership_columns": {f: f for f in MEMBERSHIP_FIELDS},
+    # what the money columns are measured in (README "Units"): every sentence, table and axis says it
+    "units": copy.deepcopy(_opt.UNITS_DEFAULTS),
     "ingest": {
         "years": None,  # [first, last] or null = all years in the file
         "derive": ["labour_productivity", "log_labour_productivity", "export_status"],
@@ -309,9 +311,9 @@ def validate(raw: dict[str, Any], problems: list[str]) -> dict[str, Any]:
         problems += _opt.check(ing["tfp"], _opt.TFP_DEFAULTS, _opt.TFP_RULES, "ingest.tfp")
 
     bg = merged["build_groups"]
-    for key, allowed in (("leavers", ("absorbing", "drop", "error")), ("always_treated", ("drop", "error")), ("after_window", ("never", "error"))):
-        if bg[key] not in allowed:
-            problems.append(f"build_groups.{key}: {bg[key]!r}; allowed: {', '.join(allowed)}")
+    from pipeline import groups as _groups  # the stage's own option rules, applied at load
+
+    problems += _groups.option_problems({k: v for k, v in bg.items() if k != "cluster_map"})[1]
 
     seen = {m.split(":", 1)[0] for m in problems}
     problems += [m for m in _cluster_map.check_options(bg.get("cluster_map")) if m.split(":", 1)[0] not in seen]
@@ -378,6 +380,7 @@ def validate(raw: dict[str, Any], problems: list[str]) -> dict[str, Any]:
         problems.extend(mod.validate_options({k: v for k, v in given.items() if k in opts}, where=f"estimate.{key}"))
     _check_variant_options(est, variants, problems)
     _check_sensitivity(est.get("sensitivity"), problems)
+    _check_units(merged, problems)
     rep = merged["report"]
     from .disclosure import resolve_profile
 
@@ -395,6 +398,37 @@ def validate(raw: dict[str, Any], problems: list[str]) -> dict[str, Any]:
             problems.append(f"report.labels.{k}: {_opt.shown(v)}; give name: label, both text "
                             "(e.g. labels: {log_labour_productivity: Labour productivity (log)})")
     return merged
+
+
+def _check_units(merged: dict[str, Any], problems: list[str]) -> None:
+    """``units``: currency, scale, price base year (used only with data.deflators), per-column
+    overrides ``columns.<name>: {unit: text}`` (a non-money unit) or ``{currency, scale}``
+    (a money column in its own currency or scale); a name must be a panel column or an outcome."""
+    u = merged.get("units")
+    if not isinstance(u, dict):
+        return  # _merge reported it
+    # a price base year without data.deflators is not an error (a params file copied from the shipped
+    # one and run without deflators stays valid): nothing is deflated and the report says "nominal"
+    problems += _opt.check(u, _opt.UNITS_DEFAULTS, _opt.UNITS_RULES, "units")
+    cols = u.get("columns")
+    if not isinstance(cols, dict):
+        return
+    from .outcomes import REGISTRY as DERIVED
+
+    known = set(PANEL_FIELDS) | set(DERIVED) | set(merged["columns"] or {}) | set(merged["estimate"].get("outcomes") or [])
+    for name, spec in cols.items():
+        where = f"units.columns.{name}"
+        if name not in known:
+            problems.append(f"{where}: not a panel column or outcome (give a name under columns:, a derived outcome or one of "
+                            f"estimate.outcomes, e.g. {', '.join(sorted(PANEL_FIELDS)[:4])})")
+            continue
+        if not isinstance(spec, dict):
+            problems.append(f"{where}: {_opt.shown(spec)}; give a mapping, e.g. {{unit: FTE}} or {{currency: USD, scale: 1}}")
+            continue
+        defaults = {k: None for k in _opt.UNIT_COLUMN_RULES}
+        problems += _opt.check(spec, defaults, _opt.UNIT_COLUMN_RULES, where)
+        if spec.get("unit") is not None and (spec.get("currency") is not None or spec.get("scale") is not None):
+            problems.append(f"{where}: give either unit (a non-money unit, e.g. FTE) or currency/scale (money), not both")
 
 
 def _check_sensitivity(sens: Any, problems: list[str]) -> None:

@@ -82,7 +82,10 @@ class GroupsOutput:
 INPUT_COLUMNS = ("firm_id", "year", "sector", "region", "x_coord", "y_coord")
 
 
-def _options(options: dict[str, Any] | None) -> dict[str, Any]:
+def option_problems(options: dict[str, Any] | None) -> tuple[dict[str, Any], list[str]]:
+    """The build_groups options merged with their defaults, and every problem with them (one
+    message per key: what is wrong and what is allowed). Used by the params loader, so a bad
+    value is exit 5 before ingest runs, and by the stage itself."""
     opts = {**DEFAULTS, **(options or {})}
     problems = [f"build_groups.{k}: unknown option (allowed: {', '.join(DEFAULTS)})" for k in sorted(set(opts) - set(DEFAULTS))]
     for k, allowed in ALLOWED.items():
@@ -102,6 +105,11 @@ def _options(options: dict[str, Any] | None) -> dict[str, Any]:
         r = sp["radius"]
         if sp["by"] == "ring" and (isinstance(r, bool) or not isinstance(r, (int, float)) or not np.isfinite(r) or r <= 0):
             problems.append(f"build_groups.spillover.radius: a positive distance in the coordinates' units (km), got {r!r}")
+    return opts, problems
+
+
+def _options(options: dict[str, Any] | None) -> dict[str, Any]:
+    opts, problems = option_problems(options)
     if problems:
         raise ConfigError("bad build_groups options:", problems=problems)
     return opts

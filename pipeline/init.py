@@ -600,6 +600,11 @@ def render(p: Proposal) -> str:
         L.append(f"# register: {r}")
     L += [
         "",
+        "units:                                  # REVIEW: what the money columns are in (README: Units and scales)",
+        "  currency: null                        # e.g. EUR; null: the report says 'units of the data', it never guesses a currency",
+        "  scale: 1                              # 1000 if the file is in thousands, 1000000 in millions",
+        *(["  price_base_year: null                # the year in which the deflators equal 1 (real values then read '<year> prices')"] if p.deflators else []),
+        "",
         "ingest:",
         _line(f"  years: {_y(list(p.years))}", p.year_note),
         _line(f"  derive: {_y([d for d, _ in p.derive])}", "every derived outcome the mapped columns allow (README: Outcomes)", 0),

@@ -13,7 +13,8 @@ unknown name with its close matches. The options that name columns (``COLUMN_OPT
 * ``weighting``: ``covariates``, ``trends``;
 * ``heterogeneity.by``: a column, or a dimension word whose column must exist (``size_class``
   reads ``employment``; ``cluster_strength`` is skipped without a cluster map);
-* ``checks``: ``placebo_outcome``, ``loo_by`` and the re-run estimator's own options.
+* ``checks``: ``placebo_outcome``, ``loo_by`` and the re-run estimator's own options;
+* ``sdid.level``: a column to aggregate to (the word ``firm`` excepted).
 
 Only the estimators that run (``estimate.estimators`` / ``outcome_estimators``) are checked.
 """
@@ -33,8 +34,9 @@ COLUMN_OPTIONS: dict[str, dict[str, str]] = {
     "weighting": {"covariates": "numeric", "trends": "numeric"},
     "heterogeneity": {"by": "dimension"},
     "checks": {"placebo_outcome": "numeric", "loo_by": "any"},
+    "sdid": {"level": "any"},
 }
-WORDS = {"trends": ("outcome",)}  # values with a meaning of their own
+WORDS = {"trends": ("outcome",), "level": ("firm",)}  # values with a meaning of their own
 DIMENSION_COLUMNS = {"size_class": "employment", "sector": "sector", "region": "region", "cluster_id": "cluster_id"}
 SKIPPED_DIMENSIONS = ("cluster_strength",)  # no cluster map: the subgroup is skipped with a note
 

@@ -119,6 +119,11 @@ CASES = {
         ["estimate.cs.bstrap: 'yes' (a string); give true or false",
          "ingest.drop_missing_outcomes: 'yes' (a string); give true or false",
          "report.formats: 'docx'", "allowed: html, pdf", "report.labels.exports: 3", "report.title: 2024"]),
+    # build_groups' own options, checked at load (they used to fail only when build_groups started)
+    "build_groups_options": (
+        _with(lambda p: p["build_groups"].update(min_pre_periods=-1, spillover={"by": "ring"}, overlap="both")),
+        ["build_groups.min_pre_periods: a whole number >= 0, got -1", "build_groups.spillover.radius: a positive distance",
+         "build_groups.overlap: 'both'; allowed: exclude, control, arm"]),
 }
 
 

@@ -257,7 +257,7 @@ def test_dollar_and_backslash_are_plain_text_in_figures(sample, tmp_path, where)
     figs = root / "reports/figures"
     loo = pd.read_csv(figs / "leave_one_out-log_labour_productivity.csv", dtype={"left_out": str}, keep_default_na=False)
     assert {h for h in hostile} & set(loo["left_out"]), loo["left_out"].tolist()
-    for png in ("leave_one_out-log_labour_productivity.png", "event_study-log_labour_productivity.png", "forest.png"):
+    for png in ("leave_one_out-log_labour_productivity.png", "event_study-log_labour_productivity.png", "forest-proportional.png"):
         assert (figs / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     if labels:
         assert r"$\undefinedmacro$ productivity" in (root / "reports/report.html").read_text()

@@ -129,6 +129,9 @@ def test_embedded_sample_gives_the_shipped_mapping(tmp_path):
     assert set(proposed["ingest"]["derive"]) == set(shipped["ingest"]["derive"])
     assert proposed["estimate"]["outcomes"] == shipped["estimate"]["outcomes"]
     assert proposed["estimate"]["outcome_estimators"] == shipped["estimate"]["outcome_estimators"]
+    # units are not in a data file: the proposal states none (the report then never guesses a currency)
+    assert proposed["units"] == {"currency": None, "scale": 1, "price_base_year": None, "columns": {}}
+    assert "units:" in (tmp_path / "proposed.yaml").read_text()
 
 
 def test_never_overwrites(tmp_path):

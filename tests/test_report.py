@@ -109,12 +109,12 @@ def test_files_produced(built):
     f = built.files
     assert built.verdict == "pass"
     for name in ("report.html", "report.pdf", "estimates.csv", "metrics.json", "plots/event_study.csv", "disclosure.json", "disclosure.md", "provenance.json",
-                 "figures/forest.png", "figures/forest.csv", "figures/event_study-exports.png", "figures/event_study-exports.csv",
+                 "figures/forest-level.png", "figures/forest-level.csv", "figures/forest-proportional.png", "figures/forest-proportional.csv", "figures/event_study-exports.png", "figures/event_study-exports.csv",
                  "figures/love-exports-cs.png", "figures/love-exports-cs.csv", "tables/exports.tex", "tables/exports.md", "tables/exports.csv",
                  "tables/groups_summary.csv", "tables/exports-cs-balance.csv"):
         assert name in f, name
     assert f["report.pdf"].startswith(b"%PDF")
-    assert f["figures/forest.png"].startswith(b"\x89PNG")
+    assert f["figures/forest-level.png"].startswith(b"\x89PNG") and f["figures/forest-proportional.png"].startswith(b"\x89PNG")
     assert not any(k.startswith("tables/") and "vcov" in k for k in f), "vcov tables are not released"
 
 

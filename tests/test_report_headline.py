@@ -64,9 +64,15 @@ def test_display_scales_by_hand():
     assert hl.scale("export_status", "twfe") == "pp"
     # 100 (e^0.0723 - 1) = 7.4978...% -> +7.5%; e^-0.2 - 1 = -18.127% -> -18.1%
     assert 100 * (math.exp(0.0723) - 1) == pytest.approx(7.4978, abs=1e-4)
-    assert hl.show(0.0723, "percent") == "+7.5%"
-    assert hl.show(-0.2, "percent") == "-18.1%"
-    assert hl.show(0.0521, "pp") == "+5.2 pp"
+    assert hl.show(hl.value(0.0723, "percent", "cs"), "percent") == "+7.5%"
+    assert hl.show(hl.value(-0.2, "percent", "cs"), "percent") == "-18.1%"
+    # a PPML 'pct' term is already exp(b) - 1: 0.25 is +25.0%, not 100 (e^0.25 - 1) = 28.4%
+    assert hl.scale("patents", "ppml", "pct") == "percent"
+    assert hl.show(hl.value(0.25, "percent", "ppml", "pct"), "percent") == "+25.0%"
+    assert hl.show(hl.value(0.25, "percent", "ppml", "post"), "percent") == "+28.4%"
+    # the ETWFE Poisson 'att' margin is a level effect (models.registry.SCALES)
+    assert hl.scale("patents", "etwfe_poisson", "att") == "level"
+    assert hl.show(hl.value(0.0521, "pp"), "pp") == "+5.2 pp"
     assert hl.show(77.84, "level") == "+77.84"
     assert hl.show(-0.149, "level") == "-0.149"
     assert hl.show(np.nan, "level") == ""
@@ -100,7 +106,8 @@ def test_rows_from_released_headline_rows():
         "employment-cs": {"sensitivity": {"not_run": "too few pre-periods"}},
     }
     lab = {"log_labour_productivity": "Labour productivity (log)", "patents": "Patent applications", "employment": "Employment"}
-    rows = hl.rows(effects, heads, metas, PREFERRED, lab, lambda e: {"cs": "CS", "imputation": "BJS", "event_study": "ES"}.get(e, e), 0.05, set())
+    rows = hl.rows(effects, heads, metas, PREFERRED, lab, lambda e: {"cs": "CS", "imputation": "BJS", "event_study": "ES"}.get(e, e), 0.05, set(),
+                   unit_of=lambda r: "count" if r["outcome"] == "patents" else "?")
     assert [r["key"] for r in rows] == ["log_labour_productivity", "patents", "employment"]
     lp, pa, em = rows
     # preferred: cs; percent of log points; range over the three linear estimators on this scale
@@ -113,7 +120,8 @@ def test_rows_from_released_headline_rows():
     assert lp["lights"]["sensitivity"]["light"] == "amber" and lp["lights"]["sensitivity"]["source"] == "ES"
     assert lp["lights"]["disclosure"] == {"light": "amber", "text": "1/5 withheld", "source": ""}
     # CS withheld -> imputation (next in PREFERRED) shown, level scale, range without PPML
-    assert pa["estimator"] == "BJS" and pa["effect"] == "+0.120" and pa["range"] == "+0.100 to +0.120 (2)"
+    assert pa["estimator"] == "BJS" and pa["effect"] == "+0.120" and pa["range"] == "+0.100 to +0.120 (2)" and pa["unit"] == "count"
+    assert lp["unit"] == "%"
     assert pa["lights"]["pretrend"]["light"] == "amber" and pa["lights"]["disclosure"]["light"] == "amber"
     assert pa["lights"]["sensitivity"]["light"] == "none"
     # not significant; 'not_run' sensitivity counts as not computed; a single estimator has no range

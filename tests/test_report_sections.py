@@ -117,7 +117,7 @@ def test_new_sections_present(built):
         assert f'<section id="{sid}">' in h
     t = _text(built)
     assert "M̄* = 0.43 times the largest pre-treatment violation (Rambachan &amp; Roth 2023)" in t
-    assert "A linear pre-trend with slope 0.0060 per year would be detected only half of the time" in t
+    assert "A linear pre-trend with slope 0.0060 log points per year would be detected only half of the time" in t
     assert "Roth 2022" in t
     # checks table: verdicts and sentences in their section, the summary line in "Findings
     # in detail", the HonestDiD breakdown as page one's sensitivity light
@@ -140,7 +140,7 @@ def test_new_sections_present(built):
 
 def test_checks_not_mixed_into_effect_tables(built):
     f = built.files
-    forest = pd.read_csv(io.BytesIO(f["figures/forest.csv"]))
+    forest = pd.concat([pd.read_csv(io.BytesIO(f[k])) for k in ("figures/forest-level.csv", "figures/forest-proportional.csv")])
     assert "checks" not in set(forest["estimator"])
     assert "checks" not in f["metrics.json"].decode()
     est_tab = _html(built).split('<section id="estimates">')[1].split("</section>")[0]
@@ -199,7 +199,7 @@ def test_truth_line_clipped_to_window(built):
     orig = plt.Axes.plot
 
     def spy(self, x, y, *a, **k):
-        if k.get("label") == "True effect (simulation)":
+        if k.get("label") == figs.TRUTH_LABEL:
             captured["x"] = list(x)
         return orig(self, x, y, *a, **k)
 

@@ -191,5 +191,5 @@ def test_treated_firms_and_clusters_are_those_the_estimate_used(run):
     # a row of the compact inference table (estimator, verdict, finding, numbers)
     assert re.search(rf"Callaway–Sant'Anna (?:pass|concern|note) Inference clusters by firm id with {h['firms'] - h['dropped']} clusters\. "
                      rf"vcov = cluster\(firm_id\); clusters = {h['firms'] - h['dropped']}; treated clusters = {h['members_kept']}\b", page)
-    row = re.search(r"Labour productivity \(log\) Callaway–Sant'Anna \S+ \[[^\]]*\] \S+ \S+ [\d,]+ (\d+)", page)
+    row = re.search(r"Labour productivity \(log\) Callaway–Sant'Anna log points \S+ \[[^\]]*\] \S+ \S+ [\d,]+ (\d+)", page)
     assert row and int(row.group(1)) == h["members_kept"]

@@ -39,12 +39,14 @@ import numpy as np
 import pandas as pd
 
 from models.result import TIDY_COLUMNS
+from models.truth import true_event_time_att, true_simple_att
 
 from .. import disclosure as sdc
 from ..io import dumps_json
 from . import figures as figs
 from . import headline as hl
 from . import sections as secs
+from . import units as un
 from .inference_checks import inference_rows, inference_summary
 from .significance import Significance, report_alpha
 from .tables import (
@@ -103,6 +105,10 @@ def tie_warning(meta: dict) -> str:
 AUX_RELEASED = ("balance", "overlap", "bacon", "leave_one_out", "honest_did")  # auxiliary tables released as CSV (vcov etc. are not)
 SHARE_OUTCOMES = ("export_status", "patent_status")  # 0/1 outcomes: effects in percentage points
 PREFERRED = ("cs", "imputation", "sunab", "did2s", "lpdid", "event_study", "twfe", "matching", "weighting", "etwfe_poisson", "ppml")
+# what the dashed line of an event-study figure is (models.truth)
+TRUTH_CAPTION = ("dashed line: the true ATT(e) of the simulation over the estimand's own population - the members of the cohorts "
+                 "estimated at each event time, weighted by cohort size as the heterogeneity-robust estimators weight them - so a gap "
+                 "between a point and the line is that estimator's error (parallel-trends violation or noise), not a difference in who is averaged")
 BLANK_ON_SUPPRESS = ("estimate", "std_error", "statistic", "p_value", "conf_low", "conf_high", "n_treated")
 
 
@@ -166,31 +172,102 @@ def _normalise_estimates(est: pd.DataFrame) -> pd.DataFrame:
     return _sort_tidy(d)
 
 
-def _truth_by_event_time(truth: pd.DataFrame | None, profile: sdc.Profile) -> dict[str, pd.DataFrame]:
-    """Per outcome: the n_firms-weighted mean true ATT per event time over all cohorts; an
-    event time whose cohorts together hold fewer firms than the threshold is dropped."""
+def _truth_by_event_time(truth: pd.DataFrame | None, profile: sdc.Profile, metas: dict[str, dict] | None = None) -> dict[str, pd.DataFrame]:
+    """Per outcome: the true ATT(e) over the estimand's population (:func:`models.truth.true_event_time_att`:
+    members of the cohorts the heterogeneity-robust estimator estimated, weighted by its cohort
+    sizes - CS meta ``cohort_sizes`` when given); an event time whose cohorts together hold
+    fewer firms than the threshold is dropped."""
     if truth is None or len(truth) == 0:
         return {}
-    t = truth.copy()
-    t["n_firms"] = pd.to_numeric(t["n_firms"], errors="coerce").fillna(0)
     out = {}
-    for o, part in t.groupby("outcome", sort=True):
-        w = part.groupby("event_time", sort=True)["n_firms"].sum()
-        att = (part["att"] * part["n_firms"]).groupby(part["event_time"]).sum() / w.replace(0, np.nan)
-        d = pd.DataFrame({"event_time": att.index.astype(int), "att": att.to_numpy(float), "n_firms": w.to_numpy()}).dropna()
+    for o in sorted(truth["outcome"].dropna().astype(str).unique()):
+        d = true_event_time_att(truth, _cohort_sizes(metas, o)).get(o)
+        if d is None:
+            continue
         if profile.active and profile.min_units:
             d = d[d["n_firms"] >= profile.min_units]
-        out[str(o)] = d.reset_index(drop=True)
+        out[o] = d[["event_time", "att", "n_firms"]].reset_index(drop=True)
     return out
 
 
-def _true_overall(tev: pd.DataFrame | None) -> float | None:
-    if tev is None or tev.empty:
+def _cohort_sizes(metas: dict[str, dict] | None, outcome: str) -> dict | None:
+    """Cohort sizes the estimator used (the first robust estimator of ``outcome`` that reports them)."""
+    for e in PREFERRED:
+        cs = ((metas or {}).get(f"{outcome}-{e}") or {}).get("cohort_sizes")
+        if cs:
+            return cs
+    return None
+
+
+def _true_overall(truth: pd.DataFrame | None, metas: dict[str, dict] | None, outcome: str, profile: sdc.Profile) -> float | None:
+    """The true overall ATT (CS ``simple`` aggregation of the true cells, :func:`models.truth.true_simple_att`),
+    or None when the truth is missing or its event times were all withheld."""
+    if truth is None or len(truth) == 0:
         return None
-    post = tev[tev["event_time"] >= 0]
-    if post.empty or post["n_firms"].sum() <= 0:
-        return None
-    return float((post["att"] * post["n_firms"]).sum() / post["n_firms"].sum())
+    return true_simple_att(truth, _cohort_sizes(metas, outcome), outcome)
+
+
+def _units_params(params: dict | None, ingest_flow: dict | None = None) -> tuple[dict, bool]:
+    """(``units`` section of the run's params, whether value added was deflated): the ingest
+    flow's ``deflated`` (the deflators were usable) when known, else ``data.deflators`` is set."""
+    p = params or {}
+    deflated = (ingest_flow or {}).get("deflated")
+    return (p.get("units") or {}), bool((p.get("data") or {}).get("deflators")) if deflated is None else bool(deflated)
+
+
+def _base(estimator: Any, metas: dict, outcome: Any) -> str:
+    """The registry key behind ``estimator`` (a named variant's ``base_estimator``)."""
+    m = (metas or {}).get(f"{outcome}-{estimator}") or {}
+    return str(m.get("base_estimator") or estimator)
+
+
+def _row_unit(r: Any, metas: dict, units: dict, has_deflators: bool) -> str:
+    """Unit label of a tidy row (pipeline.report.units.row_unit)."""
+    return un.row_unit(str(r["outcome"]), _base(r["estimator"], metas, r["outcome"]), r["term"], units, has_deflators)
+
+
+def _regtab_scales(effects: pd.DataFrame, heads: pd.DataFrame, metas: dict, outcome: str, units: dict, has_deflators: bool) -> dict[str, dict]:
+    """Per estimator of ``outcome``: the unit of its headline term and the decimals of its
+    scale (level: from the outcome's level-scale rows only; pipeline.report.units.digits_for)."""
+    part = effects[effects["outcome"] == outcome]
+    lev = part[np.array([un.effect_scale(outcome, _base(e, metas, outcome), t) == "level" for e, t in zip(part["estimator"], part["term"])], dtype=bool)] if len(part) else part
+    level_digits = scale_digits(lev["estimate"].tolist() + lev["std_error"].tolist())
+    unit_of, digits_of = {}, {}
+    h = heads[heads["outcome"] == outcome]
+    # an estimator without a headline row (event study: dynamic rows only) by its first row
+    rows = pd.concat([h, part[~part["estimator"].isin(h["estimator"])].drop_duplicates("estimator")])
+    for _, r in rows.iterrows():
+        e = str(r["estimator"])
+        unit_of[e] = _row_unit(r, metas, units, has_deflators)
+        digits_of[e] = un.digits_for(un.effect_scale(outcome, _base(e, metas, outcome), r["term"]), level_digits)
+    return {"units": unit_of, "digits_of": digits_of}
+
+
+def _forest_parts(heads: pd.DataFrame, metas: dict, units: dict, has_deflators: bool, labels: dict, sig: Significance):
+    """``[(scale, (rows, x labels per outcome, caption))]`` for the forest figures: ``level``
+    (each outcome's own unit) and ``proportional`` (percent: ``exp(b) - 1`` terms x 100, log
+    points as 100 (e^b - 1), interval ends likewise - the transformation is monotone)."""
+    if heads.empty:
+        return []
+    from .tables import label as _label
+
+    scales = np.array([un.effect_scale(str(r["outcome"]), _base(r["estimator"], metas, r["outcome"]), r["term"]) for _, r in heads.iterrows()], dtype=object)
+    out = []
+    lev = heads[scales == "level"]
+    if len(lev):
+        xl = {str(o): un.axis_label(_label(str(o), labels), _row_unit(lev[lev["outcome"] == o].iloc[0], metas, units, has_deflators)) + f", {sig.ci} interval"
+              for o in lev["outcome"].astype(str).unique()}
+        out.append(("level", (lev.reset_index(drop=True), xl,
+                              f"Headline average effect on members (ATT) by estimator with {sig.interval}s, level effects in each outcome's own unit (axis).")))
+    prop = heads[scales == "proportional"].copy()
+    if len(prop):
+        for c in ("estimate", "conf_low", "conf_high"):
+            prop[c] = [un.percent(v, _base(e, metas, o), t) for v, e, o, t in zip(prop[c], prop["estimator"], prop["outcome"], prop["term"])]
+        xl = {str(o): un.axis_label(_label(str(o), labels), un.PERCENT) + f", {sig.ci} interval" for o in prop["outcome"].astype(str).unique()}
+        out.append(("proportional", (prop.reset_index(drop=True), xl,
+                                     f"Proportional effects in percent by estimator with {sig.interval}s: Poisson (PPML, ETWFE Poisson) "
+                                     "exp(b) − 1 and effects on log outcomes as 100 (e^b − 1); drawn apart from the level effects, whose units differ.")))
+    return out
 
 
 def _flow_rows(name: str, flow: Any, profile: sdc.Profile) -> list[dict[str, str]]:
@@ -311,6 +388,14 @@ METHODS = [
         "typst": "$Y_(i,t+h) - Y_(i,t-1) = beta_h Delta D_(i t) + delta^h_t + e_(i t)$, one regression per horizon $h$, on firms joining in $t$ and clean controls not yet treated by $t + h$",
         "text": "For each number of years h after joining, it compares how much the outcome of firms that have just joined changed since the year before joining with the change over the same years among firms that had not joined by then; already-joined firms are never used as comparisons. Horizons before joining (h ≤ −2) are placebo checks.",
         "ref": "Dube, Girardi, Jordà & Taylor (2023), A Local Projections Approach to Difference-in-Differences Event Studies, NBER WP 31184.",
+    },
+    {
+        "key": "sdid",
+        "title": "Synthetic difference-in-differences (Arkhangelsky–Athey–Hirshberg–Imbens–Wager)",
+        "html": "τ̂ = (Ȳ<sub>tr,post</sub> − Σ<sub>t</sub> λ<sub>t</sub> Ȳ<sub>tr,t</sub>) − (Σ<sub>j</sub> ω<sub>j</sub> Ȳ<sub>j,post</sub> − Σ<sub>j,t</sub> ω<sub>j</sub> λ<sub>t</sub> Y<sub>jt</sub>), unit weights ω and pre-period weights λ fitted on the pre-periods, per cohort, on regional (or other aggregate) means",
+        "typst": "$hat(tau) = (overline(Y)_(\"tr,post\") - sum_t lambda_t overline(Y)_(\"tr\",t)) - (sum_j omega_j overline(Y)_(j,\"post\") - sum_(j,t) omega_j lambda_t Y_(j t))$, unit weights $omega$ and pre-period weights $lambda$ fitted on the pre-periods, per cohort, on regional (or other aggregate) means",
+        "text": "For a few treated regions (or initiatives), it builds a comparison from the untreated regions weighted so that, before the programme, their average outcome moved in parallel with the treated regions', and weights the pre-programme years that best resemble the later ones; the effect is the difference in differences between these weighted averages. Cohorts joining in different years are estimated separately and averaged by their treated region-years; standard errors come (by default) from placebo re-assignments of the programme to untreated regions.",
+        "ref": "Arkhangelsky, Athey, Hirshberg, Imbens & Wager (2021), Synthetic Difference-in-Differences, American Economic Review 111(12); R synthdid.",
     },
     {
         "key": "bacon",
@@ -449,7 +534,8 @@ def build_report(inputs: ReportInputs, options: dict[str, Any], seed: int) -> Re
     files.update(ctx["files"])
     figures += ctx["figures"]
 
-    truth_et = _truth_by_event_time(inputs.truth, profile)
+    truth_et = _truth_by_event_time(inputs.truth, profile, metas)
+    units_p, has_defl = _units_params(inputs.params, inputs.ingest_flow)
     early = sdc.DisclosureSummary(profile, findings, [], len(est))
     if early.verdict == "block":  # on_fail: block and something failed: nothing else is built
         return blocked_output(early)
@@ -476,21 +562,25 @@ def build_report(inputs: ReportInputs, options: dict[str, Any], seed: int) -> Re
     outcomes = sorted(rel["outcome"].dropna().astype(str).unique())
     es_frames = []
     for o in outcomes:
-        eo = effects[effects["outcome"] == o]
-        # Poisson estimators' event-time effects are proportional, not on the outcome's scale:
-        # overlaid only when no level estimator has dynamic rows for this outcome
-        lev = eo[~eo["estimator"].isin(secs.POISSON) & (eo["aggregation"] == "dynamic")]
-        if len(lev):
-            eo = eo[~eo["estimator"].isin(secs.POISSON)]
-        res = figs.event_study_figure(eo, truth_et.get(o), o, labels)
+        eo = effects[(effects["outcome"] == o) & (effects["aggregation"] == "dynamic")]
+        # one scale per figure (pipeline.report.units): the estimator terms on the outcome's own
+        # scale; Poisson exp(b) - 1 terms only when no level estimator has dynamic rows (then
+        # without the truth line, which is on the level scale)
+        es_scale = np.array([un.estimator_scale(_base(e, metas, o), t) for e, t in zip(eo["estimator"], eo["term"])], dtype=object)
+        level = bool((es_scale == "level").any())
+        eo = eo[es_scale == ("level" if level else "proportion")]
+        if eo.empty:
+            continue
+        unit = _row_unit(eo.iloc[0], metas, units_p, has_defl)
+        res = figs.event_study_figure(eo, truth_et.get(o) if level else None, o, labels, ylabel=un.axis_label(label(o, labels), unit))
         if res is None:
             continue
         png, data = res
         files[f"figures/event_study-{o}.png"] = png
         files[f"figures/event_study-{o}.csv"] = to_csv_bytes(data)
         figures.append({"kind": "event_study", "outcome": o, "file": f"figures/event_study-{o}.png", "png": png,
-                        "caption": f"Event study: effect of joining a cluster on {label(o, labels)} by years since joining, {sig.interval}s"
-                        + ("; dashed line: true effect of the simulation" if o in truth_et else "") + "."})
+                        "caption": f"Event study: effect of joining a cluster on {label(o, labels)}, in {unit}, by years since joining, {sig.interval}s"
+                        + (f"; {TRUTH_CAPTION}" if o in truth_et else "") + "."})
         es_frames.append(data)
     if es_frames:
         es = pd.concat(es_frames, ignore_index=True)
@@ -498,12 +588,17 @@ def build_report(inputs: ReportInputs, options: dict[str, Any], seed: int) -> Re
         files["plots/event_study.csv"] = to_csv_bytes(plot)
     else:
         files["plots/event_study.csv"] = to_csv_bytes(pd.DataFrame(columns=["outcome", "estimator", "event_time", "estimate", "conf_low", "conf_high", "truth"]))
-    forest = figs.forest_figure(heads, labels, sig.ci) if len(heads) else None
-    if forest is not None:
-        files["figures/forest.png"], data = forest
-        files["figures/forest.csv"] = to_csv_bytes(data)
-        figures.append({"kind": "forest", "file": "figures/forest.png", "png": files["figures/forest.png"],
-                        "caption": f"Headline average effect on members (ATT) by estimator with {sig.interval}s."})
+    # one forest figure per scale: level effects in each outcome's unit, proportional ones
+    # (Poisson, log outcomes) in percent, 100 (e^b - 1) for log points; never on one axis
+    for scale_name, part in _forest_parts(heads, metas, units_p, has_defl, labels, sig):
+        rows, xlabels, caption = part
+        forest = figs.forest_figure(rows, labels, sig.ci, xlabels=xlabels)
+        if forest is None:
+            continue
+        fname = f"figures/forest-{scale_name}.png"
+        files[fname], data = forest
+        files[fname.replace(".png", ".csv")] = to_csv_bytes(data)
+        figures.append({"kind": "forest", "scale": scale_name, "file": fname, "png": files[fname], "caption": caption})
     for key in sorted(aux):
         if "balance" in aux[key]:
             o, _, e = key.partition("-")
@@ -530,7 +625,8 @@ def build_report(inputs: ReportInputs, options: dict[str, Any], seed: int) -> Re
         if cb["loo"] is None:
             continue
         o = cb["key"].partition("-")[0]
-        res = figs.loo_figure(cb["loo"]["table"], cb["loo"]["full"], cb["loo"]["full_ci"], f"Leave one {cb['loo']['by'].replace('_', ' ')} out: {label(o, labels)}", cb["loo"]["by"], sig.ci)
+        res = figs.loo_figure(cb["loo"]["table"], cb["loo"]["full"], cb["loo"]["full_ci"], f"Leave one {cb['loo']['by'].replace('_', ' ')} out: {label(o, labels)}", cb["loo"]["by"], sig.ci,
+                             unit=un.row_unit(o, "cs", None, units_p, has_defl))
         if res is None:
             cb["figure"] = None
             continue
@@ -539,13 +635,15 @@ def build_report(inputs: ReportInputs, options: dict[str, Any], seed: int) -> Re
         figures.append({"kind": "loo", "key": cb["key"], "file": cb["figure"], "png": files[cb["figure"]],
                         "caption": f"Leave-one-out: the effect on {label(o, labels)} re-estimated leaving out the members of one {cb['loo']['by'].replace('_', ' ')} at a time, "
                         f"{sig.interval}s; dashed line: full-sample estimate (shaded: its {sig.interval})."})
-    sens, f4 = secs.sensitivity(rel, metas, inputs.tables or {}, profile, lab_o_all, alpha)
+    sens, f4 = secs.sensitivity(rel, metas, inputs.tables or {}, profile, lab_o_all, alpha, units_p, has_defl)
     findings += f4
     for sb in sens:
         if sb["plot"] is None:
             continue
         bd = (metas.get(sb["key"]) or {}).get("sensitivity", {}).get("breakdown_mbar")
-        png = figs.sensitivity_figure(sb["plot"], f"Sensitivity: {sb['title']}", float(bd) if isnum(bd) else None, sig.ci)
+        so, _, se_ = sb["key"].partition("-")
+        png = figs.sensitivity_figure(sb["plot"], f"Sensitivity: {sb['title']}", float(bd) if isnum(bd) else None, sig.ci,
+                                      unit=un.row_unit(so, _base(se_, metas, so), None, units_p, has_defl))
         if png is None:
             sb["figure"] = None
             continue
@@ -558,7 +656,7 @@ def build_report(inputs: ReportInputs, options: dict[str, Any], seed: int) -> Re
     # ---- regression tables
     regtabs = []
     for o in sorted(effects["outcome"].dropna().astype(str).unique()):
-        rt = regression_table(effects, metas, o, labels, sig=sig)
+        rt = regression_table(effects, metas, o, labels, sig=sig, **_regtab_scales(effects, heads, metas, o, units_p, has_defl))
         regtabs.append(rt)
         files[f"tables/{o}.tex"] = rt.to_latex().encode()
         files[f"tables/{o}.md"] = rt.to_markdown().encode()
@@ -575,9 +673,9 @@ def build_report(inputs: ReportInputs, options: dict[str, Any], seed: int) -> Re
                        {sb["key"] for sb in sens if sb["withheld"]})
     content["credibility"] = cred_content(cred)
     content["sensitivity"] = [{k: v for k, v in sb.items() if k != "plot"} for sb in sens]
-    content["families"] = secs.outcome_families(effects, inputs.ingest_flow or {}, lab_o_all, PREFERRED, labels, metas)
+    content["families"] = secs.outcome_families(effects, inputs.ingest_flow or {}, lab_o_all, PREFERRED, labels, metas, units_p, has_defl)
     content["bacon_detail"] = secs.bacon(inputs.tables or {}, aux, lab_o_all)
-    content["heterogeneity"] = secs.heterogeneity(rel, metas, lab_o_all, sig.alpha)
+    content["heterogeneity"] = secs.heterogeneity(rel, metas, lab_o_all, sig.alpha, units_p, has_defl)
     content["inference"] = inference_rows(rel, metas, lab_o_all)
     content["inference_summary"] = inference_summary(content["inference"])
     content["check_summary"] = [cb["summary"] for cb in cred]
@@ -709,13 +807,21 @@ def _content(title, rel, heads, metas, aux, gsum, inputs: ReportInputs, truth_et
 
     # headline table
     headline = []
-    digits_by_outcome = {o: scale_digits(rel.loc[rel["outcome"] == o, "estimate"].tolist() + rel.loc[rel["outcome"] == o, "std_error"].tolist()) for o in outcomes}
+    # rounding per scale: a level outcome's decimals come from its level-scale rows alone
+    # (proportional Poisson / log rows never take them: pipeline.report.units.digits_for)
+    units_p, has_defl = _units_params(inputs.params, inputs.ingest_flow)
+    lev = [un.effect_scale(str(o), _base(e, metas, o), t) == "level" for o, e, t in zip(rel["outcome"], rel["estimator"], rel["term"])]
+    lev_rows = rel[np.array(lev, dtype=bool)] if len(rel) else rel
+    digits_by_outcome = {o: scale_digits(lev_rows.loc[lev_rows["outcome"] == o, "estimate"].tolist() + lev_rows.loc[lev_rows["outcome"] == o, "std_error"].tolist()) for o in outcomes}
     for _, r in heads.iterrows():
         sup = bool(r["suppressed"])
-        dg = digits_by_outcome.get(str(r["outcome"]), 3)
+        sc = un.effect_scale(str(r["outcome"]), _base(r["estimator"], metas, r["outcome"]), r["term"])
+        dg = un.digits_for(sc, digits_by_outcome.get(str(r["outcome"]), 3))
         meta = metas.get(f"{r['outcome']}-{r['estimator']}", {})
         headline.append({
             "outcome": lab_o.get(str(r["outcome"]), str(r["outcome"])),
+            "unit": _row_unit(r, metas, units_p, has_defl),
+            "scale": sc,
             "estimator": lab_e(r["estimator"]),
             "estimate": "withheld" if sup else fmt_fixed(r["estimate"], dg),
             "ci": "" if sup else f"[{fmt_fixed(r['conf_low'], dg)}, {fmt_fixed(r['conf_high'], dg)}]",
@@ -740,8 +846,9 @@ def _content(title, rel, heads, metas, aux, gsum, inputs: ReportInputs, truth_et
         b = float(r["estimate"])
         significant = sig.significant(r["p_value"])
         direction = "higher" if b > 0 else "lower"
-        s = (f"{lab_o[o]}: according to the {lab_e(pref)} estimator, members' outcomes were {fmt(abs(b))} {direction} than they would have been without membership "
-             f"({sig.interval} {fmt(r['conf_low'])} to {fmt(r['conf_high'])}")
+        unit = _row_unit(r, metas, units_p, has_defl)
+        s = (f"{lab_o[o]}: according to the {lab_e(pref)} estimator, members' outcomes were {fmt(abs(b))} {unit} {direction} than they would have been without membership "
+             f"({sig.interval} {fmt(r['conf_low'])} to {fmt(r['conf_high'])} {unit}")
         if o.startswith("log_"):
             s += f"; about {_pct_from_log(b)}"
         elif o in SHARE_OUTCOMES:  # 0/1 outcomes: the effect on a probability
@@ -749,10 +856,10 @@ def _content(title, rel, heads, metas, aux, gsum, inputs: ReportInputs, truth_et
         s += "). " + (f"The effect is statistically significant at the {sig.level} level." if significant else "The interval includes zero: no significant effect can be established.")
         # the range only over estimators on the preferred one's scale (Poisson estimators
         # report proportional effects, the others effects on the outcome's own scale)
-        same = h[h["estimator"].isin(secs.POISSON) == (pref in secs.POISSON)]
+        same = h[np.array([_row_unit(x, metas, units_p, has_defl) == unit for _, x in h.iterrows()], dtype=bool)]
         if len(same) > 1:
             lo, hi = float(same["estimate"].min()), float(same["estimate"].max())
-            s += f" Across {len(same)} estimators on this scale the headline estimate ranges from {fmt(lo)} to {fmt(hi)}."
+            s += f" Across {len(same)} estimators on this scale the headline estimate ranges from {fmt(lo)} to {fmt(hi)} {unit}."
         for e in [e for e in PREFERRED if e in set(h["estimator"].astype(str))] + sorted(set(h["estimator"].astype(str)) - set(PREFERRED)):
             drop = secs.unbalanced_drop(metas.get(f"{o}-{e}") or {})
             ds = ""
@@ -769,9 +876,10 @@ def _content(title, rel, heads, metas, aux, gsum, inputs: ReportInputs, truth_et
                 s += " " + ds
                 drop_first[ds] = lab_o[o]
                 drop_statements.append(f"{lab_o[o]}: {ds}")
-        tt = _true_overall(truth_et.get(o))
+        shown_truth = truth_et.get(o)
+        tt = _true_overall(inputs.truth, metas, o, profile) if shown_truth is not None and (shown_truth["event_time"] >= 0).any() else None
         if tt is not None:
-            s += f" In this simulated sample the true average effect is {fmt(tt)}."
+            s += f" In this simulated sample the true average effect is {fmt(tt)} {unit}."
         findings_text.append(s)
 
     # credibility checks
@@ -852,7 +960,7 @@ def _content(title, rel, heads, metas, aux, gsum, inputs: ReportInputs, truth_et
                            "see Disclosure control) and are blank in all tables and figures.")
     for r in skip["rows"]:
         limitations.append(f"Not estimated: {r['text']}")
-    ps = secs.price_sentence(outcomes, deflated, lab_o)
+    ps = secs.price_sentence(outcomes, deflated, lab_o, ((inputs.params or {}).get("units") or {}).get("price_base_year"))
     if ps:
         limitations.append(ps)
     synthetic = "These results come from a synthetic (simulated) economy, not from real firms." if inputs.truth is not None and len(inputs.truth) else ""
@@ -895,7 +1003,8 @@ def _content(title, rel, heads, metas, aux, gsum, inputs: ReportInputs, truth_et
     pkg_grid = [pkg_rows[i:i + 3] for i in range(0, len(pkg_rows), 3)]
     mach_rows = [{"key": str(k), "value": str(v)} for k, v in sorted((prov.get("machine") or {}).items())]
 
-    page_one = hl.rows(rel, heads, metas, PREFERRED, lab_o, lab_e, sig.alpha, withheld_sensitivity or set())
+    page_one = hl.rows(rel, heads, metas, PREFERRED, lab_o, lab_e, sig.alpha, withheld_sensitivity or set(),
+                       unit_of=lambda r: _row_unit(r, metas, units_p, has_defl))
     sd = summary.to_dict()
     return {
         "title": title,

@@ -50,6 +50,8 @@ RC = {
     "text.usetex": False,
 }
 DPI = 130
+# legend entry of the truth line (models.truth: the estimated cohorts, cohort-size weights)
+TRUTH_LABEL = "True ATT(e) (simulation; estimated cohorts, cohort-size weights)"
 
 
 def plain_text(fig) -> None:
@@ -77,9 +79,12 @@ def _color(i: int) -> str:
     return PALETTE[i % len(PALETTE)]
 
 
-def event_study_figure(rows: pd.DataFrame, truth: pd.DataFrame | None, outcome: str, labels: dict) -> tuple[bytes, pd.DataFrame] | None:
-    """``rows``: released dynamic rows of one outcome (estimate NaN where suppressed, column
-    ``suppressed``). ``truth``: per event time ``att`` (n_firms-weighted over cohorts) or None."""
+def event_study_figure(rows: pd.DataFrame, truth: pd.DataFrame | None, outcome: str, labels: dict,
+                       ylabel: str | None = None) -> tuple[bytes, pd.DataFrame] | None:
+    """``rows``: released dynamic rows of one outcome on one scale (estimate NaN where
+    suppressed, column ``suppressed``). ``truth``: per event time ``att`` (models.truth) or
+    None. ``ylabel``: the axis text with the unit (pipeline.report.units.axis_label); it is
+    also the ``y_label`` column of the returned data."""
     d = rows[(rows["aggregation"] == "dynamic") & rows["event_time"].notna()].copy()
     if d.empty:
         return None
@@ -105,11 +110,12 @@ def event_study_figure(rows: pd.DataFrame, truth: pd.DataFrame | None, outcome: 
         if truth is not None and len(truth):
             # the truth line only over the estimated event-time window
             t = truth[(truth["event_time"] >= et_lo) & (truth["event_time"] <= et_hi)].sort_values("event_time")
-            ax.plot(t["event_time"].to_numpy(float), t["att"].to_numpy(float), color="#222222", lw=1.2, ls="--", label="True effect (simulation)")
+            ax.plot(t["event_time"].to_numpy(float), t["att"].to_numpy(float), color="#222222", lw=1.2, ls="--", label=TRUTH_LABEL)
         ax.axhline(0, color="#555555", lw=0.8)
         ax.axvline(-0.5, color="#999999", lw=0.8, ls=":")
         ax.set_xlabel("Years relative to joining the cluster")
-        ax.set_ylabel(f"Effect on {label(outcome, labels)}")
+        ylabel = ylabel or f"Effect on {label(outcome, labels)}"
+        ax.set_ylabel(ylabel)
         et = sorted(d["event_time"].unique())
         if len(et) <= 25:
             ax.set_xticks(et)
@@ -123,11 +129,14 @@ def event_study_figure(rows: pd.DataFrame, truth: pd.DataFrame | None, outcome: 
         data = data.merge(truth[["event_time", "att"]].rename(columns={"att": "truth"}), on="event_time", how="left")
     else:
         data["truth"] = np.nan
+    data["y_label"] = ylabel
     return png, data.sort_values(["estimator", "event_time"]).reset_index(drop=True)
 
 
-def forest_figure(heads: pd.DataFrame, labels: dict, ci: str = "95%") -> tuple[bytes, pd.DataFrame] | None:
-    """Headline estimate and ``ci`` interval (the report's 1 − alpha) per estimator, one panel per outcome."""
+def forest_figure(heads: pd.DataFrame, labels: dict, ci: str = "95%", xlabels: dict | None = None) -> tuple[bytes, pd.DataFrame] | None:
+    """Headline estimate and ``ci`` interval (the report's 1 − alpha) per estimator, one panel
+    per outcome, all rows on one scale (the report draws one figure per scale). ``xlabels``:
+    per outcome the axis text with its unit (column ``x_label`` of the returned data)."""
     if heads.empty:
         return None
     outcomes = sorted(heads["outcome"].astype(str).unique())
@@ -149,9 +158,10 @@ def forest_figure(heads: pd.DataFrame, labels: dict, ci: str = "95%") -> tuple[b
             ax.set_ylim(-0.6, len(part) - 0.4)
             ax.set_title(label(o, labels), loc="left", fontsize=9, fontweight="bold")
             ax.grid(axis="y", visible=False)
-        axes[-1, 0].set_xlabel(f"Average effect on members (ATT) with {ci} interval")
+            ax.set_xlabel((xlabels or {}).get(o) or f"Average effect on members (ATT) with {ci} interval", fontsize=8)
         png = png_bytes(fig)
     data = heads[["outcome", "estimator", "aggregation", "estimate", "conf_low", "conf_high", "n_obs", "n_treated", "suppressed"]].copy()
+    data["x_label"] = data["outcome"].astype(str).map(lambda o: (xlabels or {}).get(o) or f"Average effect on members (ATT) with {ci} interval")
     return png, data.sort_values(["outcome", "estimator"]).reset_index(drop=True)
 
 
@@ -237,7 +247,8 @@ def overlap_figure(tab: pd.DataFrame, title: str) -> tuple[bytes, pd.DataFrame] 
     return png, d.reset_index(drop=True)
 
 
-def loo_figure(tab: pd.DataFrame, full: float | None, full_ci: tuple, title: str, by: str, ci: str = "95%") -> tuple[bytes, pd.DataFrame] | None:
+def loo_figure(tab: pd.DataFrame, full: float | None, full_ci: tuple, title: str, by: str, ci: str = "95%",
+               unit: str | None = None) -> tuple[bytes, pd.DataFrame] | None:
     """Estimate (``ci`` CI, the report's 1 − alpha) per left-out value of ``by`` (released ``leave_one_out`` table:
     blanked rows are not drawn) with the full-sample estimate as a line (CI band if given)."""
     if tab is None or not len(tab) or not {"left_out", "estimate", "conf_low", "conf_high"} <= set(tab.columns):
@@ -262,7 +273,8 @@ def loo_figure(tab: pd.DataFrame, full: float | None, full_ci: tuple, title: str
         ax.set_yticks(ys)
         ax.set_yticklabels([str(v) for v in d["left_out"]])
         ax.set_ylabel(f"Left out ({by.replace('_', ' ')})")
-        ax.set_xlabel(f"Average effect on members (ATT) with {ci} interval")
+        xlabel = f"Average effect on members (ATT){', ' + unit if unit else ''}, {ci} interval"
+        ax.set_xlabel(xlabel)
         ax.set_title(title, loc="left", fontsize=9, fontweight="bold")
         ax.grid(axis="y", visible=False)
         ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.28 if len(d) < 8 else -0.12), ncol=3, fontsize=7.5)
@@ -275,10 +287,11 @@ def loo_figure(tab: pd.DataFrame, full: float | None, full_ci: tuple, title: str
     data["full_sample_estimate"] = np.nan if full is None else float(full)
     data["full_sample_conf_low"] = np.nan if full_ci[0] is None else float(full_ci[0])
     data["full_sample_conf_high"] = np.nan if full_ci[1] is None else float(full_ci[1])
+    data["x_label"] = xlabel
     return png, data
 
 
-def sensitivity_figure(plot: pd.DataFrame, title: str, breakdown: float | None, ci: str = "95%") -> bytes | None:
+def sensitivity_figure(plot: pd.DataFrame, title: str, breakdown: float | None, ci: str = "95%", unit: str | None = None) -> bytes | None:
     """Original CI (M̄ = 0, the average of the post-period coefficients) and HonestDiD
     relative-magnitude robust CIs for each M̄ (Rambachan & Roth 2023, their Figure 4 style)."""
     if plot is None or not len(plot):
@@ -304,7 +317,7 @@ def sensitivity_figure(plot: pd.DataFrame, title: str, breakdown: float | None, 
         ax.set_xticks(ticks)
         ax.set_xticklabels([f"{t:g}" for t in ticks])
         ax.set_xlabel("M̄: post-treatment violation at most M̄ × the largest pre-treatment violation")
-        ax.set_ylabel("Average post-period effect")
+        ax.set_ylabel("Average post-period effect" + (f", {unit}" if unit else ""))
         ax.set_title(title, loc="left", fontsize=9, fontweight="bold")
         ax.legend(loc="upper left", fontsize=7.5)
         return png_bytes(fig)

@@ -26,8 +26,11 @@ Rules (one function each, unit-tested in tests/test_report_headline.py):
 * :func:`answer` — "higher"/"lower" when the preferred estimate is significant at alpha,
   else "not significant".
 
-Percentages are the display transform 100 (e^b − 1) of a log-point effect (and of its
-interval ends: the transform is monotone), as everywhere else in the report.
+Scales are those of :mod:`pipeline.report.units` (the estimator terms' scales in
+``models.registry.SCALES``): a proportional effect is shown in percent
+(:func:`pipeline.report.units.percent`: 100 p for an ``exp(b) − 1`` term, 100 (e^b − 1) for
+log points, interval ends likewise — the transforms are monotone), a level effect with its
+unit (:func:`pipeline.report.units.row_unit`, given by the caller as ``unit_of``).
 """
 
 from __future__ import annotations
@@ -35,13 +38,13 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from . import units as un
 from .tables import fmt, fmt_p, isnum
 
 PRODUCTIVITY = ("log_labour_productivity", "labour_productivity", "log_tfp")
 EXPORTS = ("exports", "export_status", "log_exports", "export_intensity")
 PATENTS = ("patents", "patent_status")
 SHARE_OUTCOMES = ("export_status", "patent_status")  # 0/1 outcomes: percentage points
-POISSON = ("ppml", "etwfe_poisson")  # proportional effects
 
 LIGHT_TEXT = {"green": "no concern", "amber": "caution", "red": "concern", "none": "not available", "withheld": "withheld"}
 
@@ -62,24 +65,32 @@ def outcome_order(outcomes: list[str]) -> list[str]:
     return first + sorted(o for o in set(outcomes) if o not in first)
 
 
-def scale(outcome: str, estimator: str) -> str:
-    """``percent`` (log outcome or proportional estimator), ``pp`` (0/1 outcome) or ``level``."""
-    if estimator in POISSON or outcome.startswith("log_"):
+def scale(outcome: str, estimator: str, term: Any = None) -> str:
+    """``percent`` (a proportional effect: Poisson log/proportion terms, any effect on a log
+    outcome; :func:`pipeline.report.units.effect_scale`), ``pp`` (a level effect on a 0/1
+    outcome) or ``level``. ``estimator``: the registry key (a variant's base)."""
+    if un.effect_scale(outcome, estimator, term) == "proportional":
         return "percent"
-    if outcome in SHARE_OUTCOMES:
-        return "pp"
-    return "level"
+    return "pp" if outcome in SHARE_OUTCOMES else "level"
+
+
+def value(x: Any, kind: str, estimator: str = "", term: Any = None) -> float:
+    """``x`` on its display scale: percent, percentage points or the level itself."""
+    if not isnum(x):
+        return float("nan")
+    v = float(x)
+    return un.percent(v, estimator, term) if kind == "percent" else 100 * v if kind == "pp" else v
 
 
 def show(x: Any, kind: str, sign: bool = True) -> str:
-    """One number on its display scale ('' when missing)."""
+    """A value already on its display scale (:func:`value`) as text ('' when missing)."""
     if not isnum(x):
         return ""
     v = float(x)
     if kind == "percent":
-        return f"{(math.exp(v) - 1) * 100:{'+' if sign else ''}.1f}%"
+        return f"{v:{'+' if sign else ''}.1f}%"
     if kind == "pp":
-        return f"{v * 100:{'+' if sign else ''}.1f} pp"
+        return f"{v:{'+' if sign else ''}.1f} pp"
     s = fmt(v)
     return ("+" + s if sign and v > 0 else s)
 
@@ -115,10 +126,19 @@ def answer(estimate: Any, p: Any, alpha: float) -> str:
 
 
 def rows(effects, heads, metas: dict[str, dict], preferred: tuple[str, ...], lab_o: dict[str, str], lab_e, alpha: float,
-         withheld_sensitivity: set[str]) -> list[dict[str, Any]]:
+         withheld_sensitivity: set[str], unit_of=None) -> list[dict[str, Any]]:
     """The page-one rows. ``effects``: released tidy rows of effect estimators (column
     ``suppressed``); ``heads``: their headline rows (one per outcome x estimator);
-    ``withheld_sensitivity``: meta keys whose HonestDiD analysis disclosure control withheld."""
+    ``withheld_sensitivity``: meta keys whose HonestDiD analysis disclosure control withheld;
+    ``unit_of(row)``: the unit label of a level row ('' when not given)."""
+    unit_of = unit_of or (lambda r: "")
+
+    def base(o: str, e: str) -> str:  # a named variant's registry key
+        return str((metas.get(f"{o}-{e}") or {}).get("base_estimator") or e)
+
+    def kind_of(r) -> str:
+        return scale(str(r["outcome"]), base(str(r["outcome"]), str(r["estimator"])), r.get("term"))
+
     out = []
     outcomes = sorted(heads["outcome"].dropna().astype(str).unique())
     for o in outcome_order(outcomes):
@@ -132,11 +152,13 @@ def rows(effects, heads, metas: dict[str, dict], preferred: tuple[str, ...], lab
                                                                        next((e for e in preferred if e in hests), hests[0]))
         r = h[h["estimator"] == pref].iloc[0]
         sup = pref not in rel_ests
-        kind = scale(o, pref)
-        same = released[released["estimator"].isin(POISSON) == (pref in POISSON)]
-        rng = ""
-        if len(same) > 1:
-            rng = f"{show(same['estimate'].min(), kind)} to {show(same['estimate'].max(), kind)} ({len(same)})"
+        kind = kind_of(r)
+        unit = {"percent": "%", "pp": "percentage points"}.get(kind) or unit_of(r)
+        # the range over the estimators on the preferred one's scale (and unit) only
+        same = [x for _, x in released.iterrows() if kind_of(x) == kind and (kind != "level" or unit_of(x) == unit_of(r))]
+        vals = [value(x["estimate"], kind, base(o, str(x["estimator"])), x.get("term")) for x in same]
+        rng = f"{show(min(vals), kind)} to {show(max(vals), kind)} ({len(vals)})" if len(vals) > 1 else ""
+        conv = lambda x: value(x, kind, base(o, pref), r.get("term"))  # noqa: E731
         # pre-trend test: the preferred estimator's, else the first in preference order with one
         pt_est = next((e for e in [pref, *preferred, *sorted(ests)] if e in ests and isnum(((metas.get(f"{o}-{e}") or {}).get("pretrend") or {}).get("p_value"))), None)
         pt_p = ((metas.get(f"{o}-{pt_est}") or {}).get("pretrend") or {}).get("p_value") if pt_est else None
@@ -160,11 +182,10 @@ def rows(effects, heads, metas: dict[str, dict], preferred: tuple[str, ...], lab
             "outcome": lab_o.get(o, o),
             "estimator": lab_e(pref),
             "answer": answer(None if sup else r["estimate"], r["p_value"], alpha),
-            "effect": "withheld" if sup else show(r["estimate"], kind),
-            "ci": "" if sup else f"{show(r['conf_low'], kind)} to {show(r['conf_high'], kind)}",
-            # level effects are in the outcome's own unit (named in its label; unit labels of
-            # their own are partial: pipeline/report/units.py of issue 20 item 2 drops in here)
+            "effect": "withheld" if sup else show(conv(r["estimate"]), kind),
+            "ci": "" if sup else f"{show(conv(r['conf_low']), kind)} to {show(conv(r['conf_high']), kind)}",
             "scale": {"percent": "percent", "pp": "percentage points"}.get(kind, "level"),
+            "unit": unit,
             "range": rng,
             "lights": lights,
         })

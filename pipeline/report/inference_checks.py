@@ -21,6 +21,10 @@ Rules (thresholds and citations in :mod:`models.inference.few_clusters`):
   G1 <= 3: ``concern`` whatever the method — no cluster-robust inference is reliable
   (MacKinnon & Webb 2017, 2018), prefer randomization inference.
 
+* the estimator's own ``meta["inference_verdict"]`` (``verdict``, ``sentence``, ``numbers``),
+  when its inference is not cluster-robust by design (``sdid``: placebo / jackknife / bootstrap
+  over the aggregate units), replaces these rules.
+
 Other warnings the estimator recorded in ``meta["warnings"]`` (beyond the few-clusters
 ones) are passed through in ``notes``.
 """
@@ -64,6 +68,10 @@ def verdict(meta: dict[str, Any]) -> dict[str, Any]:
         p for p in (f"vcov = {vc}" if vc else "", f"clusters = {fmt_int(G)}" if G else "",
                     f"treated clusters = {fmt_int(G1)}" if G1 is not None else "") if p
     )
+    own = meta.get("inference_verdict")  # an estimator whose inference is not cluster-robust by design (sdid)
+    if isinstance(own, dict) and own.get("sentence"):
+        return {"verdict": own.get("verdict", "note"), "sentence": str(own["sentence"]),
+                "numbers": str(own.get("numbers") or numbers), "n_clusters": G, "n_treated_clusters": G1}
     robust = kind in ("wild", "crv3")
     method = {"wild": "the wild cluster restricted bootstrap", "crv3": "the CRV3 jackknife"}.get(kind, "")
     on = f" by {by.replace('_', ' ')}" if by else ""

@@ -107,7 +107,7 @@ def _page_one(c: dict[str, Any], figures: list[dict[str, Any]], ci: str) -> str:
                  "stroke: none, inset: (x: 4pt, y: 3pt),",
                  "table.header(table.hline(stroke: 1pt),", ", ".join(_cell(h, bold=True) for h in head) + ",", "table.hline(stroke: 0.5pt)),"]
         for r in rows:
-            first = f"[#{ts(r['outcome'])} \\ #text(size: 6.5pt, fill: rgb(\"#5b6673\"), {ts(r['estimator'])})]"
+            first = f"[#{ts(r['outcome'])} \\ #text(size: 6.5pt, fill: rgb(\"#5b6673\"), {ts(r['estimator'] + ('; ' + r['unit'] if r.get('scale') == 'level' and r.get('unit') else ''))})]"
             cells = [first, _cell(r["answer"]), _cell(r["effect"], bold=True), _cell(r["ci"]), _cell(r["range"])]
             cells += [_light(r["lights"][k]["light"], r["lights"][k]["text"]) for k in ("pretrend", "sensitivity", "disclosure")]
             parts.append(", ".join(cells) + ",")
@@ -213,11 +213,11 @@ def typst_source(c: dict[str, Any], figures: list[dict[str, Any]]) -> str:
     if c["missing"]["estimates"]:
         out.append(_absent("No headline estimates are available."))
     else:
-        out.append(_table(["Outcome", "Estimator", "ATT", ci, "SE", "p", "Obs.", "Treated"],
-                          [[h["outcome"], h["estimator"], h["estimate"], h["ci"], h["se"], h["p"], h["n_obs"], h["n_treated"]] for h in c["headline"]],
-                          ["left", "left", "right", "right", "right", "right", "right", "right"], size="8pt"))
+        out.append(_table(["Outcome", "Estimator", "Unit", "ATT", ci, "SE", "p", "Obs.", "Treated"],
+                          [[h["outcome"], h["estimator"], h.get("unit", ""), h["estimate"], h["ci"], h["se"], h["p"], h["n_obs"], h["n_treated"]] for h in c["headline"]],
+                          ["left", "left", "left", "right", "right", "right", "right", "right", "right"], size="8pt"))
         if any(f["kind"] == "forest" for f in figures):
-            out.append(_absent("The forest figure of these estimates is in the Executive summary."))
+            out.append(_absent("The forest figure(s) of these estimates are in the Executive summary."))
 
     out.append(_h(1, "Regression tables"))
     if not c["regtabs"]:

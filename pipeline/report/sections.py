@@ -171,7 +171,7 @@ def _original_ci(rel_part: pd.DataFrame, vcov: pd.DataFrame | None, post: list[i
 
 
 def sensitivity(rel: pd.DataFrame, metas: dict[str, dict], tables: dict[str, dict[str, pd.DataFrame]], profile: sdc.Profile,
-                lab_o: dict[str, str], alpha: float) -> tuple[list[dict[str, Any]], list[sdc.Finding]]:
+                lab_o: dict[str, str], alpha: float, units: dict | None = None, has_deflators: bool = False) -> tuple[list[dict[str, Any]], list[sdc.Finding]]:
     """Per outcome x estimator with ``meta["sensitivity"]``: the robust-interval table, the
     plot data (original CI at M̄ = 0, then robust CIs by M̄), the breakdown sentence and the
     pre-test power sentence. Withheld when any dynamic row of that event study was."""
@@ -220,11 +220,14 @@ def sensitivity(rel: pd.DataFrame, metas: dict[str, dict], tables: dict[str, dic
             # bias of the average post-period coefficient from an undetected linear trend
             # delta_t = slope * (t + 1) (reference period -1), averaged over the post periods
             bias = float(s50) * float(np.mean([p + 1 for p in post])) if post else float("nan")
-            s = (f"A linear pre-trend with slope {fmt(s50, 4)} per year would be detected only half of the time"
+            from .units import row_unit
+
+            u = row_unit(o, str((metas[key] or {}).get("base_estimator") or e), None, units, has_deflators)
+            s = (f"A linear pre-trend with slope {fmt(s50, 4)} {u} per year would be detected only half of the time"
                  + (f" (80% of the time at slope {fmt(s80, 4)})" if isnum(s80) else "")
                  + f" by the pre-test over {len(pre)} pre-period(s).")
             if orig is not None and isnum(bias) and orig[0] != 0:
-                s += (f" Such a trend would shift the average post-period effect by about {fmt(bias, 4)}, {abs(bias / orig[0]):.0%} of the estimate ({fmt(orig[0], 4)}); "
+                s += (f" Such a trend would shift the average post-period effect by about {fmt(bias, 4)} {u}, {abs(bias / orig[0]):.0%} of the estimate ({fmt(orig[0], 4)} {u}); "
                       "the pre-test is weak evidence of parallel trends when trends it misses this often would matter for the conclusion (Roth 2022).")
             else:
                 s += " The pre-test is weak evidence of parallel trends when trends of this size would matter for the conclusion (Roth 2022)."
@@ -240,16 +243,16 @@ def sensitivity(rel: pd.DataFrame, metas: dict[str, dict], tables: dict[str, dic
 # --------------------------------------------------------------------------- outcome families
 
 ZEROS_NOTE = ("For outcomes with many zeros (exports, patent applications) the report does not use log(1 + y) or asinh(y): with zeros, an average effect on "
-              "such a transformation is not a percentage effect and depends on the arbitrary units of y (rescaling y, e.g. euro instead of thousand euro, "
+              "such a transformation is not a percentage effect and depends on the arbitrary units of y (rescaling y, e.g. from thousands of the currency to single units, "
               "changes it), because it mixes the extensive and intensive margins (Chen & Roth 2024, QJE 139(2)). The report shows instead the level effect, "
               "the extensive margin (share with y > 0) and the Poisson (PPML) proportional effect, which is well defined with zeros.")
 
 ESTIMANDS = {
     "log_labour_productivity": "% change in real value added per employee (log points; 100 (e^β − 1) is the percentage effect).",
-    "labour_productivity": "Change in real value added per employee (thousand euro of the base year per employee).",
+    "labour_productivity": "Change in real value added per employee ({unit}).",
     "log_tfp": "% change in total factor productivity (log points): log real value added minus the estimated labour and capital elasticities times log employment and log capital.",
     "export_status": "Extensive margin of exporting: change in the probability of exporting, in percentage points (the estimate × 100).",
-    "exports": "Level effect on exports in thousand euro per firm and year (zeros included); the PPML estimator gives the proportional (percentage) effect.",
+    "exports": "Level effect on exports per firm and year, {unit} (zeros included); the PPML estimator gives the proportional (percentage) effect.",
     "log_exports": "Intensive margin: % change in exports among exporting firms (log points; zeros excluded).",
     "export_intensity": "Change in the export share of turnover.",
     "patents": "Change in the number of patent applications per firm and year (count, zeros included); PPML and ETWFE Poisson give the proportional (percentage) effect.",
@@ -316,9 +319,13 @@ def _holm_across_outcomes(rel: pd.DataFrame, outcomes: list[str], prefer: tuple[
     }
 
 
-def outcome_families(rel: pd.DataFrame, ingest_flow: dict[str, Any], lab_o: dict[str, str], prefer: tuple[str, ...], labels: dict[str, str], metas: dict[str, dict] | None = None) -> list[dict[str, Any]]:
+def outcome_families(rel: pd.DataFrame, ingest_flow: dict[str, Any], lab_o: dict[str, str], prefer: tuple[str, ...], labels: dict[str, str], metas: dict[str, dict] | None = None,
+                     units: dict | None = None, has_deflators: bool = False) -> list[dict[str, Any]]:
     """Per outcome: the estimand in words, notes (TFP production function, zeros), and for
-    exports / patents the margin split from whatever was estimated."""
+    exports / patents the margin split from whatever was estimated. Units of level effects
+    from ``units`` (params) via :func:`pipeline.report.units.unit_label`."""
+    from .units import unit_label
+
     outcomes = sorted(rel["outcome"].dropna().astype(str).unique())
     mt = _holm_across_outcomes(rel, outcomes, prefer, metas)
     out = []
@@ -356,7 +363,7 @@ def outcome_families(rel: pd.DataFrame, ingest_flow: dict[str, Any], lab_o: dict
             r = _pref_row(rel, o, prefer)
             if r is not None:
                 margins.append({"margin": "Level (zeros included)", "source": f"{label(o, labels)}, {label(r['estimator'], {}, ESTIMATOR_LABELS)}",
-                                "value": _ci(r, 1.0, 2) + (" thousand euro" if o == "exports" else " applications per firm-year")})
+                                "value": _ci(r, 1.0, 2) + " " + unit_label(o, "level", units, has_deflators)})
             for e in POISSON:
                 part = rel[(rel["outcome"] == o) & (rel["estimator"] == e) & ~rel["suppressed"].astype(bool) & rel["estimate"].notna()]
                 pct = part[part["term"] == "pct"]
@@ -366,11 +373,11 @@ def outcome_families(rel: pd.DataFrame, ingest_flow: dict[str, Any], lab_o: dict
                     s = part[part["aggregation"] == "simple"]
                     if len(s):
                         r = s.iloc[0]
-                        margins.append({"margin": "Proportional (Poisson), heterogeneous cohort-time effects", "source": f"{label(e, {}, ESTIMATOR_LABELS)} ({r['term']})",
-                                        "value": _ci(r, 1.0, 3) + " (scale as estimated)"})
+                        margins.append({"margin": "Level (ETWFE Poisson average partial effect), heterogeneous cohort-time effects", "source": f"{label(e, {}, ESTIMATOR_LABELS)} ({r['term']})",
+                                        "value": _ci(r, 1.0, 3) + " " + unit_label(o, "level", units, has_deflators)})
         if o in mt:
             notes.append(mt[o])
-        out.append({"outcome": lab_o.get(o, o), "key": o, "estimand": ESTIMANDS.get(o, "Change in the outcome on its own scale."), "notes": notes, "margins": margins})
+        out.append({"outcome": lab_o.get(o, o), "key": o, "estimand": ESTIMANDS.get(o, "Change in the outcome on its own scale ({unit}).").format(unit=unit_label(o, "level", units, has_deflators)), "notes": notes, "margins": margins})
     return out
 
 
@@ -417,7 +424,8 @@ def bacon(tables: dict[str, dict[str, pd.DataFrame]], aux: dict[str, dict[str, p
 # --------------------------------------------------------------------------- heterogeneity
 
 
-def heterogeneity(rel: pd.DataFrame, metas: dict[str, dict], lab_o: dict[str, str], alpha: float = 0.05) -> list[dict[str, Any]]:
+def heterogeneity(rel: pd.DataFrame, metas: dict[str, dict], lab_o: dict[str, str], alpha: float = 0.05,
+                  units: dict | None = None, has_deflators: bool = False) -> list[dict[str, Any]]:
     """Per outcome: subgroup ATTs (Callaway-Sant'Anna) by dimension with the Wald test of
     equality judged at ``alpha`` (``estimate.alpha``), from the *released* rows (suppressed
     subgroups show as withheld)."""
@@ -451,7 +459,10 @@ def heterogeneity(rel: pd.DataFrame, metas: dict[str, dict], lab_o: dict[str, st
         small = [k for k in skipped if ":" in k]  # "<dimension>:<level>" too small; a bare dimension was not split at all
         whole = [f"Not split by {k.replace('_', ' ')}: {skipped[k]}." for k in sorted(skipped) if ":" not in k]
         note = (f"{len(small)} subgroup(s) too small to estimate (fewer than the minimum of member firms)." if small else "")
-        out.append({"outcome": lab_o.get(o, o), "dims": dims, "skipped": " ".join([note] + whole).strip()})
+        from .units import row_unit
+
+        unit = row_unit(o, "cs", None, units, has_deflators)  # subgroup ATTs are Callaway-Sant'Anna simple ATTs
+        out.append({"outcome": f"{lab_o.get(o, o)} (ATT in {unit})", "dims": dims, "skipped": " ".join([note] + whole).strip()})
     return out
 
 
@@ -473,16 +484,18 @@ def price_wording(text: str, deflated: bool | None) -> str:
     return text
 
 
-def price_sentence(outcomes: list[str], deflated: bool | None, names: dict[str, str] | None = None) -> str:
+def price_sentence(outcomes: list[str], deflated: bool | None, names: dict[str, str] | None = None, base_year: int | None = None) -> str:
     """One limitation sentence on the price basis of value-added outcomes (none when no
-    estimated outcome is deflated in :mod:`pipeline.outcomes`, or the basis is unknown)."""
+    estimated outcome is deflated in :mod:`pipeline.outcomes`, or the basis is unknown);
+    ``base_year``: ``units.price_base_year`` (the year the deflators equal 1), if stated."""
     from ..outcomes import REGISTRY
 
     hit = [o for o in outcomes if getattr(REGISTRY.get(o), "deflated", False)]
     if deflated is None or not hit:
         return ""
     if deflated:
-        return "Value added is deflated by the sector-year price indices of data.deflators (real values, base year 2015)."
+        return ("Value added is deflated by the sector-year price indices of data.deflators (real values"
+                + (f", {int(base_year)} prices)." if base_year is not None else "; the base year is not stated: set units.price_base_year)."))
     return ("Value added is nominal (current prices): no deflators were given (data.deflators), so effects on "
             + ", ".join((names or {}).get(o, o) for o in hit) + " include any price changes. Add data.deflators for real values.")
 

@@ -26,6 +26,7 @@ ESTIMATOR_LABELS = {
     "imputation": "Imputation (BJS)",
     "did2s": "Two-stage DiD",
     "lpdid": "Local-projections DiD",
+    "sdid": "Synthetic DiD",
     "bacon": "Bacon decomposition",
     "matching": "Matching",
     "weighting": "Weighting",
@@ -293,9 +294,12 @@ def _latex_stars(s: str) -> str:
 
 
 def regression_table(tidy: pd.DataFrame, metas: dict[str, dict], outcome: str, labels: dict[str, str], suppressed_mark: str = "[suppressed]",
-                     sig: Significance | None = None) -> RegTable:
+                     sig: Significance | None = None, units: dict[str, str] | None = None, digits_of: dict[str, int] | None = None) -> RegTable:
     """The etable of one outcome from released tidy rows (``estimate`` NaN + ``suppressed``
-    True -> the suppressed mark); stars at the levels of ``sig`` (``estimate.alpha``)."""
+    True -> the suppressed mark); stars at the levels of ``sig`` (``estimate.alpha``).
+    ``units``: per estimator the unit of its estimates (a "Unit" foot row;
+    pipeline.report.units.row_unit); ``digits_of``: per estimator the decimals of its scale
+    (a proportional Poisson column is not rounded like the level columns)."""
     sig = sig or Significance()
     part = tidy[tidy["outcome"] == outcome]
     digits = scale_digits(part["estimate"].tolist() + part["std_error"].tolist())
@@ -305,10 +309,11 @@ def regression_table(tidy: pd.DataFrame, metas: dict[str, dict], outcome: str, l
     cells: dict[str, dict[str, tuple[str, str]]] = {}
 
     def put(key: str, est: str, r: pd.Series) -> None:
+        d = (digits_of or {}).get(est, digits)
         if bool(r.get("suppressed", False)):
             cells.setdefault(key, {})[est] = (suppressed_mark, "")
         else:
-            cells.setdefault(key, {})[est] = (fmt_fixed(r["estimate"], digits) + stars(r["p_value"], sig), f"({fmt_fixed(r['std_error'], digits)})" if isnum(r["std_error"]) else "")
+            cells.setdefault(key, {})[est] = (fmt_fixed(r["estimate"], d) + stars(r["p_value"], sig), f"({fmt_fixed(r['std_error'], d)})" if isnum(r["std_error"]) else "")
 
     if len(heads):
         rows.append(("ATT", label("ATT", labels, {"ATT": "ATT (overall)"})))
@@ -330,6 +335,8 @@ def regression_table(tidy: pd.DataFrame, metas: dict[str, dict], outcome: str, l
         cg[est] = str(meta.get("control_group") or "")
         p = (meta.get("pretrend") or {}).get("p_value")
         pt[est] = fmt_p(p)
+    if units:
+        foot.append(("Unit", {est: units.get(est, "") for est in ests}))
     foot.append(("Observations", nobs))
     foot.append(("Treated firms", ntr))
     foot.append(("Std. errors", vc))
