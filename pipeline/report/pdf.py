@@ -124,8 +124,12 @@ def _page_one(c: dict[str, Any], figures: list[dict[str, Any]], ci: str) -> str:
     # one figure per scale when the figures provide several: they share what the table leaves
     # of the page (8.5 cm below a six-outcome table, 0.6 cm less per further outcome)
     room = max(4.0, 8.5 - 0.6 * max(0, len(rows) - 6))
-    for f in forests:
-        out.append(_figure(f["file"], f["caption"], height=f"{max(2.5, room / len(forests)):.1f}cm"))
+    if len(forests) == 2:  # level and proportional side by side: each keeps the full height
+        cells = [f"[#figure(image({ts(f['file'])}, width: 100%, height: {room:.1f}cm, fit: \"contain\"), caption: {ts(f['caption'])})]" for f in forests]
+        out.append(f"#grid(columns: (1fr, 1fr), column-gutter: 10pt, {', '.join(cells)})\n")
+    else:
+        for f in forests:
+            out.append(_figure(f["file"], f["caption"], height=f"{max(2.5, room / len(forests)):.1f}cm"))
     return "".join(out)
 
 
