@@ -78,11 +78,6 @@ def _figure(path: str, caption: str, height: str | None = None) -> str:
     return f"#figure(image({ts(path)}, {size}), caption: {ts(caption)})\n"
 
 
-def _lead(s: str) -> str:
-    """A bold run-in title kept on the page of what follows it (never orphaned)."""
-    return f"#block(sticky: true, below: 0.5em)[#strong({ts(s)})]\n"
-
-
 LIGHT_FILL = {"green": ("#2f8f3a", "#2f6b2f"), "amber": ("#e3a21a", "#a8740c"), "red": ("#c0392b", "#8a1c1c"),
               "none": ("#d5dbe1", "#8d969f"), "withheld": ("#ffffff", "#8d969f")}
 
