@@ -16,6 +16,7 @@ import hashlib
 import json
 import os
 import shutil
+import tempfile
 import stat
 import subprocess
 import sys
@@ -125,19 +126,21 @@ def test_read_only_reports_folder(estimated, tmp_path):
     assert output_files(root) == before
 
 
-def test_read_only_reports_folder_as_non_root(estimated, tmp_path):
+def test_read_only_reports_folder_as_non_root(estimated, request):
     """The same as an ordinary user (setpriv to nobody), where chmod a-w does stop writes."""
     if os.geteuid() != 0 or shutil.which("setpriv") is None:
         pytest.skip("needs root to switch to an unprivileged user with setpriv")
-    root = _copy_estimated(estimated, tmp_path)
     probe = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable, "-c", "import pipeline.cli"],
                            cwd=Path(__file__).resolve().parents[1], env=dict(ENV, **pinned_environment()), capture_output=True, text=True)
     if probe.returncode != 0:
         pytest.skip(f"user nobody cannot run this project's Python: {probe.stderr.strip()[-200:]}")
-    for p in [tmp_path, *tmp_path.parents]:
-        if p == Path("/"):
-            break
-        os.chmod(p, os.stat(p).st_mode | 0o005)  # nobody may traverse/read the project
+    # not under pytest's tmp_path: pytest keeps /tmp/pytest-of-<user> at mode 0700 and resets it
+    # whenever another xdist worker first asks for a temporary folder, which cut nobody off from
+    # the project mid-test (exit 6 "cannot create the lock file" in one CI run)
+    root = Path(tempfile.mkdtemp(prefix="cluster-impact-nobody-", dir="/tmp"))
+    request.addfinalizer(lambda: shutil.rmtree(root, ignore_errors=True))
+    os.chmod(root, 0o755)
+    _copy_estimated(estimated, root)
     subprocess.run(["chown", "-R", "65534:65534", str(root)], check=True)
     (root / "reports").mkdir()
     os.chown(root / "reports", 65534, 65534)

@@ -119,11 +119,15 @@ def test_new_sections_present(built):
     assert "M̄* = 0.43 times the largest pre-treatment violation (Rambachan &amp; Roth 2023)" in t
     assert "A linear pre-trend with slope 0.0060 log points per year would be detected only half of the time" in t
     assert "Roth 2022" in t
-    # checks table: verdicts and sentences, and the summary line in the executive summary
+    # checks table: verdicts and sentences in their section, the summary line in "Findings
+    # in detail", the HonestDiD breakdown as page one's sensitivity light
     summary = h.split('<section id="summary">')[1].split("</section>")[0]
-    assert "1 raised a concern (placebo: fake treated group)" in summary
-    assert "Randomization inference (199 permutations)" in summary
-    assert "M̄* = 0.43" in summary
+    details = h.split('<section id="findings">')[1].split("</section>")[0]
+    checks = h.split('<section id="credibility">')[1].split("</section>")[0]
+    assert "1 raised a concern (placebo: fake treated group)" in details
+    assert "Randomization inference (199 permutations)" in checks
+    assert "M̄* = 0.43" in details
+    assert '<span class="light amber" title="amber"></span><div class="small">M̄* = 0.43</div>' in summary
     # outcome families
     assert "% change in real value added per employee" in t
     assert "Chen &amp; Roth 2024" in t

@@ -44,6 +44,7 @@ from models.truth import true_event_time_att, true_simple_att
 from .. import disclosure as sdc
 from ..io import dumps_json
 from . import figures as figs
+from . import headline as hl
 from . import sections as secs
 from . import units as un
 from .inference_checks import inference_rows, inference_summary
@@ -329,10 +330,12 @@ def _pct_from_log(b: float) -> str:
 
 
 def _pretrend_verdict(p: float, alpha: float = 0.05) -> str:
-    """Judged at ``alpha`` (``estimate.alpha``): weak evidence between alpha and 2 alpha."""
-    if p >= 2 * alpha:
+    """Judged at ``alpha`` (``estimate.alpha``): weak evidence between alpha and 2 alpha
+    (the rule of :func:`pipeline.report.headline.pretrend_light`)."""
+    light = hl.pretrend_light(p, alpha)
+    if light == "green":
         return f"no evidence of pre-trends (p = {fmt_p(p)})"
-    if p >= alpha:
+    if light == "amber":
         return f"weak evidence of pre-trends (p = {fmt_p(p)}); interpret with care"
     return f"evidence of differential pre-trends (p = {fmt_p(p)}): the parallel-trends assumption is doubtful"
 
@@ -674,7 +677,8 @@ def build_report(inputs: ReportInputs, options: dict[str, Any], seed: int) -> Re
 
     # ---- content for HTML / PDF
     summary_placeholder = sdc.DisclosureSummary(profile, findings, [], len(est))
-    content = _content(title, effects, heads, metas, aux, gsum, inputs, truth_et, labels, prov, figures, regtabs, summary_placeholder, profile, sig)
+    content = _content(title, effects, heads, metas, aux, gsum, inputs, truth_et, labels, prov, figures, regtabs, summary_placeholder, profile, sig,
+                       {sb["key"] for sb in sens if sb["withheld"]})
     content["credibility"] = cred_content(cred)
     content["sensitivity"] = [{k: v for k, v in sb.items() if k != "plot"} for sb in sens]
     content["families"] = secs.outcome_families(effects, inputs.ingest_flow or {}, lab_o_all, PREFERRED, labels, metas, units_p, has_defl)
@@ -775,11 +779,27 @@ def cred_content(cred: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [{"key": c["key"], "outcome": c["outcome"], "rows": c["rows"], "summary": c["summary"], "figure": c["figure"]} for c in cred]
 
 
+BALANCE_COLUMNS = {"covariate": "Covariate", "variable": "Covariate", "sample": "Sample", "smd": "SMD", "var_ratio": "Variance ratio",
+                   "ks": "KS statistic", "mean_treated": "Mean, members", "mean_control": "Mean, controls", "diff": "Difference",
+                   "ecdf_mean": "Mean eCDF difference", "smd_before": "SMD before", "smd_after": "SMD after"}
+MD5_SHOWN = 10  # hex digits of an input's md5 shown in the report; the full digest is in provenance.json
+
+
+def _covariate_label(v: Any, labels: dict[str, str]) -> str:
+    """A balance covariate by its label; ``trend_<outcome>`` (the pre-joining trend
+    matched on) as 'Pre-joining trend: <label>'."""
+    k = str(v)
+    if k.startswith("trend_") and k not in labels:
+        return f"Pre-joining trend: {label(k[len('trend_'):], labels)}"
+    return label(k, labels)
+
+
 def _md5_cell(v: dict) -> str:
-    """The digest of what was read, and a warning when the file on disk is no longer it."""
+    """The digest of what was read (its first MD5_SHOWN hex digits), and a warning with the
+    full digests when the file on disk is no longer it."""
     md5 = str(v.get("md5", ""))
     if not v.get("changed_since_read"):
-        return md5
+        return md5[:MD5_SHOWN] + ("…" if len(md5) > MD5_SHOWN else "")
     if v.get("read_by") is None:
         return f"{md5} (not read by ingest: added after it ran; rerun the pipeline)"
     now = v.get("current_md5")
@@ -787,7 +807,7 @@ def _md5_cell(v: dict) -> str:
 
 
 def _content(title, rel, heads, metas, aux, gsum, inputs: ReportInputs, truth_et, labels, prov, figures, regtabs, summary: sdc.DisclosureSummary, profile,
-             sig: Significance | None = None) -> dict[str, Any]:
+             sig: Significance | None = None, withheld_sensitivity: set[str] | None = None) -> dict[str, Any]:
     sig = sig or Significance()
     outcomes = sorted(rel["outcome"].dropna().astype(str).unique())
     lab_o = {o: label(o, labels) for o in outcomes}
@@ -820,9 +840,11 @@ def _content(title, rel, heads, metas, aux, gsum, inputs: ReportInputs, truth_et
             "suppressed": sup,
         })
 
-    # executive summary per outcome
+    # executive summary per outcome (in the page-one order: productivity, exports, patents, rest)
     findings_text = []
-    for o in outcomes:
+    drop_statements: list[str] = []  # CS balanced-panel drops, also a page-one caveat
+    drop_first: dict[str, str] = {}  # drop sentence -> the outcome it was first stated for
+    for o in hl.outcome_order(outcomes):
         h = heads[(heads["outcome"] == o) & ~heads["suppressed"].astype(bool) & heads["estimate"].notna()]
         if h.empty:
             findings_text.append(f"{lab_o[o]}: no headline estimate can be released (withheld by disclosure control or not estimated).")
@@ -848,13 +870,20 @@ def _content(title, rel, heads, metas, aux, gsum, inputs: ReportInputs, truth_et
             s += f" Across {len(same)} estimators on this scale the headline estimate ranges from {fmt(lo)} to {fmt(hi)} {unit}."
         for e in [e for e in PREFERRED if e in set(h["estimator"].astype(str))] + sorted(set(h["estimator"].astype(str)) - set(PREFERRED)):
             drop = secs.unbalanced_drop(metas.get(f"{o}-{e}") or {})
+            ds = ""
             if drop and "rows" in drop:
-                s += (f" The {lab_e(e)} estimate uses only firms observed in every year: it dropped {drop['rows']} firm-years of firms with gaps, "
+                ds = (f"The {lab_e(e)} estimate uses only firms observed in every year: it dropped {drop['rows']} firm-years of firms with gaps, "
                       f"entry or exit and rests on {drop['members_kept']} members; estimate.cs.allow_unbalanced_panel: true keeps them.")
             elif drop:  # the default CS keeps only firms observed in every year (models.did.att_gt)
-                s += (f" The {lab_e(e)} estimate uses only firms observed in every year: it dropped {drop['firms']} firms with gaps, entry or exit, "
+                ds = (f"The {lab_e(e)} estimate uses only firms observed in every year: it dropped {drop['firms']} firms with gaps, entry or exit, "
                       f"so it rests on {drop['members_before'] - drop['members']} of {drop['members_before']} members "
                       f"({drop['firms_before'] - drop['firms']} of {drop['firms_before']} firms); estimate.cs.allow_unbalanced_panel: true keeps them.")
+            if ds and ds in drop_first:  # the same firms dropped: said once, then referred to
+                s += f" The {lab_e(e)} estimate uses the same balanced panel as for {drop_first[ds]} (see there)."
+            elif ds:
+                s += " " + ds
+                drop_first[ds] = lab_o[o]
+                drop_statements.append(f"{lab_o[o]}: {ds}")
         shown_truth = truth_et.get(o)
         tt = _true_overall(inputs.truth, metas, o, profile) if shown_truth is not None and (shown_truth["event_time"] >= 0).any() else None
         if tt is not None:
@@ -869,7 +898,10 @@ def _content(title, rel, heads, metas, aux, gsum, inputs: ReportInputs, truth_et
         if isnum(p):
             o, _, e = key.partition("-")
             pretrends.append({"outcome": lab_o.get(o, o), "estimator": lab_e(e), "statistic": fmt(pt.get("statistic")), "df": fmt_int(pt.get("df")),
-                              "p": fmt_p(p), "verdict": _pretrend_verdict(float(p), sig.alpha)})
+                              "p": fmt_p(p), "verdict": _pretrend_verdict(float(p), sig.alpha), "light": hl.pretrend_light(float(p), sig.alpha)})
+    n_light = {k: sum(p["light"] == k for p in pretrends) for k in ("green", "amber", "red")}
+    pretrend_counts = (f"of {len(pretrends)} tests, {n_light['green']} show no evidence of pre-trends, {n_light['amber']} weak evidence "
+                       f"(p between {sig.alpha:g} and {2 * sig.alpha:g}) and {n_light['red']} evidence (p < {sig.alpha:g})")
     bacon = []
     for key in sorted(inputs.tables or {}):
         # weight shares by comparison type: an aggregate over all 2x2 components, computed
@@ -909,8 +941,10 @@ def _content(title, rel, heads, metas, aux, gsum, inputs: ReportInputs, truth_et
         name, smd = figs.balance_columns(bal)
         o, _, e = key.partition("-")
         cols = [c for c in bal.columns][:8]
-        balance.append({"title": f"{lab_o.get(o, o)} / {lab_e(e)}", "columns": [str(c) for c in cols],
-                        "rows": [[fmt(v) if isnum(v) and not isinstance(v, str) else str(v) for v in rec] for rec in bal[cols].itertuples(index=False)],
+        # labels everywhere: column names and covariates as the rest of the report names them
+        balance.append({"title": f"{lab_o.get(o, o)} / {lab_e(e)}", "columns": [BALANCE_COLUMNS.get(str(c), label(c, labels)) for c in cols],
+                        "rows": [[fmt(v) if isnum(v) and not isinstance(v, str) else _covariate_label(v, labels) if c == name else str(v)
+                                  for c, v in zip(cols, rec)] for rec in bal[cols].itertuples(index=False)],
                         "figure": f"figures/love-{key}.png", "overlap": f"figures/overlap-{key}.png",
                         "overlap_caption": support_text(metas.get(key) or {}),
                         "ties": tie_text(metas.get(key) or {})})
@@ -937,8 +971,14 @@ def _content(title, rel, heads, metas, aux, gsum, inputs: ReportInputs, truth_et
     ps = secs.price_sentence(outcomes, deflated, lab_o, ((inputs.params or {}).get("units") or {}).get("price_base_year"))
     if ps:
         limitations.append(ps)
-    if inputs.truth is not None and len(inputs.truth):
-        limitations.append("These results come from a synthetic (simulated) economy, not from real firms.")
+    synthetic = "These results come from a synthetic (simulated) economy, not from real firms." if inputs.truth is not None and len(inputs.truth) else ""
+    if synthetic:
+        limitations.append(synthetic)
+    # page one: three caveats, each a statement written above from the run's meta
+    withheld_s = limitations[[i for i, l in enumerate(limitations) if "withheld by disclosure control" in l][0]] if summary.n_withheld else ""
+    caveats = hl.caveats([("synthetic", synthetic), ("prices", ps or ""), ("dropped", drop_statements[0] if drop_statements else ""),
+                          ("failed", f"Not estimated: {skip['rows'][0]['text']}" if skip["rows"] else ""), ("withheld", withheld_s),
+                          ("assumption", limitations[0])])
 
     missing = {
         "flow": not flow,
@@ -960,10 +1000,19 @@ def _content(title, rel, heads, metas, aux, gsum, inputs: ReportInputs, truth_et
     for k in ("git_commit", "code_modified_since_commit", "date", "seed", "params_file"):
         if k in prov:
             prov_rows.append({"key": k.replace("_", " "), "value": str(prov[k])})
-    data_rows = [{"name": str(k), "path": str((v or {}).get("path", "")), "md5": _md5_cell(v)} for k, v in sorted((prov.get("data") or {}).items()) if isinstance(v, dict)]
+    # provenance, compact: the inputs read by the pipeline one per row; the stage outputs the
+    # report read (data/estimates/*) as one count unless one changed since it was read
+    data_all = [(str(k), v) for k, v in sorted((prov.get("data") or {}).items()) if isinstance(v, dict)]
+    inter = [(k, v) for k, v in data_all if k.startswith("estimates/") and not v.get("changed_since_read")]
+    data_rows = [{"name": k, "path": str((v or {}).get("path", "")), "md5": _md5_cell(v)} for k, v in data_all if (k, v) not in inter]
+    data_note = (f"Digests: the first {MD5_SHOWN} hex digits; the full md5 of every file, and of the {len(inter)} estimation outputs under "
+                 "data/estimates/ that the report read, are in provenance.json.") if data_all else ""
     pkg_rows = [{"name": str(k), "version": str(v)} for k, v in sorted((prov.get("packages") or {}).items())]
+    pkg_grid = [pkg_rows[i:i + 3] for i in range(0, len(pkg_rows), 3)]
     mach_rows = [{"key": str(k), "value": str(v)} for k, v in sorted((prov.get("machine") or {}).items())]
 
+    page_one = hl.rows(rel, heads, metas, PREFERRED, lab_o, lab_e, sig.alpha, withheld_sensitivity or set(),
+                       unit_of=lambda r: _row_unit(r, metas, units_p, has_defl))
     sd = summary.to_dict()
     return {
         "title": title,
@@ -975,7 +1024,12 @@ def _content(title, rel, heads, metas, aux, gsum, inputs: ReportInputs, truth_et
         + ("firms that never joined" if est_p.get("control_group", "nevertreated") == "nevertreated" else "firms that had not yet joined")
         + ("." if not est_p.get("covariates") else f", compared conditional on {', '.join(label(c, labels) for c in est_p.get('covariates'))}."),
         "findings": findings_text,
+        "page_one": page_one,
+        "page_one_sources": hl.sources_note(page_one),
+        "page_one_legend": [{"name": n, "text": t} for n, t in hl.LEGEND],
+        "caveats": caveats,
         "pretrends": pretrends,
+        "pretrend_counts": pretrend_counts,
         "bacon": bacon,
         "limitations": limitations,
         "flow": [r for r in flow if r["kind"] != "info"],
@@ -993,6 +1047,8 @@ def _content(title, rel, heads, metas, aux, gsum, inputs: ReportInputs, truth_et
         "prov_rows": prov_rows,
         "data_rows": data_rows,
         "pkg_rows": pkg_rows,
+        "pkg_grid": pkg_grid,
+        "data_note": data_note,
         "mach_rows": mach_rows,
         "params_json": json.dumps(params, sort_keys=True, indent=2, default=str),
         "disclosure": {

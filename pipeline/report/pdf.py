@@ -45,10 +45,12 @@ def _table(header: list[str], rows: list[list[Any]], align: list[str] | None = N
     k = len(header)
     align = align or ["left"] * k
     cols = widths or "(" + ", ".join(["auto"] * k) + ")"
+    # table.header: repeated on every page the table spans, and never left alone at a page
+    # foot (Typst moves a header without any row after it to the next page)
     parts = [f"#text(size: {size})[#set par(justify: false)\n#table(columns: {cols}, align: ({', '.join(align)}), stroke: none, inset: (x: 5pt, y: 3pt),",
-             "table.hline(stroke: 1pt),",
+             "table.header(table.hline(stroke: 1pt),",
              ", ".join(_cell(h, bold=True) for h in header) + ",",
-             "table.hline(stroke: 0.5pt),"]
+             "table.hline(stroke: 0.5pt)),"]
     for r in rows:
         parts.append(", ".join(_cell(v) for v in r) + ",")
     parts.append("table.hline(stroke: 1pt))]")
@@ -71,8 +73,59 @@ def _bullets(items: list[str]) -> str:
     return "#list(" + ", ".join(f"[#{ts(i)}]" for i in items) + ")\n"
 
 
-def _figure(path: str, caption: str) -> str:
-    return f"#figure(image({ts(path)}, width: 88%), caption: {ts(caption)})\n"
+def _figure(path: str, caption: str, height: str | None = None) -> str:
+    size = f"width: 88%, height: {height}, fit: \"contain\"" if height else "width: 88%"
+    return f"#figure(image({ts(path)}, {size}), caption: {ts(caption)})\n"
+
+
+LIGHT_FILL = {"green": ("#2f8f3a", "#2f6b2f"), "amber": ("#e3a21a", "#a8740c"), "red": ("#c0392b", "#8a1c1c"),
+              "none": ("#d5dbe1", "#8d969f"), "withheld": ("#ffffff", "#8d969f")}
+
+
+def _light(light: str, text: str) -> str:
+    fill, stroke = LIGHT_FILL.get(light, LIGHT_FILL["none"])
+    return (f"[#box(circle(radius: 3.6pt, fill: rgb({ts(fill)}), stroke: 0.6pt + rgb({ts(stroke)}))) "
+            f"#text(size: 6.5pt, fill: rgb(\"#5b6673\"), {ts(text)})]")
+
+
+def _page_one(c: dict[str, Any], figures: list[dict[str, Any]], ci: str) -> str:
+    """The headline table (one row per outcome, pipeline.report.headline), its legend, the
+    forest figure(s) the content provides and the caveats: the first page of the PDF."""
+    out = [_par("The question: did joining a cluster initiative change members' productivity, exports and patenting, and by how much? "
+                "Each effect is the average, over member firms after joining, of the difference to what they would have had without joining "
+                "(the ATT; estimand and comparison firms in Findings in detail).")]
+    rows = c.get("page_one") or []
+    if rows:
+        head = ["Outcome (estimator)", "Answer", "Effect", ci, "Range (estimators)", "Pre-trends", "Sensitivity", "Disclosure"]
+        parts = ["#text(size: 8pt)[#set par(justify: false)\n#table(columns: (auto, auto, auto, auto, auto, auto, auto, auto), "
+                 "align: (left + horizon, left + horizon, right + horizon, right + horizon, right + horizon, left + horizon, left + horizon, left + horizon), "
+                 "stroke: none, inset: (x: 4pt, y: 3pt),",
+                 "table.header(table.hline(stroke: 1pt),", ", ".join(_cell(h, bold=True) for h in head) + ",", "table.hline(stroke: 0.5pt)),"]
+        for r in rows:
+            first = f"[#{ts(r['outcome'])} \\ #text(size: 6.5pt, fill: rgb(\"#5b6673\"), {ts(r['estimator'] + ('; ' + r['unit'] if r.get('scale') == 'level' and r.get('unit') else ''))})]"
+            cells = [first, _cell(r["answer"]), _cell(r["effect"], bold=True), _cell(r["ci"]), _cell(r["range"])]
+            cells += [_light(r["lights"][k]["light"], r["lights"][k]["text"]) for k in ("pretrend", "sensitivity", "disclosure")]
+            parts.append(", ".join(cells) + ",")
+        parts.append("table.hline(stroke: 1pt))]")
+        out.append("\n".join(parts) + "\n")
+        if c.get("page_one_sources"):
+            out.append(f"#text(size: 7pt, fill: rgb(\"#5b6673\"), {ts(c['page_one_sources'])})\n\n")
+        out.append("#text(size: 7pt, fill: rgb(\"#5b6673\"))[" + " ".join(f"#strong({ts(g['name'] + ':')}) #{ts(g['text'] + '.')}" for g in c.get("page_one_legend") or []) + "]\n\n")
+    else:
+        out.append(_absent("No estimates were available for this report."))
+    if c.get("caveats"):
+        out.append(f"#block(fill: rgb(\"#f4f6f8\"), inset: 7pt, width: 100%)[#set par(justify: false)\n#text(size: 9pt)[#strong(\"Caveats. \")#{ts(' '.join(c['caveats']))}]]\n")
+    forests = [f for f in figures if f["kind"] == "forest"]
+    # one figure per scale when the figures provide several: they share what the table leaves
+    # of the page (8.5 cm below a six-outcome table, 0.6 cm less per further outcome)
+    room = max(4.0, 8.5 - 0.6 * max(0, len(rows) - 6))
+    if len(forests) == 2:  # level and proportional side by side: each keeps the full height
+        cells = [f"[#figure(image({ts(f['file'])}, width: 100%, height: {room:.1f}cm, fit: \"contain\"), caption: {ts(f['caption'])})]" for f in forests]
+        out.append(f"#grid(columns: (1fr, 1fr), column-gutter: 10pt, {', '.join(cells)})\n")
+    else:
+        for f in forests:
+            out.append(_figure(f["file"], f["caption"], height=f"{max(2.5, room / len(forests)):.1f}cm"))
+    return "".join(out)
 
 
 PREAMBLE = r"""
@@ -99,34 +152,34 @@ def typst_source(c: dict[str, Any], figures: list[dict[str, Any]]) -> str:
     out.append(f"#block(width: 100%, inset: (bottom: 8pt), stroke: (bottom: 2pt + rgb(\"#1f4e79\")))[#set par(justify: false)\n#text(size: 20pt, weight: \"bold\", fill: rgb(\"#1f4e79\"), {ts(c['title'])}) \\ "
                f"#text(size: 10pt, fill: rgb(\"#5b6673\"), {ts(c['subtitle'] + (' · code version ' + c['commit'] if c['commit'] else '') + ' · disclosure control: ' + d['profile'] + ' ')})"
                f"#text(size: 10pt, weight: \"bold\", fill: rgb({ts(verdict_color)}), {ts(d['verdict_label'])})]\n")
-    out.append("#outline(depth: 1, indent: 1em)\n")
-
     out.append(_h(1, "Executive summary"))
+    out.append(_page_one(c, figures, ci))
+    out.append("#pagebreak(weak: true)\n#outline(depth: 1, indent: 1em)\n")
+    out.append(f"#block(fill: rgb(\"#f4f6f8\"), stroke: (left: 3pt + rgb({ts(verdict_color)})), inset: 8pt, width: 100%)[#strong(\"Disclosure control: \")#{ts(d['status'])}]\n")
+
+    out.append(_h(1, "Findings in detail"))
     out.append(_par(c["estimand"]))
     out.append(_h(2, "Main findings"))
     out.append(_bullets(c["findings"]) if c["findings"] else _absent("No estimates were available for this report."))
-    out.append(_h(2, "Credibility checks"))
+    out.append(_h(2, "Credibility checks at a glance"))
     if c["pretrends"]:
-        out.append(f"#strong({ts('Pre-trend tests')})\n")
-        out.append(_bullets([f"{p['outcome']}, {p['estimator']}: {p['verdict']}." for p in c["pretrends"]]))
+        out.append(_par(f"Pre-trend tests: {c['pretrend_counts']} (one row per estimator in the section Pre-trends)."))
     else:
         out.append(_absent((c.get("absent") or {}).get("pretrend") or "No pre-trend test is available (no event-study estimator was run)."))
     if c["check_summary"]:
-        out.append(f"#strong({ts('Credibility battery')})\n")
-        out.append(_bullets(c["check_summary"]))
-        for cb in c["credibility"]:
-            out.append(_bullets([f"[{r['verdict']}] {cb['outcome']}, {r['check']}: {r['sentence']}" for r in cb["rows"]]))
+        out.append(_bullets([s + " Every check in the section Credibility checks." for s in c["check_summary"]]))
     else:
         out.append(_absent("The credibility battery (placebos, randomization inference, leave-one-out, spillovers) was not run."))
-    if c.get("inference_summary"):
-        out.append(f"#strong({ts('Inference and number of clusters')})\n")
-        out.append(_bullets([c["inference_summary"]] + [f"[{r['verdict']}] {r['outcome']}, {r['estimator']}: {r['sentence']} ({r['numbers']})" for r in c["inference"]]))
     if c["sens_summary"]:
-        out.append(f"#strong({ts('Sensitivity to parallel-trends violations')})\n")
         out.append(_bullets(c["sens_summary"]))
     for b in c["bacon"]:
         out.append(_par(f"Bacon decomposition ({b['outcome']}): " + "; ".join(f"{r['type']} {r['weight']}" for r in b["rows"]) + " of the TWFE weight."))
-    out.append(f"#block(fill: rgb(\"#f4f6f8\"), stroke: (left: 3pt + rgb({ts(verdict_color)})), inset: 8pt, width: 100%)[#strong(\"Disclosure control: \")#{ts(d['status'])}]\n")
+    if c.get("inference_summary"):
+        out.append(_h(2, "Inference and number of clusters"))
+        out.append(_par(c["inference_summary"]))
+        out.append(_table(["Outcome", "Estimator", "Verdict", "Finding", "Numbers"],
+                          [[r["outcome"], r["estimator"], r["verdict"], " ".join([r["sentence"], *r.get("notes", [])]), r["numbers"]] for r in c["inference"]],
+                          size="7pt", widths="(auto, auto, auto, 1.4fr, 1fr)"))
     out.append(_h(2, "Limitations"))
     out.append(_bullets(c["limitations"]))
 
@@ -162,9 +215,8 @@ def typst_source(c: dict[str, Any], figures: list[dict[str, Any]]) -> str:
         out.append(_table(["Outcome", "Estimator", "Unit", "ATT", ci, "SE", "p", "Obs.", "Treated"],
                           [[h["outcome"], h["estimator"], h.get("unit", ""), h["estimate"], h["ci"], h["se"], h["p"], h["n_obs"], h["n_treated"]] for h in c["headline"]],
                           ["left", "left", "left", "right", "right", "right", "right", "right", "right"], size="8pt"))
-        for f in figures:
-            if f["kind"] == "forest":
-                out.append(_figure(f["file"], f["caption"]))
+        if any(f["kind"] == "forest" for f in figures):
+            out.append(_absent("The forest figure(s) of these estimates are in the Executive summary."))
 
     out.append(_h(1, "Regression tables"))
     if not c["regtabs"]:
@@ -323,13 +375,16 @@ def typst_source(c: dict[str, Any], figures: list[dict[str, Any]]) -> str:
         out.append(_absent("No provenance information was supplied."))
     if c["data_rows"]:
         out.append(_h(2, "Input data (md5, as in dvc.lock)"))
-        out.append(_table(["Input", "Path", "md5"], [[r["name"], r["path"], r["md5"]] for r in c["data_rows"]], size="7.5pt"))
+        out.append(_table(["Input", "Path", "md5"], [[r["name"], r["path"], r["md5"]] for r in c["data_rows"]], size="7.5pt", widths="(auto, 1fr, auto)"))
+        if c.get("data_note"):
+            out.append(_absent(c["data_note"]))
     if c["pkg_rows"]:
         out.append(_h(2, "Software"))
-        out.append(_table(["Package", "Version"], [[r["name"], r["version"]] for r in c["pkg_rows"]]))
+        grid = c.get("pkg_grid") or [[r] for r in c["pkg_rows"]]
+        out.append(_table(["Package", "Version"] * 3, [sum(([r["name"], r["version"]] for r in g), []) + [""] * (6 - 2 * len(g)) for g in grid], size="8pt"))
     if c["mach_rows"]:
         out.append(_h(2, "Machine"))
-        out.append(_table(["Item", "Value"], [[r["key"], r["value"]] for r in c["mach_rows"]]))
+        out.append(_table(["Item", "Value"], [[r["key"], r["value"]] for r in c["mach_rows"]], widths="(auto, 1fr)"))
     return "".join(out)
 
 
@@ -412,7 +467,7 @@ def _cluster_context(c: dict[str, Any], figs: dict[str, dict[str, Any]]) -> str:
         out.append(_figure(sb["figure"], figs[sb["figure"]]["caption"]))
     head = ["Indicator", "Members, baseline", f"Members, {sb['latest']}", "Comparison, baseline", f"Comparison, {sb['latest']}"]
     parts = ["#text(size: 7.5pt)[#set par(justify: false)\n#table(columns: (1fr, auto, auto, auto, auto), align: (left, right, right, right, right), stroke: none, inset: (x: 4pt, y: 2.5pt),",
-             "table.hline(stroke: 1pt),", ", ".join(_cell(h, bold=True) for h in head) + ",", "table.hline(stroke: 0.5pt),"]
+             "table.header(table.hline(stroke: 1pt),", ", ".join(_cell(h, bold=True) for h in head) + ",", "table.hline(stroke: 0.5pt)),"]
     for b in sb["blocks"]:  # one header row per initiative spanning the table
         parts.append(f"table.cell(colspan: 5, {_cell(b['cluster_id'], bold=True)}),")
         parts += [", ".join(_cell(v) for v in (r["indicator"], r["mb"], r["ml"], r["cb"], r["cl"])) + "," for r in b["rows"]]
