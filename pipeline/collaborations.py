@@ -55,6 +55,9 @@ def read_collaborations(params: Params, firm_ids: pd.Index, firms_label: str, ye
     e = pd.DataFrame({"firm_a": f["firm_a"], "firm_b": f["firm_b"], "year": f["year"], "kind": f["kind"]})
     flow: dict[str, Any] = {"file": label, "format": table.format, "rows_in": len(e), "rows_kept": 0, "excluded": {}, "first_excluded": {}}
     n_before = len(problems)
+    if not len(e):
+        problems.append(f"{label}: the edge list has a header but no rows. Fix: add the collaborations, or remove "
+                        "data.collaborations from params.yaml")
     for issue in table.issues.values():
         problems.append(describe_issue(table, issue, keys=list(KEYS)))
     for col in ("firm_a", "firm_b"):
@@ -115,7 +118,7 @@ def read_collaborations(params: Params, firm_ids: pd.Index, firms_label: str, ye
     flow["excluded"], flow["first_excluded"], flow["rows_kept"] = excluded, first, len(c)
     flow["kinds"] = {k: int((c["kind"] == k).sum()) for k in KINDS}
     flow["years"] = [int(c["year"].min()), int(c["year"].max())] if len(c) else None
-    if not len(c) and len(e):
+    if not len(c):
         problems.append(f"{label}: none of the {len(e)} edge(s) is left after the exclusions ({excluded}); first excluded: "
                         f"{'; '.join(v[0] for v in first.values() if v)}. Fix: check that firm_a/firm_b hold the panel's firm ids "
                         "and that the years overlap ingest.years")
