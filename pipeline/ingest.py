@@ -252,6 +252,10 @@ def panel_columns(params: Params, cols: dict[str, str], extra: dict[str, str], d
     if "log_tfp" in (params["ingest"].get("derive") or []):
         out.add("log_tfp")
     out |= {c for c in RESERVED_COLUMNS if not c.startswith("_")} | set(GROUP_COLUMNS)
+    if params["data"].get("collaborations") is not None:  # derived by build_groups (models.collaboration)
+        from models.collaboration import OUTCOMES as COLLABORATION_OUTCOMES
+
+        out |= set(COLLABORATION_OUTCOMES)
     return sorted(out)
 
 

@@ -11,6 +11,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
 from tests._project import cli, make_project, project_params
 
@@ -70,6 +71,17 @@ def test_ratio_outcome_is_na_without_partners_and_columns_are_in_the_panel(run):
     assert flow["share_partners_outside_region"]["n_missing"] == int(p["share_partners_outside_region"].isna().sum())
     ests = pd.read_csv(run / "reports/estimates.csv")
     assert set(OUTCOMES) <= set(ests["outcome"])
+
+
+def test_check_knows_the_derived_outcomes_only_with_the_edge_list(tmp_path):
+    root = _project(tmp_path, n_firms=200)
+    res = cli("check", "--params", "params.yaml", cwd=root)
+    assert res.returncode == 0 and "collaborations: data/raw/collaborations.csv ok" in res.stdout, res.stderr[-2000:]
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    del params["data"]["collaborations"]
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    res = cli("check", "--params", "params.yaml", cwd=root)
+    assert res.returncode == 5 and "'partners_same_initiative' is not a column" in res.stderr, res.stderr[-2000:]
 
 
 def test_exclusions_are_counted(tmp_path):
