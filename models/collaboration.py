@@ -64,6 +64,7 @@ def collaboration_outcomes(panel: pd.DataFrame, edges: pd.DataFrame, membership:
     ey = edges["year"].to_numpy(np.int64)
     y_lo, y_hi = int(ey.min()), int(ey.max())
     ny = y_hi - y_lo + 1
+    assert nf * nf * ny < 2**63, "firm-pair-year keys overflow int64"  # 1M firms x 20 years: 2e13
     # directed, distinct (firm, partner, year): each undirected edge once in each direction
     src = np.concatenate([a, b])
     dst = np.concatenate([b, a])
