@@ -62,6 +62,9 @@ DEFAULTS: dict[str, Any] = {
         # a second programme's register (e.g. an R&D subsidy): firm_id, start_year[, end_year];
         # how its firms are handled: build_groups.overlap
         "other_programme": None,
+        # a collaboration edge list: firm_a, firm_b, year, kind (pipeline/collaborations.py);
+        # derives n_partners, partners_same_initiative, new_partners, share_partners_outside_region
+        "collaborations": None,
     },
     "columns": {
         "firm_id": "firm_id",
@@ -263,7 +266,7 @@ def validate(raw: dict[str, Any], problems: list[str]) -> dict[str, Any]:
         problems.append(f"engine: {merged['engine']!r}; allowed: pandas, duckdb, spark")
 
     # data files
-    for name in ("firms", "membership", "deflators", "truth", "other_programme"):
+    for name in ("firms", "membership", "deflators", "truth", "other_programme", "collaborations"):
         spec = merged["data"].get(name)
         if spec is None:
             if name in ("firms", "membership"):

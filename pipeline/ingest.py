@@ -108,6 +108,7 @@ from models.errors import BadInputError, ConfigError, first_keys
 
 from . import outcomes
 from .config import MEMBERSHIP_FIELDS, PANEL_FIELDS, RESERVED_COLUMNS, SAFE_NAME, Params, estimator_options, estimators_for
+from .collaborations import read_collaborations
 from .fingerprint import digests
 from .io import ParquetAppender, frame_table
 from .progress import note, step
@@ -128,6 +129,7 @@ class IngestOutput:
     membership: pd.DataFrame
     flow: dict[str, Any]
     other_programme: pd.DataFrame | None = None  # firm_id, start_year, end_year (empty without the file)
+    collaborations: pd.DataFrame | None = None  # firm_a, firm_b, year, kind (empty without the file)
 
 
 def ingest(params: Params, panel_path: str | Path | None = None) -> IngestOutput:
@@ -158,6 +160,7 @@ def ingest(params: Params, panel_path: str | Path | None = None) -> IngestOutput
             membership, mem_flow = _membership(params, mcols, firm_ids, firms.label, problems, shards.member_spells)
             notes.extend(register_notes(mem_flow))
             other, other_flow = _other_programme(params, firm_ids, firms.label, problems)
+            collab, collab_flow = read_collaborations(params, firm_ids, firms.label, _window(ing, sink), problems)
             problems += _changed_while_read(read_digests, _input_digests(params))
             if problems:
                 raise BadInputError(
@@ -171,7 +174,7 @@ def ingest(params: Params, panel_path: str | Path | None = None) -> IngestOutput
 
     firms_flow = shards.flow()
     mem_flow["rows_kept"] = len(membership)
-    for f in (firms_flow, mem_flow, defl.flow, other_flow):
+    for f in (firms_flow, mem_flow, defl.flow, other_flow, collab_flow):
         if f is not None:
             assert f["rows_in"] == f["rows_kept"] + sum(f["excluded"].values()), f
     flow = {
@@ -179,6 +182,7 @@ def ingest(params: Params, panel_path: str | Path | None = None) -> IngestOutput
         "membership": mem_flow,
         "deflators": defl.flow,
         "other_programme": other_flow,
+        "collaborations": collab_flow,
         "years": list(ing["years"]) if ing["years"] else [sink.year_min, sink.year_max] if sink.rows else None,
         "columns": {p: f for p, f in cols.items() if p in PANEL_FIELDS},
         "passthrough": firms.passthrough_flow(),
@@ -192,7 +196,14 @@ def ingest(params: Params, panel_path: str | Path | None = None) -> IngestOutput
         "labels": firms.labels(),
         "inputs": read_digests,
     }
-    return IngestOutput(panel=panel, membership=membership, flow=flow, other_programme=other)
+    return IngestOutput(panel=panel, membership=membership, flow=flow, other_programme=other, collaborations=collab)
+
+
+def _window(ing: dict[str, Any], sink: Any) -> tuple[int, int] | None:
+    """The panel's years: ``ingest.years`` or the kept rows' first and last year."""
+    if ing["years"]:
+        return int(ing["years"][0]), int(ing["years"][1])
+    return (int(sink.year_min), int(sink.year_max)) if sink.rows else None
 
 
 def check_inputs(params: Params) -> dict[str, Any]:
@@ -221,7 +232,7 @@ def check_inputs(params: Params) -> dict[str, Any]:
         mh = read_header(params.resolve(mspec["path"]), mspec, role="membership", label=mspec["path"])
         _missing_columns_error(mspec["path"], "membership", mh, [mcols[f] for f in MEMBERSHIP_FIELDS if f in mcols])
         summary["membership"] = {"path": mspec["path"], "columns": len(mh)}
-    for name in ("deflators", "other_programme"):
+    for name in ("deflators", "other_programme", "collaborations"):
         dspec = params["data"].get(name)
         if dspec:
             read_header(params.resolve(dspec["path"]), dspec, role=name, label=dspec["path"])
@@ -241,6 +252,10 @@ def panel_columns(params: Params, cols: dict[str, str], extra: dict[str, str], d
     if "log_tfp" in (params["ingest"].get("derive") or []):
         out.add("log_tfp")
     out |= {c for c in RESERVED_COLUMNS if not c.startswith("_")} | set(GROUP_COLUMNS)
+    if params["data"].get("collaborations") is not None:  # derived by build_groups (models.collaboration)
+        from models.collaboration import OUTCOMES as COLLABORATION_OUTCOMES
+
+        out |= set(COLLABORATION_OUTCOMES)
     return sorted(out)
 
 
@@ -251,7 +266,7 @@ def panel_numeric_columns(columns: list[str], extra: dict[str, str]) -> list[str
     return sorted(c for c in columns if c not in TEXT_FIELDS and c not in TEXT_GROUP_COLUMNS or c in extra)
 
 
-INPUT_ROLES = ("firms", "membership", "deflators", "other_programme")  # the data.* files ingest reads
+INPUT_ROLES = ("firms", "membership", "deflators", "other_programme", "collaborations")  # the data.* files ingest reads
 
 
 def _input_digests(params: Params) -> dict[str, dict[str, str]]:

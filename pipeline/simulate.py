@@ -220,6 +220,7 @@ class SimulatedEconomy:
     potential: pd.DataFrame = field(repr=False)
     config: dict[str, Any] = field(default_factory=dict)
     other_programme: pd.DataFrame | None = None  # a second programme's register (other_programme.csv)
+    collaborations: pd.DataFrame | None = None  # edges firm_a, firm_b, year, kind, induced (pipeline.simulate_collab)
 
 
 # --------------------------------------------------------------------------------------------
@@ -339,6 +340,8 @@ def simulate_economy(
     spillover_radius: float | None = None,
     other_share: float = 0.0,
     other_effect: float = 0.05,
+    collab_rate: float | None = None,
+    collab_base: float = 1.0,
 ) -> SimulatedEconomy:
     """Simulate the economy described in the module docstring. See there for every option."""
     _check_args(n_firms, years, n_clusters, cohorts, effect, selection, spillover, attrition, member_share)
@@ -723,10 +726,20 @@ def simulate_economy(
         "n_rows": int(len(firms)),
     }  # fmt: skip
     config["other_share"], config["other_effect"] = float(other_share), float(other_effect)
-    return SimulatedEconomy(firms, membership, deflators, truth, potential, config, other_df)
+    collab = None
+    if collab_rate is not None:  # collaborations.csv + truth rows appended (pipeline.simulate_collab)
+        from .simulate_collab import collaboration_edges, collaboration_truth
+
+        if not (np.isfinite(collab_rate) and collab_rate >= 0 and np.isfinite(collab_base) and collab_base >= 0):
+            raise ConfigError(f"collab_rate, collab_base: partners per firm-year, >= 0; got {collab_rate!r}, {collab_base!r}")
+        collab = collaboration_edges(firms, membership, seed, float(collab_base), float(collab_rate))
+        truth = pd.concat([truth, collaboration_truth(firms, membership, potential, collab)], ignore_index=True)
+        config["collab_rate"], config["collab_base"], config["n_edges"] = float(collab_rate), float(collab_base), int(len(collab))
+    return SimulatedEconomy(firms, membership, deflators, truth, potential, config, other_df, collab)
 
 
-def _truth_table(group: np.ndarray, cohort: np.ndarray, year: np.ndarray, pot: dict[str, np.ndarray]) -> pd.DataFrame:
+def _truth_table(group: np.ndarray, cohort: np.ndarray, year: np.ndarray, pot: dict[str, np.ndarray],
+                 outcomes: Sequence[str] = TRUTH_OUTCOMES) -> pd.DataFrame:
     """Aggregate per firm-year ``Y(1)``, ``Y(0)`` (``pot["<outcome>_1"]``, ``pot["<outcome>_0"]``)
     to one truth row per (group, outcome, cohort, year): att = mean(Y1 - Y0), pct = sum Y1 /
     sum Y0 - 1 (NaN when sum Y0 = 0), n_firms."""
@@ -735,7 +748,7 @@ def _truth_table(group: np.ndarray, cohort: np.ndarray, year: np.ndarray, pot: d
     cnt = np.bincount(inv, minlength=ukey.size)
     u_group, u_cohort, u_year = ukey // 100_000_000, (ukey // 10_000) % 10_000, ukey % 10_000
     blocks = []
-    for name in TRUTH_OUTCOMES:
+    for name in outcomes:
         y1, y0 = pot[f"{name}_1"], pot[f"{name}_0"]
         s1 = np.bincount(inv, weights=y1, minlength=ukey.size)
         s0 = np.bincount(inv, weights=y0, minlength=ukey.size)
@@ -895,6 +908,8 @@ def write_sample(out_dir: str | Path, economy: SimulatedEconomy) -> dict[str, Pa
     }
     if economy.other_programme is not None:
         files["other_programme.csv"] = (economy.other_programme, "%.1f")
+    if economy.collaborations is not None:
+        files["collaborations.csv"] = (economy.collaborations.drop(columns="induced"), "%.1f")
     paths = {}
     with StageOutputs() as out:
         for name, (df, fmt) in files.items():
@@ -999,6 +1014,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--other-share", type=float, default=0.0,
                    help="a second programme (other_programme.csv): share of non-members in it, members 3x as likely (default 0 = none)")
     p.add_argument("--other-effect", type=float, default=0.05, help="its effect on log value added (default 0.05)")
+    p.add_argument("--collab-rate", type=float, default=None,
+                   help="write collaborations.csv: extra partners a year of a member inside its initiative (default: no file)")
+    p.add_argument("--collab-base", type=float, default=1.0, help="partners a year of every firm, background (default 1)")
     p.add_argument("--style", choices=("csv", "de-stata"), default="csv",
                    help="csv: the embedded sample's files (default); de-stata: unternehmen.dta (German names, value labels, "
                    "missing values) + mitglieder.xlsx (join/leave dates, oddities), as an evaluator's files arrive")
@@ -1007,6 +1025,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         n_firms=a.firms, years=tuple(a.years), seed=a.seed, n_clusters=a.clusters, cohorts=a.cohorts,
         effect=a.effect, selection=a.selection, spillover=a.spillover, attrition=a.attrition,
         spillover_radius=a.spillover_radius, other_share=a.other_share, other_effect=a.other_effect,
+        collab_rate=a.collab_rate, collab_base=a.collab_base,
     )  # fmt: skip
     if a.style == "de-stata":
         write_register_style(a.out, econ, a.seed)

@@ -29,6 +29,7 @@ def project_params(full: bool = False, **estimate_overrides) -> dict:
     if not full:
         params["estimate"].update(copy.deepcopy(LIGHT))
         params["ingest"]["derive"] = [d for d in params["ingest"]["derive"] if d != "log_tfp"]
+        params["data"].pop("collaborations", None)  # the light projects have no edge list (make_project draws one for full)
     params["estimate"].update(estimate_overrides)
     return params
 
@@ -37,6 +38,9 @@ def make_project(tmp: Path, *, n_firms: int = 400, seed: int = 7, params: dict |
     """Write a small synthetic sample + params.yaml under ``tmp``; return the params path."""
     from pipeline.simulate import simulate_economy, write_sample
 
+    params = params or project_params()
+    if params["data"].get("collaborations") is not None and "collab_rate" not in sim:
+        sim = {**sim, "collab_rate": 1.0}  # as the embedded sample
     econ = simulate_economy(n_firms=n_firms, seed=seed, **sim)
     write_sample(tmp / "data" / "raw", econ)
     params = params or project_params()

@@ -14,6 +14,28 @@ from ..io import StageOutputs, read_parquet
 from ..paths import Paths
 
 
+def _collaboration_columns(paths: Paths, schema: list[str], membership: pd.DataFrame, edges: pd.DataFrame, keep,
+                           new: pd.DataFrame) -> dict:
+    """The collaboration outcomes (models.collaboration) as new panel columns. Derived here, not in
+    ingest: ingest streams the panel shard by shard, while an edge joins two firms of any shard,
+    and the membership spells that define ``partners_same_initiative`` are the register's. They
+    are computed over all interim rows (a partner dropped from the estimation sample is still a
+    partner, with its region and spells), then the kept rows are taken."""
+    from models.collaboration import OUTCOMES, collaboration_outcomes
+    from models.errors import BadInputError
+
+    taken = [c for c in OUTCOMES if c in schema]
+    if taken:
+        raise BadInputError(f"interim panel: already has column(s) {', '.join(taken)}, which build_groups derives from "
+                            "data.collaborations; map the firm file's column under another name (params.yaml columns:)")
+    full = read_parquet(paths.interim_panel, columns=[c for c in ("firm_id", "year", "region") if c in schema])
+    co = collaboration_outcomes(full, edges, membership)
+    rows = co.to_numpy()[keep] if keep is not None else co.to_numpy()
+    for j, c in enumerate(OUTCOMES):
+        new[c] = rows[:, j]
+    return {c: {"n_rows": int(len(rows)), "n_missing": int(pd.isna(rows[:, j]).sum())} for j, c in enumerate(OUTCOMES)}
+
+
 def run(params: Params) -> None:
     paths = Paths.of(params)
     years = params["ingest"]["years"]
@@ -37,6 +59,9 @@ def run(params: Params) -> None:
     new = out.new.copy()
     new[STRENGTH_COLUMN] = ctx.strength_for(out.panel["firm_id"]).to_numpy()
     flow = {**out.flow, **ctx.flow}
+    edges = read_parquet(paths.interim_collaborations) if paths.interim_collaborations.exists() else None
+    if edges is not None and len(edges):  # data.collaborations set (ingest refuses an edge list with no edge left)
+        flow["collaborations"] = _collaboration_columns(paths, schema, membership, edges, out.keep, new)
     with StageOutputs() as w:
         w.parquet_extended(paths.processed_panel, paths.interim_panel, out.keep, new)
         w.csv(paths.groups_summary, out.summary)
