@@ -62,6 +62,8 @@ DEFAULTS: dict[str, Any] = {
         # a second programme's register (e.g. an R&D subsidy): firm_id, start_year[, end_year];
         # how its firms are handled: build_groups.overlap
         "other_programme": None,
+        # the programme's spending (value_for_money): initiative (cluster_id) or firm_id, year, amount, currency
+        "costs": None,
     },
     "columns": {
         "firm_id": "firm_id",
@@ -105,6 +107,8 @@ DEFAULTS: dict[str, Any] = {
         "sensitivity": {"estimators": ["event_study"], "outcomes": None, "mbar": [0.5, 1.0, 1.5, 2.0], "window": [-5, 5]},
         "on_error": "fail",  # fail | skip : a design that cannot be estimated stops the stage (exit 4) or is listed and skipped
     },
+    # what the effects imply for the spending in data.costs (models.value_for_money; README "Value for money")
+    "value_for_money": copy.deepcopy(_opt.VFM_DEFAULTS),
     "report": {
         "formats": ["html"],
         "disclosure": "strict",
@@ -263,7 +267,7 @@ def validate(raw: dict[str, Any], problems: list[str]) -> dict[str, Any]:
         problems.append(f"engine: {merged['engine']!r}; allowed: pandas, duckdb, spark")
 
     # data files
-    for name in ("firms", "membership", "deflators", "truth", "other_programme"):
+    for name in ("firms", "membership", "deflators", "truth", "other_programme", "costs"):
         spec = merged["data"].get(name)
         if spec is None:
             if name in ("firms", "membership"):
@@ -381,6 +385,8 @@ def validate(raw: dict[str, Any], problems: list[str]) -> dict[str, Any]:
     _check_variant_options(est, variants, problems)
     _check_sensitivity(est.get("sensitivity"), problems)
     _check_units(merged, problems)
+    problems += _opt.check(merged["value_for_money"], _opt.VFM_DEFAULTS, _opt.VFM_RULES, "value_for_money")
+    _check_value_for_money(merged, problems)
     rep = merged["report"]
     from .disclosure import resolve_profile
 
@@ -429,6 +435,24 @@ def _check_units(merged: dict[str, Any], problems: list[str]) -> None:
         problems += _opt.check(spec, defaults, _opt.UNIT_COLUMN_RULES, where)
         if spec.get("unit") is not None and (spec.get("currency") is not None or spec.get("scale") is not None):
             problems.append(f"{where}: give either unit (a non-money unit, e.g. FTE) or currency/scale (money), not both")
+
+
+def _check_value_for_money(merged: dict[str, Any], problems: list[str]) -> None:
+    """With ``data.costs`` set, the outcomes value_for_money totals (benefit, jobs, totals) must be
+    estimated by cs (their ATT(g,t) influence functions carry the intervals)."""
+    vfm = merged.get("value_for_money")
+    if merged["data"].get("costs") is None or not isinstance(vfm, dict):
+        return
+    est = merged["estimate"]
+    outs = est.get("outcomes") or []
+    oe = est.get("outcome_estimators") if isinstance(est.get("outcome_estimators"), dict) else {}
+    need = [vfm.get("benefit"), vfm.get("jobs")] + list(vfm.get("totals") or [])
+    for o in dict.fromkeys(x for x in need if isinstance(x, str)):
+        keys = oe.get(o) or est.get("estimators") or []
+        if o not in outs or "cs" not in keys:
+            problems.append(f"value_for_money: {o!r} needs a Callaway-Sant'Anna estimate in levels (data.costs is set); add {o} to "
+                            f"estimate.outcomes with cs among its estimators (e.g. estimate.outcome_estimators.{o}: [cs]), "
+                            "or drop it from value_for_money.totals")
 
 
 def _check_sensitivity(sens: Any, problems: list[str]) -> None:

@@ -19,6 +19,7 @@ LAYOUT = {
     "interim_panel": "data/interim/panel.parquet",
     "interim_membership": "data/interim/membership.parquet",
     "interim_other_programme": "data/interim/other_programme.parquet",
+    "interim_costs": "data/interim/costs.parquet",
     "ingest_flow": "data/interim/ingest_flow.json",
     # build_groups
     "processed_panel": "data/processed/panel.parquet",

@@ -220,6 +220,7 @@ class SimulatedEconomy:
     potential: pd.DataFrame = field(repr=False)
     config: dict[str, Any] = field(default_factory=dict)
     other_programme: pd.DataFrame | None = None  # a second programme's register (other_programme.csv)
+    costs: pd.DataFrame | None = None  # the programme's spending per initiative and year (costs.csv)
 
 
 # --------------------------------------------------------------------------------------------
@@ -723,7 +724,35 @@ def simulate_economy(
         "n_rows": int(len(firms)),
     }  # fmt: skip
     config["other_share"], config["other_effect"] = float(other_share), float(other_effect)
-    return SimulatedEconomy(firms, membership, deflators, truth, potential, config, other_df)
+    costs = _costs(membership, deflators, (y0, y1), seed)
+    return SimulatedEconomy(firms, membership, deflators, truth, potential, config, other_df, costs)
+
+
+#: what an initiative costs a year (thousand euro, 2015 prices): overhead + per active member
+COST_OVERHEAD = (100.0, 200.0)
+COST_PER_MEMBER = (20.0, 40.0)
+
+
+def _costs(membership: pd.DataFrame, deflators: pd.DataFrame, years: tuple[int, int], seed: int) -> pd.DataFrame:
+    """costs.csv: per initiative and year from the year before its first member joins to the last
+    year, ``amount`` = (overhead + per-member cost x members active that year) x the year's mean
+    sector price index (nominal, thousand EUR, rounded to 0.1), overhead and per-member cost drawn
+    once per initiative. Its own stream ``default_rng([seed, 16])``: every other file is unchanged."""
+    rng = np.random.default_rng([int(seed), 16])
+    mem = membership.copy()
+    mem["join_year"] = mem["join_year"].astype(float)
+    leave = mem["leave_year"].astype(float).fillna(np.inf)
+    price = deflators.groupby("year")["deflator"].mean()
+    rows = []
+    for c in sorted(mem["cluster_id"].unique()):
+        m = mem["cluster_id"].to_numpy() == c
+        over = rng.uniform(*COST_OVERHEAD)
+        per = rng.uniform(*COST_PER_MEMBER)
+        first = max(int(mem.loc[m, "join_year"].min()) - 1, years[0])
+        for t in range(first, years[1] + 1):
+            active = int(((mem.loc[m, "join_year"] <= t) & (leave[m] > t)).sum())
+            rows.append((c, t, round((over + per * active) * float(price.get(t, 1.0)), 1), "EUR"))
+    return pd.DataFrame(rows, columns=["initiative", "year", "amount", "currency"])
 
 
 def _truth_table(group: np.ndarray, cohort: np.ndarray, year: np.ndarray, pot: dict[str, np.ndarray]) -> pd.DataFrame:
@@ -895,6 +924,8 @@ def write_sample(out_dir: str | Path, economy: SimulatedEconomy) -> dict[str, Pa
     }
     if economy.other_programme is not None:
         files["other_programme.csv"] = (economy.other_programme, "%.1f")
+    if economy.costs is not None:
+        files["costs.csv"] = (economy.costs, "%.1f")
     paths = {}
     with StageOutputs() as out:
         for name, (df, fmt) in files.items():

@@ -17,4 +17,5 @@ def run(params: Params) -> None:
         out = ingest(params, panel_path=w.stream(paths.interim_panel))
         w.parquet(paths.interim_membership, out.membership)
         w.parquet(paths.interim_other_programme, out.other_programme)
+        w.parquet(paths.interim_costs, out.costs)
         w.json(paths.ingest_flow, out.flow)
