@@ -192,3 +192,66 @@ def describe_set(r: RatioSet, fmt=lambda x: f"{x:,.0f}") -> str:
     if r.kind == "point":
         return fmt(r.low)
     return "undefined (the job effect's interval is zero)"
+
+
+#: the columns of the value-for-money table (reports/tables/value_for_money.csv)
+TABLE_COLUMNS = ["quantity", "outcome", "estimate", "std_error", "conf_low", "conf_high", "interval", "firm_years",
+                 "n_treated", "note"]
+
+
+def value_for_money(att_gts: dict, costs, opts: dict, alpha: float = 0.05):
+    """The value-for-money rows from the CS results ``att_gts`` (outcome -> AttGtResult) and the
+    costs table (``year``, ``amount`` nominal, ``amount_real``), options as ``value_for_money``
+    in params (discount, base_year, leakage, displacement, substitution, multiplier, benefit,
+    jobs, totals). Returns (DataFrame of :data:`TABLE_COLUMNS`, meta dict)."""
+    import pandas as pd
+
+    years = np.asarray(costs["year"], dtype=int)
+    base = int(opts.get("base_year") or years.min())
+    rates = opts.get("discount", "green_book")
+    a = additionality_factor(opts.get("leakage", 0.0), opts.get("displacement", 0.0), opts.get("substitution", 0.0),
+                             opts.get("multiplier", 1.0))
+    real = np.asarray(costs["amount_real"], dtype=float)
+    cost_total = float(real.sum())
+    pv_cost = present_value(real, years, base, rates)
+    rows = [
+        {"quantity": "costs", "estimate": float(np.asarray(costs["amount"], dtype=float).sum()), "note": "nominal, undiscounted"},
+        {"quantity": "costs_real", "estimate": cost_total, "note": "in prices of the base year of data.deflators, undiscounted"},
+        {"quantity": "pv_costs", "estimate": pv_cost, "note": f"present value in {base}"},
+    ]
+    meta = {"base_year": base, "discount": rates if rates != "green_book" else "green_book (3.5 % years 0-30, 3.0 % 31-75, 2.5 % 76-125)",
+            "additionality_factor": a, "alpha": alpha, "missing": []}
+    totals = {}
+    for o in dict.fromkeys([*(opts.get("totals") or []), opts.get("benefit"), opts.get("jobs")]):
+        res = att_gts.get(o)
+        if res is None:
+            meta["missing"].append(o)
+            continue
+        gross = total_effect(res, alpha)
+        net = linear_total(res, cell_weights(res, factor=a), alpha)
+        totals[o] = net
+        for q, t, note in (("total_effect", gross, "gross: sum over treated firm-years of ATT(g,t), undiscounted"),
+                           ("net_additional", net, "x (1-leakage)(1-displacement)(1-substitution) x multiplier")):
+            rows.append({"quantity": q, "outcome": o, "estimate": t.estimate, "std_error": t.std_error, "conf_low": t.conf_low,
+                         "conf_high": t.conf_high, "interval": "influence function", "firm_years": t.firm_years,
+                         "n_treated": t.n_treated, "note": note})
+    jobs = totals.get(opts.get("jobs"))
+    if jobs is not None:
+        r = cost_per_unit(cost_total, jobs.estimate, jobs.conf_low, jobs.conf_high)
+        rows.append({"quantity": "cost_per_job", "outcome": opts.get("jobs"), "estimate": r.estimate, "conf_low": r.low,
+                     "conf_high": r.high, "interval": f"Fieller ({r.kind})", "firm_years": jobs.firm_years, "n_treated": jobs.n_treated,
+                     "note": "real costs per net additional job-year" + ("; the set is (-inf, low] U [high, inf)" if r.kind == "two_rays" else "")})
+    res = att_gts.get(opts.get("benefit"))
+    if res is not None:
+        pvb = linear_total(res, cell_weights(res, base_year=base, rates=rates, factor=a), alpha)
+        rows.append({"quantity": "pv_benefits", "outcome": opts.get("benefit"), "estimate": pvb.estimate, "std_error": pvb.std_error,
+                     "conf_low": pvb.conf_low, "conf_high": pvb.conf_high, "interval": "influence function",
+                     "firm_years": pvb.firm_years, "n_treated": pvb.n_treated, "note": f"net, present value in {base}"})
+        b, lo, hi = benefit_cost_ratio(pvb, pv_cost)
+        rows.append({"quantity": "benefit_cost_ratio", "outcome": opts.get("benefit"), "estimate": b, "conf_low": lo, "conf_high": hi,
+                     "interval": "benefit's interval / PV(costs)", "firm_years": pvb.firm_years, "n_treated": pvb.n_treated,
+                     "note": "PV(net benefits) / PV(costs)"})
+    df = pd.DataFrame(rows).reindex(columns=TABLE_COLUMNS)
+    for c in ("firm_years", "n_treated"):
+        df[c] = df[c].astype("Int64")
+    return df, meta

@@ -439,19 +439,18 @@ def _check_units(merged: dict[str, Any], problems: list[str]) -> None:
 
 def _check_value_for_money(merged: dict[str, Any], problems: list[str]) -> None:
     """With ``data.costs`` set, the outcomes value_for_money totals (benefit, jobs, totals) must be
-    estimated by cs (their ATT(g,t) influence functions carry the intervals)."""
+    in the panel in levels: a mapped money/count column or a derived outcome listed in ingest.derive
+    (the estimate stage fits cs on those not already estimated by cs)."""
     vfm = merged.get("value_for_money")
     if merged["data"].get("costs") is None or not isinstance(vfm, dict):
         return
-    est = merged["estimate"]
-    outs = est.get("outcomes") or []
-    oe = est.get("outcome_estimators") if isinstance(est.get("outcome_estimators"), dict) else {}
-    need = [vfm.get("benefit"), vfm.get("jobs")] + list(vfm.get("totals") or [])
+    derive = merged["ingest"].get("derive") or []
+    mapped = set(merged["columns"] or {})
+    need = [vfm.get("benefit"), vfm.get("jobs")] + list(vfm.get("totals") or [] if isinstance(vfm.get("totals"), list) else [])
     for o in dict.fromkeys(x for x in need if isinstance(x, str)):
-        keys = oe.get(o) or est.get("estimators") or []
-        if o not in outs or "cs" not in keys:
-            problems.append(f"value_for_money: {o!r} needs a Callaway-Sant'Anna estimate in levels (data.costs is set); add {o} to "
-                            f"estimate.outcomes with cs among its estimators (e.g. estimate.outcome_estimators.{o}: [cs]), "
+        if o not in derive and o not in mapped:
+            problems.append(f"value_for_money: {o!r} is neither a mapped column (columns:) nor in ingest.derive (data.costs is set); "
+                            f"add {o} to ingest.derive (real_value_added, real_exports) or map it under columns:, "
                             "or drop it from value_for_money.totals")
 
 
