@@ -219,7 +219,13 @@ def value_for_money(att_gts: dict, costs, opts: dict, alpha: float = 0.05):
         {"quantity": "costs_real", "estimate": cost_total, "note": "in prices of the base year of data.deflators, undiscounted"},
         {"quantity": "pv_costs", "estimate": pv_cost, "note": f"present value in {base}"},
     ]
-    meta = {"base_year": base, "discount": rates if rates != "green_book" else "green_book (3.5 % years 0-30, 3.0 % 31-75, 2.5 % 76-125)",
+    if rates in ("green_book", None):
+        words = "the Green Book discount rates (3.5 % years 0-30, 3.0 % 31-75, 2.5 % 76-125)"
+    elif isinstance(rates, (int, float)):
+        words = f"a discount rate of {100 * rates:g} %"
+    else:
+        words = "discount rates " + ", ".join(f"{100 * r:g} % from year {y}" for y, r in rates)
+    meta = {"base_year": base, "discount": words,
             "additionality_factor": a, "alpha": alpha, "missing": []}
     totals = {}
     for o in dict.fromkeys([*(opts.get("totals") or []), opts.get("benefit"), opts.get("jobs")]):
