@@ -386,7 +386,7 @@ def validate(raw: dict[str, Any], problems: list[str]) -> dict[str, Any]:
     _check_sensitivity(est.get("sensitivity"), problems)
     _check_units(merged, problems)
     problems += _opt.check(merged["value_for_money"], _opt.VFM_DEFAULTS, _opt.VFM_RULES, "value_for_money")
-    _check_value_for_money(merged, problems)
+    _check_value_for_money(merged, raw.get("value_for_money"), problems)
     rep = merged["report"]
     from .disclosure import resolve_profile
 
@@ -437,21 +437,23 @@ def _check_units(merged: dict[str, Any], problems: list[str]) -> None:
             problems.append(f"{where}: give either unit (a non-money unit, e.g. FTE) or currency/scale (money), not both")
 
 
-def _check_value_for_money(merged: dict[str, Any], problems: list[str]) -> None:
-    """With ``data.costs`` set, the outcomes value_for_money totals (benefit, jobs, totals) must be
-    in the panel in levels: a mapped money/count column or a derived outcome listed in ingest.derive
-    (the estimate stage fits cs on those not already estimated by cs)."""
+def _check_value_for_money(merged: dict[str, Any], given: Any, problems: list[str]) -> None:
+    """With ``data.costs`` set, an outcome named in value_for_money (benefit, jobs, totals) must be
+    in the panel in levels: a mapped column or a derived outcome listed in ingest.derive (the
+    estimate stage fits cs on those not already estimated by cs). Only names the params give are
+    checked: a default that the panel lacks (e.g. real_exports without exports) is left out of the
+    table, and the report says so."""
     vfm = merged.get("value_for_money")
-    if merged["data"].get("costs") is None or not isinstance(vfm, dict):
+    if merged["data"].get("costs") is None or not isinstance(vfm, dict) or not isinstance(given, dict):
         return
     derive = merged["ingest"].get("derive") or []
     mapped = set(merged["columns"] or {})
-    need = [vfm.get("benefit"), vfm.get("jobs")] + list(vfm.get("totals") or [] if isinstance(vfm.get("totals"), list) else [])
+    need = [given.get("benefit"), given.get("jobs")] + (list(given["totals"]) if isinstance(given.get("totals"), list) else [])
     for o in dict.fromkeys(x for x in need if isinstance(x, str)):
         if o not in derive and o not in mapped:
             problems.append(f"value_for_money: {o!r} is neither a mapped column (columns:) nor in ingest.derive (data.costs is set); "
                             f"add {o} to ingest.derive (real_value_added, real_exports) or map it under columns:, "
-                            "or drop it from value_for_money.totals")
+                            "or drop it from value_for_money")
 
 
 def _check_sensitivity(sens: Any, problems: list[str]) -> None:

@@ -312,6 +312,8 @@ def _attach_value_for_money(run: EstimateRun, params: Params, panel_path: Path) 
     for o in dict.fromkeys([*(vfm.get("totals") or []), vfm["benefit"], vfm["jobs"]]):
         if o in att_gts:
             continue
+        if o not in pq.read_schema(panel_path).names:  # a default the panel lacks (checked at load when named)
+            continue
         spec = build_spec(params, o, "cs")
         needed = set(BASE_COLUMNS) | set(CONTEXT_COLUMNS) | {o} | set(spec.covariates) | set(spec.vcov.by)
         data = load_columns(panel_path, needed)

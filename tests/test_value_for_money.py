@@ -103,3 +103,20 @@ def test_discounted_additional_total_is_the_weighted_combination(fit):
                for k in range(res.att.size) if res.times[k] >= res.groups[k])
     assert tot.estimate == pytest.approx(hand, rel=1e-12)
     assert tot.std_error == pytest.approx(a * vfm.linear_total(res, vfm.cell_weights(res, base_year=2012)).std_error, rel=1e-12)
+
+
+def test_every_value_for_money_option_is_checked_at_load():
+    from models import options as opt
+    from pipeline.config import validate
+
+    assert set(opt.VFM_RULES) == set(opt.VFM_DEFAULTS)
+    for key, rule in opt.VFM_RULES.items():
+        problems: list[str] = []
+        validate({"value_for_money": {key: rule.bad}}, problems)
+        assert any(p.startswith(f"value_for_money.{key}:") for p in problems), (key, problems)
+    problems = []
+    validate({"value_for_money": {"leak": 0.1}}, problems)
+    assert any("value_for_money.leak: unknown key" in p for p in problems)
+    problems = []
+    validate({"value_for_money": {"discount": [[0, 0.035], [31, 0.03]]}}, problems)
+    assert not [p for p in problems if "value_for_money" in p]

@@ -96,7 +96,7 @@ def test_costs_in_another_currency_or_without_a_column(tmp_path):
 
 
 def test_bad_value_for_money_options_exit_5(tmp_path):
-    p = _params(leakage=1.5, discount="4%", totals=["log_tfp"])
+    p = _params(leakage=1.5, discount="4%", totals=["log_tfp"], benefit="real_value_added")
     p["ingest"]["derive"] = [d for d in p["ingest"]["derive"] if d not in ("real_value_added",)]
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(p, sort_keys=False))
     res = cli("check", "--params", "params.yaml", cwd=tmp_path)

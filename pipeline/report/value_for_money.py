@@ -92,6 +92,8 @@ def build(vfm: tuple[pd.DataFrame, dict] | None, params: dict, profile: sdc.Prof
         "Cost per job: a ratio with a known numerator; its set is {C/x : x in the job effect's interval} (Fieller 1954), "
         "which is unbounded when that interval contains zero.",
     ]
+    if meta.get("missing"):
+        notes.append(f"Not computed (no Callaway-Sant'Anna estimate in levels; not in the panel?): {', '.join(map(str, meta['missing']))}.")
     if meta.get("fitted_for_value_for_money"):
         notes.append(f"Fitted with cs for this section only (levels): {', '.join(meta['fitted_for_value_for_money'])}.")
     rows = []
