@@ -905,7 +905,8 @@ def _write_csv(path: Path, df: pd.DataFrame, float_format: str) -> None:
 
 
 def write_sample(out_dir: str | Path, economy: SimulatedEconomy) -> dict[str, Path]:
-    """Write firms.csv, membership.csv, deflators.csv, truth.csv into ``out_dir`` atomically.
+    """Write firms.csv, membership.csv, deflators.csv, truth.csv (and costs.csv, other_programme.csv
+    when the economy has them) into ``out_dir`` atomically.
 
     Deterministic: rows in a stable order (firm_id, year / firm_id, join_year, cluster_id /
     nace2, year / group, outcome, cohort, year), fixed float formats (money and coordinates
@@ -1013,7 +1014,7 @@ class _ArgumentParser(argparse.ArgumentParser):
 def main(argv: Sequence[str] | None = None) -> int:
     p = _ArgumentParser(
         prog="cluster-impact simulate",
-        description="Generate a seeded synthetic economy (firms, membership, deflators, truth CSVs).",
+        description="Generate a seeded synthetic economy (firms, membership, deflators, truth, costs CSVs).",
     )
     p.add_argument("--firms", type=int, default=2500, help="number of firms (default 2500)")
     p.add_argument("--years", type=int, nargs=2, default=(2008, 2022), metavar=("FIRST", "LAST"), help="default 2008 2022")
