@@ -120,3 +120,27 @@ def test_every_value_for_money_option_is_checked_at_load():
     problems = []
     validate({"value_for_money": {"discount": [[0, 0.035], [31, 0.03]]}}, problems)
     assert not [p for p in problems if "value_for_money" in p]
+
+
+def test_totals_from_few_treated_firms_are_withheld(fit):
+    """Disclosure: a total built from fewer treated firms than the threshold is blanked like any
+    other cell (pipeline.disclosure.check_table on n_treated); the costs rows stay."""
+    import pandas as pd
+
+    from pipeline import disclosure as sdc
+    from pipeline.report import value_for_money as sec
+
+    _, res = fit
+    costs = pd.DataFrame({"year": [2012, 2013], "amount": [100.0, 100.0], "amount_real": [100.0, 100.0]})
+    opts = {"benefit": "y", "jobs": "y", "totals": ["y"]}
+    table, meta = vfm.value_for_money({"y": res}, costs, opts)
+    profile = sdc.resolve_profile("strict")
+    few = table.assign(n_treated=table["n_treated"].where(table["n_treated"].isna(), 2))
+    out = sec.build((few, meta), {"value_for_money": opts}, profile, "EUR")
+    rel = pd.read_csv(__import__("io").BytesIO(out["files"][sec.FILE]))
+    effect = rel["quantity"].isin(["total_effect", "net_additional", "pv_benefits", "benefit_cost_ratio", "cost_per_job"])
+    assert rel.loc[effect, ["estimate", "conf_low", "conf_high"]].isna().all().all()
+    assert rel.loc[~effect, "estimate"].notna().all() and out["findings"]
+    assert any("withheld" in s for s in out["content"]["vfm"]["sentences"])
+    ok = sec.build((table, meta), {"value_for_money": opts}, profile, "EUR")
+    assert not ok["findings"] and "Benefit-cost ratio" in " ".join(ok["content"]["vfm"]["sentences"])

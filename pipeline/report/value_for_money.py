@@ -96,11 +96,21 @@ def build(vfm: tuple[pd.DataFrame, dict] | None, params: dict, profile: sdc.Prof
         notes.append(f"Not computed (no Callaway-Sant'Anna estimate in levels; not in the panel?): {', '.join(map(str, meta['missing']))}.")
     if meta.get("fitted_for_value_for_money"):
         notes.append(f"Fitted with cs for this section only (levels): {', '.join(meta['fitted_for_value_for_money'])}.")
+    def _set(r) -> str:  # the Fieller set of cost per job as the table shows it
+        kind, lo, hi = str(r["interval"]), r["conf_low"], r["conf_high"]
+        if not (isnum(lo) or isnum(hi)):
+            return ""
+        if "two_rays" in kind:
+            return f"≤ {fmt_fixed(lo, 0)} or ≥ {fmt_fixed(hi, 0)}"
+        if "ray" in kind:
+            return f"≥ {fmt_fixed(lo, 0)}" if math.isinf(float(hi)) else f"≤ {fmt_fixed(hi, 0)}"
+        return _ival(lo, hi)
+
     rows = []
     for _, r in safe.iterrows():
-        rows.append({"quantity": str(r["quantity"]).replace("_", " "), "outcome": "" if pd.isna(r["outcome"]) else str(r["outcome"]),
+        rows.append({"quantity": {"costs": "costs (nominal)", "costs_real": "costs (real)"}.get(r["quantity"], str(r["quantity"]).replace("_", " ")), "outcome": "" if pd.isna(r["outcome"]) else str(r["outcome"]),
                      "estimate": fmt_fixed(r["estimate"], 2 if r["quantity"] == "benefit_cost_ratio" else 0) or "withheld",
-                     "interval": _ival(r["conf_low"], r["conf_high"], 2 if r["quantity"] == "benefit_cost_ratio" else 0),
+                     "interval": _set(r) if r["quantity"] == "cost_per_job" else _ival(r["conf_low"], r["conf_high"], 2 if r["quantity"] == "benefit_cost_ratio" else 0),
                      "method": "" if pd.isna(r["interval"]) else str(r["interval"]),
                      "firm_years": "" if pd.isna(r["firm_years"]) else f"{int(r['firm_years']):,}"})
     return {"content": {"vfm": {"sentences": sent, "rows": rows, "notes": notes, "file": FILE, "unit": money_unit}, "vfm_absent": ""},
