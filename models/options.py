@@ -221,3 +221,31 @@ UNIT_COLUMN_RULES: dict = {
     "currency": UNITS_RULES["currency"],
     "scale": custom(lambda v: is_int(v) and v in UNITS_SCALES, UNITS_RULES["scale"].allowed, bad=100, null=True),
 }
+
+
+# ---- value_for_money (models.value_for_money; needs data.costs) ------------------------------
+def _discount_ok(v: Any) -> bool:
+    if v == "green_book" or (is_number(v) and 0 <= v < 1):
+        return True
+    return (isinstance(v, list) and len(v) > 0 and all(isinstance(b, list) and len(b) == 2 and is_int(b[0]) and b[0] >= 0
+                                                       and is_number(b[1]) and 0 <= b[1] < 1 for b in v)
+            and sorted(b[0] for b in v) == [b[0] for b in v] and v[0][0] == 0 and len({b[0] for b in v}) == len(v))
+
+
+VFM_DEFAULTS = {"discount": "green_book", "base_year": None, "leakage": 0.0, "displacement": 0.0, "substitution": 0.0,
+                "multiplier": 1.0, "benefit": "real_value_added", "jobs": "employment",
+                "totals": ["real_value_added", "real_exports", "employment"]}
+VFM_RULES: dict = {
+    "discount": custom(_discount_ok, "give green_book (HM Treasury: 3.5 % years 0-30, 3.0 % 31-75, 2.5 % 76-125), one rate "
+                       "in [0, 1) such as 0.035, or bands [[0, 0.035], [31, 0.03]] (first year from 0, increasing)", bad="4%"),
+    "base_year": integer(1800, 2200, null=True, note="the year present values are discounted to; null = the first year of data.costs"),
+    "leakage": number(0, 1, hi_open=True),
+    "displacement": number(0, 1, hi_open=True),
+    "substitution": number(0, 1, hi_open=True),
+    "multiplier": number(0, lo_open=True),
+    "benefit": custom(lambda v: isinstance(v, str) and bool(SAFE_NAME.match(v)),
+                      "give the money outcome (in levels) whose total effect is the benefit, e.g. real_value_added", bad=3),
+    "jobs": custom(lambda v: isinstance(v, str) and bool(SAFE_NAME.match(v)),
+                   "give the employment outcome (in levels), e.g. employment", bad=3),
+    "totals": names(),
+}

@@ -65,6 +65,8 @@ DEFAULTS: dict[str, Any] = {
         # a collaboration edge list: firm_a, firm_b, year, kind (pipeline/collaborations.py);
         # derives n_partners, partners_same_initiative, new_partners, share_partners_outside_region
         "collaborations": None,
+        # the programme's spending (value_for_money): initiative (cluster_id) or firm_id, year, amount, currency
+        "costs": None,
     },
     "columns": {
         "firm_id": "firm_id",
@@ -108,6 +110,8 @@ DEFAULTS: dict[str, Any] = {
         "sensitivity": {"estimators": ["event_study"], "outcomes": None, "mbar": [0.5, 1.0, 1.5, 2.0], "window": [-5, 5]},
         "on_error": "fail",  # fail | skip : a design that cannot be estimated stops the stage (exit 4) or is listed and skipped
     },
+    # what the effects imply for the spending in data.costs (models.value_for_money; README "Value for money")
+    "value_for_money": copy.deepcopy(_opt.VFM_DEFAULTS),
     "report": {
         "formats": ["html"],
         "disclosure": "strict",
@@ -266,7 +270,7 @@ def validate(raw: dict[str, Any], problems: list[str]) -> dict[str, Any]:
         problems.append(f"engine: {merged['engine']!r}; allowed: pandas, duckdb, spark")
 
     # data files
-    for name in ("firms", "membership", "deflators", "truth", "other_programme", "collaborations"):
+    for name in ("firms", "membership", "deflators", "truth", "other_programme", "collaborations", "costs"):
         spec = merged["data"].get(name)
         if spec is None:
             if name in ("firms", "membership"):
@@ -384,6 +388,8 @@ def validate(raw: dict[str, Any], problems: list[str]) -> dict[str, Any]:
     _check_variant_options(est, variants, problems)
     _check_sensitivity(est.get("sensitivity"), problems)
     _check_units(merged, problems)
+    problems += _opt.check(merged["value_for_money"], _opt.VFM_DEFAULTS, _opt.VFM_RULES, "value_for_money")
+    _check_value_for_money(merged, raw.get("value_for_money"), problems)
     rep = merged["report"]
     from .disclosure import resolve_profile
 
@@ -432,6 +438,25 @@ def _check_units(merged: dict[str, Any], problems: list[str]) -> None:
         problems += _opt.check(spec, defaults, _opt.UNIT_COLUMN_RULES, where)
         if spec.get("unit") is not None and (spec.get("currency") is not None or spec.get("scale") is not None):
             problems.append(f"{where}: give either unit (a non-money unit, e.g. FTE) or currency/scale (money), not both")
+
+
+def _check_value_for_money(merged: dict[str, Any], given: Any, problems: list[str]) -> None:
+    """With ``data.costs`` set, an outcome named in value_for_money (benefit, jobs, totals) must be
+    in the panel in levels: a mapped column or a derived outcome listed in ingest.derive (the
+    estimate stage fits cs on those not already estimated by cs). Only names the params give are
+    checked: a default that the panel lacks (e.g. real_exports without exports) is left out of the
+    table, and the report says so."""
+    vfm = merged.get("value_for_money")
+    if merged["data"].get("costs") is None or not isinstance(vfm, dict) or not isinstance(given, dict):
+        return
+    derive = merged["ingest"].get("derive") or []
+    mapped = set(merged["columns"] or {})
+    need = [given.get("benefit"), given.get("jobs")] + (list(given["totals"]) if isinstance(given.get("totals"), list) else [])
+    for o in dict.fromkeys(x for x in need if isinstance(x, str)):
+        if o not in derive and o not in mapped:
+            problems.append(f"value_for_money: {o!r} is neither a mapped column (columns:) nor in ingest.derive (data.costs is set); "
+                            f"add {o} to ingest.derive (real_value_added, real_exports) or map it under columns:, "
+                            "or drop it from value_for_money")
 
 
 def _check_sensitivity(sens: Any, problems: list[str]) -> None:

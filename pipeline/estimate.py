@@ -58,6 +58,7 @@ def package_versions() -> dict[str, str]:
 class EstimateRun:
     results: list[EstimationResult] = field(default_factory=list)
     skipped: list[dict[str, Any]] = field(default_factory=list)  # failed runs under on_error: skip
+    value_for_money: tuple | None = None  # (table, meta) of models.value_for_money, with data.costs
 
 
 def _option_columns(options: dict[str, Any], schema: set[str]) -> set[str]:
@@ -229,6 +230,7 @@ def estimate_all(panel_path: Path, params: Params) -> EstimateRun:
             _attach_sensitivity(result, params)
             run.results.append(result)
     _attach_romano_wolf(run, params)
+    _attach_value_for_money(run, params, panel_path)
     return run
 
 
@@ -286,6 +288,51 @@ def _attach_romano_wolf(run: EstimateRun, params: Params) -> None:
             "method": "Romano-Wolf step-down (Romano & Wolf 2005, 2016) on multiplier-bootstrap t statistics: "
             "one Rademacher weight per firm and draw, shared across outcomes; Holm (1979) beside it",
         }
+
+
+def _attach_value_for_money(run: EstimateRun, params: Params, panel_path: Path) -> None:
+    """With data.costs: the value-for-money table (models.value_for_money) from the costs that
+    ingest validated and the in-memory ATT(g,t) influence-function basis of the cs results: a cs
+    result of estimate.outcomes is reused (no re-estimation); an outcome value_for_money needs
+    that estimate.outcomes does not fit with cs (e.g. real_value_added in levels) is fitted here
+    with cs on the same specification (estimate.covariates, control_group, vcov, cs options),
+    in memory whatever the engine. It is used only for these totals (not an estimator table)."""
+    if params["data"].get("costs") is None:
+        return
+    from models.value_for_money import value_for_money
+
+    from .paths import Paths
+
+    vfm = params["value_for_money"]
+    costs = pd.read_parquet(Paths.of(params).interim_costs)
+    att_gts = {r.outcome: r.influence["att_gt"] for r in run.results
+               if r.estimator == "cs" and r.influence is not None and "att_gt" in r.influence}
+    fitted = []
+    module = registry.get("cs")
+    for o in dict.fromkeys([*(vfm.get("totals") or []), vfm["benefit"], vfm["jobs"]]):
+        if o in att_gts:
+            continue
+        if o not in pq.read_schema(panel_path).names:  # a default the panel lacks (checked at load when named)
+            continue
+        spec = build_spec(params, o, "cs")
+        needed = set(BASE_COLUMNS) | set(CONTEXT_COLUMNS) | {o} | set(spec.covariates) | set(spec.vcov.by)
+        data = load_columns(panel_path, needed)
+        data = data.loc[~data[[o, *spec.covariates]].isna().any(axis=1)].reset_index(drop=True)
+        try:
+            with step(f"value for money: cs on {o} (levels)"):
+                res = module.fit(data, spec)
+        except DesignError as exc:
+            note(f"value for money: cs on {o} failed ({exc}); its rows are left out")
+            continue
+        if res.influence is not None and "att_gt" in res.influence:
+            att_gts[o] = res.influence["att_gt"]
+            fitted.append(o)
+    with step("value for money"):
+        table, meta = value_for_money(att_gts, costs, vfm, float(params["estimate"]["alpha"]))
+    meta["fitted_for_value_for_money"] = fitted
+    if meta["missing"]:
+        note(f"value for money: no cs estimate of {', '.join(meta['missing'])}; those rows are left out")
+    run.value_for_money = (table, meta)
 
 
 def _name_variant(result: EstimationResult, key: str, base: str) -> None:
@@ -359,6 +406,9 @@ def write_results(run: EstimateRun, out_dir: Path) -> None:
                 tab.columns = [str(c) for c in tab.columns]
                 out.parquet(tmp / f"{stem}--{name}.parquet", tab)
             summary["results"].append({"outcome": r.outcome, "estimator": r.estimator, "stem": stem})
+        if run.value_for_money is not None:
+            out.parquet(tmp / "_value_for_money.parquet", run.value_for_money[0])
+            out.json(tmp / "_value_for_money.json", run.value_for_money[1])
         out.json(tmp / "_summary.json", summary)
 
     replace_directory(out_dir, fill)

@@ -106,6 +106,7 @@ import pyarrow.compute as pc
 
 from models.errors import BadInputError, ConfigError, first_keys
 
+from . import costs as _costs
 from . import outcomes
 from .config import MEMBERSHIP_FIELDS, PANEL_FIELDS, RESERVED_COLUMNS, SAFE_NAME, Params, estimator_options, estimators_for
 from .collaborations import read_collaborations
@@ -130,6 +131,7 @@ class IngestOutput:
     flow: dict[str, Any]
     other_programme: pd.DataFrame | None = None  # firm_id, start_year, end_year (empty without the file)
     collaborations: pd.DataFrame | None = None  # firm_a, firm_b, year, kind (empty without the file)
+    costs: pd.DataFrame | None = None  # data.costs (pipeline.costs): level, key, year, amount, amount_real
 
 
 def ingest(params: Params, panel_path: str | Path | None = None) -> IngestOutput:
@@ -161,6 +163,8 @@ def ingest(params: Params, panel_path: str | Path | None = None) -> IngestOutput
             notes.extend(register_notes(mem_flow))
             other, other_flow = _other_programme(params, firm_ids, firms.label, problems)
             collab, collab_flow = read_collaborations(params, firm_ids, firms.label, _window(ing, sink), problems)
+            costs, costs_flow = _costs.read_costs(params, firm_ids, pd.Index(membership["cluster_id"].dropna().unique()) if len(membership) else pd.Index([]),
+                                                  getattr(defl, "d", None) if not defl.problems else None, problems)
             problems += _changed_while_read(read_digests, _input_digests(params))
             if problems:
                 raise BadInputError(
@@ -183,6 +187,7 @@ def ingest(params: Params, panel_path: str | Path | None = None) -> IngestOutput
         "deflators": defl.flow,
         "other_programme": other_flow,
         "collaborations": collab_flow,
+        **({"costs": costs_flow} if costs_flow is not None else {}),
         "years": list(ing["years"]) if ing["years"] else [sink.year_min, sink.year_max] if sink.rows else None,
         "columns": {p: f for p, f in cols.items() if p in PANEL_FIELDS},
         "passthrough": firms.passthrough_flow(),
@@ -196,7 +201,7 @@ def ingest(params: Params, panel_path: str | Path | None = None) -> IngestOutput
         "labels": firms.labels(),
         "inputs": read_digests,
     }
-    return IngestOutput(panel=panel, membership=membership, flow=flow, other_programme=other, collaborations=collab)
+    return IngestOutput(panel=panel, membership=membership, flow=flow, other_programme=other, collaborations=collab, costs=costs)
 
 
 def _window(ing: dict[str, Any], sink: Any) -> tuple[int, int] | None:
@@ -232,7 +237,7 @@ def check_inputs(params: Params) -> dict[str, Any]:
         mh = read_header(params.resolve(mspec["path"]), mspec, role="membership", label=mspec["path"])
         _missing_columns_error(mspec["path"], "membership", mh, [mcols[f] for f in MEMBERSHIP_FIELDS if f in mcols])
         summary["membership"] = {"path": mspec["path"], "columns": len(mh)}
-    for name in ("deflators", "other_programme", "collaborations"):
+    for name in ("deflators", "other_programme", "collaborations", "costs"):
         dspec = params["data"].get(name)
         if dspec:
             read_header(params.resolve(dspec["path"]), dspec, role=name, label=dspec["path"])
@@ -266,7 +271,7 @@ def panel_numeric_columns(columns: list[str], extra: dict[str, str]) -> list[str
     return sorted(c for c in columns if c not in TEXT_FIELDS and c not in TEXT_GROUP_COLUMNS or c in extra)
 
 
-INPUT_ROLES = ("firms", "membership", "deflators", "other_programme", "collaborations")  # the data.* files ingest reads
+INPUT_ROLES = ("firms", "membership", "deflators", "other_programme", "collaborations", "costs")  # the data.* files ingest reads
 
 
 def _input_digests(params: Params) -> dict[str, dict[str, str]]:

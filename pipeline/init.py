@@ -571,7 +571,7 @@ def render(p: Proposal) -> str:
         f"  membership: {_y(_file_spec(ms))}",
         *([f"  # deflators ({p.deflators.format}): sector-year value-added price indices; {_deflator_note(p)}", f"  deflators: {_y(_file_spec(p.deflators))}"] if p.deflators else
           ["  # deflators: not given, so productivity is nominal and the report says so; add deflators: {path: ...} with sector, year, deflator"]),
-        "  # truth, other_programme, collaborations: not set (an unset input is left out, not null: DVC makes one input@<name> stage per entry)",
+        "  # truth, other_programme, collaborations, costs: not set (an unset input is left out, not null: DVC makes one input@<name> stage per entry)",
         "",
         "columns:                                     # pipeline name: column name in your file",
     ]

@@ -157,6 +157,18 @@ def log_value_added(data: Data) -> np.ndarray:
     return _log(real_value_added(data))
 
 
+@derived("real_value_added", needs=("value_added",), deflated=True)
+def real_value_added_outcome(data: Data) -> np.ndarray:
+    """real_value_added = value_added / deflator[sector, year] (in levels: value_for_money's benefit)."""
+    return real_value_added(data)
+
+
+@derived("real_exports", needs=("exports",), deflated=True)
+def real_exports(data: Data) -> np.ndarray:
+    """real_exports = exports / deflator[sector, year] (the sector's value-added price index; in levels)."""
+    return _ratio(data["exports"], data["deflator"])
+
+
 @derived("patent_status", needs=("patents",))
 def patent_status(data: Data) -> pd.arrays.IntegerArray:
     """patent_status = 1[patents > 0]: the extensive margin of patenting (0/1, nullable Int64;

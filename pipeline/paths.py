@@ -20,6 +20,7 @@ LAYOUT = {
     "interim_membership": "data/interim/membership.parquet",
     "interim_other_programme": "data/interim/other_programme.parquet",
     "interim_collaborations": "data/interim/collaborations.parquet",
+    "interim_costs": "data/interim/costs.parquet",
     "ingest_flow": "data/interim/ingest_flow.json",
     # build_groups
     "processed_panel": "data/processed/panel.parquet",

@@ -221,6 +221,7 @@ class SimulatedEconomy:
     config: dict[str, Any] = field(default_factory=dict)
     other_programme: pd.DataFrame | None = None  # a second programme's register (other_programme.csv)
     collaborations: pd.DataFrame | None = None  # edges firm_a, firm_b, year, kind, induced (pipeline.simulate_collab)
+    costs: pd.DataFrame | None = None  # the programme's spending per initiative and year (costs.csv)
 
 
 # --------------------------------------------------------------------------------------------
@@ -735,7 +736,35 @@ def simulate_economy(
         collab = collaboration_edges(firms, membership, seed, float(collab_base), float(collab_rate))
         truth = pd.concat([truth, collaboration_truth(firms, membership, potential, collab)], ignore_index=True)
         config["collab_rate"], config["collab_base"], config["n_edges"] = float(collab_rate), float(collab_base), int(len(collab))
-    return SimulatedEconomy(firms, membership, deflators, truth, potential, config, other_df, collab)
+    costs = _costs(membership, deflators, (y0, y1), seed)
+    return SimulatedEconomy(firms, membership, deflators, truth, potential, config, other_df, collab, costs)
+
+
+#: what an initiative costs a year (thousand euro, 2015 prices): overhead + per active member
+COST_OVERHEAD = (100.0, 200.0)
+COST_PER_MEMBER = (20.0, 40.0)
+
+
+def _costs(membership: pd.DataFrame, deflators: pd.DataFrame, years: tuple[int, int], seed: int) -> pd.DataFrame:
+    """costs.csv: per initiative and year from the year before its first member joins to the last
+    year, ``amount`` = (overhead + per-member cost x members active that year) x the year's mean
+    sector price index (nominal, thousand EUR, rounded to 0.1), overhead and per-member cost drawn
+    once per initiative. Its own stream ``default_rng([seed, 16])``: every other file is unchanged."""
+    rng = np.random.default_rng([int(seed), 16])
+    mem = membership.copy()
+    mem["join_year"] = mem["join_year"].astype(float)
+    leave = mem["leave_year"].astype(float).fillna(np.inf)
+    price = deflators.groupby("year")["deflator"].mean()
+    rows = []
+    for c in sorted(mem["cluster_id"].unique()):
+        m = mem["cluster_id"].to_numpy() == c
+        over = rng.uniform(*COST_OVERHEAD)
+        per = rng.uniform(*COST_PER_MEMBER)
+        first = max(int(mem.loc[m, "join_year"].min()) - 1, years[0])
+        for t in range(first, years[1] + 1):
+            active = int(((mem.loc[m, "join_year"] <= t) & (leave[m] > t)).sum())
+            rows.append((c, t, round((over + per * active) * float(price.get(t, 1.0)), 1), "EUR"))
+    return pd.DataFrame(rows, columns=["initiative", "year", "amount", "currency"])
 
 
 def _truth_table(group: np.ndarray, cohort: np.ndarray, year: np.ndarray, pot: dict[str, np.ndarray],
@@ -889,7 +918,8 @@ def _write_csv(path: Path, df: pd.DataFrame, float_format: str) -> None:
 
 
 def write_sample(out_dir: str | Path, economy: SimulatedEconomy) -> dict[str, Path]:
-    """Write firms.csv, membership.csv, deflators.csv, truth.csv into ``out_dir`` atomically.
+    """Write firms.csv, membership.csv, deflators.csv, truth.csv (and costs.csv, other_programme.csv
+    when the economy has them) into ``out_dir`` atomically.
 
     Deterministic: rows in a stable order (firm_id, year / firm_id, join_year, cluster_id /
     nace2, year / group, outcome, cohort, year), fixed float formats (money and coordinates
@@ -910,6 +940,8 @@ def write_sample(out_dir: str | Path, economy: SimulatedEconomy) -> dict[str, Pa
         files["other_programme.csv"] = (economy.other_programme, "%.1f")
     if economy.collaborations is not None:
         files["collaborations.csv"] = (economy.collaborations.drop(columns="induced"), "%.1f")
+    if economy.costs is not None:
+        files["costs.csv"] = (economy.costs, "%.1f")
     paths = {}
     with StageOutputs() as out:
         for name, (df, fmt) in files.items():
@@ -997,7 +1029,7 @@ class _ArgumentParser(argparse.ArgumentParser):
 def main(argv: Sequence[str] | None = None) -> int:
     p = _ArgumentParser(
         prog="cluster-impact simulate",
-        description="Generate a seeded synthetic economy (firms, membership, deflators, truth CSVs).",
+        description="Generate a seeded synthetic economy (firms, membership, deflators, truth, costs CSVs).",
     )
     p.add_argument("--firms", type=int, default=2500, help="number of firms (default 2500)")
     p.add_argument("--years", type=int, nargs=2, default=(2008, 2022), metavar=("FIRST", "LAST"), help="default 2008 2022")

@@ -48,6 +48,8 @@ ALL_DERIVED = [
     "log_capital",
     "log_intermediates",
     "log_value_added",
+    "real_value_added",
+    "real_exports",
     "patent_status",
 ]
 

@@ -240,6 +240,10 @@ def test_dollar_and_backslash_are_plain_text_in_figures(sample, tmp_path, where)
         ids = sorted(mem["cluster_id"].unique())
         mem["cluster_id"] = mem["cluster_id"].replace(dict(zip(ids, hostile)))
         mem.to_csv(root / "data/raw/membership.csv", index=False)
+        if (root / "data/raw/costs.csv").exists():  # the costs name the same initiatives (data.costs)
+            costs = _csv(root, "costs.csv")
+            costs["initiative"] = costs["initiative"].replace(dict(zip(ids, hostile)))
+            costs.to_csv(root / "data/raw/costs.csv", index=False)
         loo_by = "cluster_id"
         labels = {"log_labour_productivity": r"$\undefinedmacro$ productivity", "twfe": r"TWFE $\frac{"}
     else:

@@ -117,7 +117,7 @@ def test_many_shards_same_panel_flow_and_bytes(generated, tmp_path, shards, vari
         return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted((root / "data/interim").iterdir())}
 
     one_bytes, many_bytes = _both(shards, stage_bytes)
-    assert many_bytes == one_bytes and len(one_bytes) == 5  # + collaborations.parquet (empty without data.collaborations)
+    assert many_bytes == one_bytes and len(one_bytes) == 6  # panel, membership, other_programme, collaborations, costs, flow (empty files without those inputs)
 
 
 def test_bad_input_messages_across_shards(tmp_path, shards):
@@ -224,7 +224,7 @@ def test_stage_success_leaves_only_outputs_and_failure_writes_nothing(tmp_path, 
     good = project(tmp_path, firms=_panel(), deflators=deflators_frame(years=range(2010, 2016)))
     interim = tmp_path / "data" / "interim"
     ingest_stage.run(good)
-    assert _files(interim) == ["collaborations.parquet", "ingest_flow.json", "membership.parquet", "other_programme.parquet", "panel.parquet"]
+    assert _files(interim) == ["collaborations.parquet", "costs.parquet", "ingest_flow.json", "membership.parquet", "other_programme.parquet", "panel.parquet"]
     before = {p: (interim / p).read_bytes() for p in _files(interim)}
     assert pd.read_parquet(interim / "panel.parquet").shape[0] == 240
 

@@ -135,6 +135,10 @@ def hostile_run(sample, tmp_path_factory):
     top = mem["cluster_id"].value_counts().index[0]
     mem.loc[mem["cluster_id"] == top, "cluster_id"] = HOSTILE
     mem.to_csv(root / "data/raw/membership.csv", index=False)
+    if (root / "data/raw/costs.csv").exists():  # data.costs names the same initiatives
+        costs = pd.read_csv(root / "data/raw/costs.csv", dtype=str, keep_default_na=False)
+        costs.loc[costs["initiative"] == top, "initiative"] = HOSTILE
+        costs.to_csv(root / "data/raw/costs.csv", index=False)
     res = cli("run", "--params", "params.yaml", cwd=root)
     assert res.returncode == 0, res.stderr[-3000:]
     return root

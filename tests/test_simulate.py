@@ -25,7 +25,7 @@ FIRM_DTYPES = {
     "capital": "float64", "intermediates": "float64", "exports": "float64", "patent_applications": "int64",
     "rd_expenditure": "float64", "group_id": "str", "x_coord": "float64", "y_coord": "float64",
 }  # fmt: skip
-FILES = ("firms.csv", "membership.csv", "deflators.csv", "truth.csv")
+FILES = ("firms.csv", "membership.csv", "deflators.csv", "truth.csv", "costs.csv")
 
 
 @pytest.fixture(scope="module")
@@ -317,3 +317,27 @@ def test_cli_bad_option_is_config_error(tmp_path):
 def test_bad_arguments_raise_config_error(kw):
     with pytest.raises(ConfigError):
         simulate_economy(n_firms=50, **kw)
+
+
+def test_costs_follow_their_formula_and_leave_the_other_files_unchanged():
+    """costs.csv: per initiative, (amount / price index - overhead) / active members is one
+    per-member cost (up to the 0.1 rounding of the amount); drawn from its own stream, so the
+    other files are those of the generator without it (checked against the embedded sample by md5
+    in the README's regeneration command)."""
+    from pipeline.simulate import COST_PER_MEMBER, _costs
+
+    econ = simulate_economy(n_firms=800, seed=12)
+    c = econ.costs
+    assert list(c.columns) == ["initiative", "year", "amount", "currency"] and (c["currency"] == "EUR").all()
+    assert set(c["initiative"]) == set(econ.membership["cluster_id"]) and (c["amount"] > 0).all()
+    price = econ.deflators.groupby("year")["deflator"].mean()
+    mem = econ.membership
+    for cid, g in c.groupby("initiative"):
+        m = mem[mem["cluster_id"] == cid]
+        active = np.array([((m["join_year"] <= t) & (m["leave_year"].astype(float).fillna(np.inf) > t)).sum() for t in g["year"]])
+        real = g["amount"].to_numpy() / price.reindex(g["year"]).to_numpy()
+        k = np.flatnonzero(active != active[0])[0]  # two years with different membership give the per-member cost
+        per = (real[k] - real[0]) / (active[k] - active[0])
+        # two amounts rounded to 0.1 (error <= 0.05 each, over a price index >= ~0.9) over >= 1 member: <= 0.12
+        assert COST_PER_MEMBER[0] - 0.12 <= per <= COST_PER_MEMBER[1] + 0.12
+        pd.testing.assert_frame_equal(_costs(mem, econ.deflators, (2008, 2022), 12), c)

@@ -318,4 +318,6 @@ def _result(res, spec: EstimatorSpec, o: dict, treated_clusters: int | None = No
     psi = aggs["simple"].inf_func_overall
     if psi is not None and res.unit_ids is not None:  # kept in memory for joint inference (Romano-Wolf)
         out.influence = {"ids": np.asarray(res.unit_ids), "psi": np.asarray(psi, dtype=float), "n": int(res.n)}
+    if out.influence is not None:  # the ATT(g,t) basis, for further aggregations (models.value_for_money totals)
+        out.influence["att_gt"] = res
     return out

@@ -136,6 +136,8 @@ class ReportInputs:
     # every firm (and enterprise-group) id of the processed panel: the report text never
     # shows one (pipeline.disclosure.redact_units) and the release scan fails on any
     unit_ids: set[str] | None = None
+    # (table, meta) of models.value_for_money (data/estimates/_value_for_money.*), with data.costs
+    value_for_money: tuple | None = None
 
 
 @dataclass
@@ -542,6 +544,15 @@ def build_report(inputs: ReportInputs, options: dict[str, Any], seed: int) -> Re
     files.update(ctx["files"])
     figures += ctx["figures"]
 
+    # ---- value for money (pipeline.report.value_for_money): tables/value_for_money.csv
+    from . import value_for_money as vfm_sec
+
+    _u, _hd = _units_params(inputs.params, inputs.ingest_flow)
+    vfm = vfm_sec.build(inputs.value_for_money, inputs.params or {}, profile,
+                        un.money_label("value_added", _u, True, _hd) or "(units of the data)")
+    findings += vfm["findings"]
+    files.update(vfm["files"])
+
     truth_et = _truth_by_event_time(inputs.truth, profile, metas)
     units_p, has_defl = _units_params(inputs.params, inputs.ingest_flow)
     early = sdc.DisclosureSummary(profile, findings, [], len(est))
@@ -689,6 +700,7 @@ def build_report(inputs: ReportInputs, options: dict[str, Any], seed: int) -> Re
     content["check_summary"] = [cb["summary"] for cb in cred]
     content["sens_summary"] = [f"{sb['title']}: {sb['sentences'][0]}" for sb in sens if sb["sentences"]]
     content.update(ctx["content"])
+    content.update(vfm["content"])
     content["missing"].update({"credibility": not cred, "sensitivity": not sens, "bacon": not content["bacon_detail"]})
 
     from .html import render_html

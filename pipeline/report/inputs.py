@@ -45,7 +45,11 @@ def load_inputs(params: Params) -> ReportInputs:
     deps["estimates"] = paths.estimates_dir
     gs = paths.groups_summary
     ingest_flow = read_json(paths.ingest_flow) if paths.ingest_flow.is_file() else {}
+    vfm = None
+    if (paths.estimates_dir / "_value_for_money.parquet").is_file():
+        vfm = (pd.read_parquet(paths.estimates_dir / "_value_for_money.parquet"), read_json(paths.estimates_dir / "_value_for_money.json"))
     return ReportInputs(
+        value_for_money=vfm,
         estimates=tidy,
         metas=metas,
         tables=tables,

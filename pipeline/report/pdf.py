@@ -203,6 +203,7 @@ def typst_source(c: dict[str, Any], figures: list[dict[str, Any]]) -> str:
             out.append(_absent(f"{g['more']} further levels in tables/groups_summary.csv."))
 
     out.append(_cluster_context(c, figs))
+    out.append(_value_for_money(c))
 
     note = c.get("section_note") or {}
     absent = c.get("absent") or {}
@@ -421,6 +422,22 @@ def render_pdf(content: dict[str, Any], figures: list[dict[str, Any]], date: Any
     if not isinstance(pdf, (bytes, bytearray)) or not pdf.startswith(b"%PDF"):
         raise ReportRenderError("typst returned no PDF bytes")
     return bytes(pdf)
+
+
+def _value_for_money(c: dict[str, Any]) -> str:
+    """The value-for-money section (pipeline.report.value_for_money)."""
+    out = [_h(1, "Value for money")]
+    v = c.get("vfm")
+    if not v:
+        out.append(_absent(c.get("vfm_absent") or "Not computed."))
+        return "".join(out)
+    out += [_par(s) for s in v["sentences"]]
+    out.append(_table(["Quantity", "Outcome", "Estimate", "Interval", "Interval method", "Firm-years"],
+                      [[r["quantity"], r["outcome"], r["estimate"], r["interval"], r["method"], r["firm_years"]] for r in v["rows"]],
+                      ["left", "left", "right", "right", "left", "right"]))
+    out.append(_bullets(v["notes"]))
+    out.append(_absent(f"Money in {v['unit']}; every row in {v['file']}; 'withheld': fewer treated firms than the disclosure threshold."))
+    return "".join(out)
 
 
 def _cluster_context(c: dict[str, Any], figs: dict[str, dict[str, Any]]) -> str:

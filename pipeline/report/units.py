@@ -25,7 +25,7 @@ from typing import Any
 from models import registry
 
 # pipeline columns holding money (raw files: nominal, in units.scale x units.currency)
-MONEY_COLUMNS = ("turnover", "value_added", "wage_bill", "capital", "intermediates", "exports", "rd")
+MONEY_COLUMNS = ("turnover", "value_added", "wage_bill", "capital", "intermediates", "exports", "rd", "real_value_added", "real_exports")
 SCALE_WORDS = {1: "", 1000: "thousand ", 1_000_000: "million ", 1_000_000_000: "billion "}
 # level-scale units of the pipeline's non-money outcomes (derived ones inherit: README "Units")
 FIXED_UNITS = {

@@ -18,4 +18,5 @@ def run(params: Params) -> None:
         w.parquet(paths.interim_membership, out.membership)
         w.parquet(paths.interim_other_programme, out.other_programme)
         w.parquet(paths.interim_collaborations, out.collaborations)
+        w.parquet(paths.interim_costs, out.costs)
         w.json(paths.ingest_flow, out.flow)
