@@ -107,6 +107,7 @@ def sek(tmp_path_factory):
     params = project_params(outcomes=["log_labour_productivity", "exports"], estimators=["twfe", "cs"],
                             outcome_estimators={"exports": ["cs", "twfe", "ppml"]})
     params["units"] = {"currency": "SEK", "scale": 1000, "price_base_year": 2015}
+    params["data"].pop("costs", None)  # the generator's costs are in EUR: under SEK they are refused (exit 2), rightly
     params["report"]["formats"] = ["html"]
     p = make_project(root, params=params, n_firms=600, seed=3)
     assert yaml.safe_load(p.read_text())["units"]["currency"] == "SEK"

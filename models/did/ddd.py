@@ -212,12 +212,12 @@ def ddd_gt(data: pd.DataFrame, *, yname: str, tname: str, idname: str, gname: st
 
 def _options(spec) -> dict:
     _opt.require(validate_options(spec.options), "estimate.ddd")
+    spec.vcov.require(NAME, ("iid", "hetero", "cluster"))  # before the partition: an unsupported vcov is named first
     o = {**OPTIONS, **(spec.options or {})}
     if o["partition"] is None:  # null is the default (no column is a sensible default); check says so at load
         raise ConfigError(f"estimate.ddd.partition: missing; {REQUIRED_OPTIONS['partition']}")
     if spec.control_group not in ("nevertreated", "notyettreated"):
         raise ConfigError(f"estimate.control_group: {spec.control_group!r}; allowed: nevertreated, notyettreated")
-    spec.vcov.require(NAME, ("iid", "hetero", "cluster"))
     if spec.vcov.kind == "cluster" and spec.vcov.by and spec.vcov.by[0] != spec.idname:
         raise ConfigError(f"estimate.vcov: ddd clusters by the firm only (got {spec.vcov.by[0]!r})")
     return o
