@@ -296,6 +296,19 @@ def fit_event_study_from_moments(m, spec, options: dict, ref: int = -1) -> Estim
     return EstimationResult(estimator="event_study", outcome=spec.yname, tidy=pd.DataFrame(rows), meta=meta, tables={"vcov_dynamic": vc})
 
 
+def fit_compressed_or_dense(data: pd.DataFrame, spec, fit_from_moments, fit_dense) -> EstimationResult:
+    """TWFE / event study: the compressed closed form where it is exact (:func:`fit_in_memory`),
+    else the unit-level fit, with ``meta["solver_note"]`` saying why the compressed path declined."""
+    res = fit_in_memory(data, spec, fit_from_moments)
+    if res is not None:
+        return res
+    res = fit_dense(data, spec)
+    note = declined_note(spec)
+    if note:
+        res.meta["solver_note"] = note
+    return res
+
+
 def fit_in_memory(data: pd.DataFrame, spec, fit_from_moments) -> EstimationResult | None:
     """The compressed fit of an in-memory panel: its per-cohort moments (one numpy pass,
     :func:`models.did.cs_moments.moments_from_frame`, with CS's validation and recodings)

@@ -64,19 +64,11 @@ def fit(data: pd.DataFrame, spec) -> EstimationResult:
     covariates, iid/hetero/cluster; :func:`models.did.es_moments.fit_in_memory`), else the
     unit-level fit (:func:`fit_dense`). Both give the same numbers to 1e-10 (tests);
     ``meta["solver"]`` says which ran."""
-    from .es_moments import fit_in_memory
-
     _opt.require(validate_options(spec.options), f"estimate.{NAME}")
     spec.vcov.require(NAME, SUPPORTED_VCOV)
-    from .es_moments import declined_note
+    from .es_moments import fit_compressed_or_dense
 
-    res = fit_in_memory(data, spec, fit_from_moments)
-    if res is not None:
-        return res
-    res = fit_dense(data, spec)
-    if declined_note(spec):
-        res.meta["solver_note"] = declined_note(spec)
-    return res
+    return fit_compressed_or_dense(data, spec, fit_from_moments, fit_dense)
 
 
 def fit_dense(data: pd.DataFrame, spec) -> EstimationResult:
